@@ -1,0 +1,1 @@
+"""Benchmark harness: tasks, metrics, runner and reports."""

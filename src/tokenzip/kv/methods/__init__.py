@@ -1,0 +1,1 @@
+"""KV-cache methods, one file each; importing this package registers them."""

@@ -1,0 +1,1 @@
+"""In-model methods, one file each; importing this package registers them."""

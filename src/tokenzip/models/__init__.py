@@ -1,0 +1,6 @@
+"""Model loading and the per-family adapters: the only place that knows transformers internals."""
+
+from tokenzip.models.catalog import MODELS, ModelSpec, list_models
+from tokenzip.models.loading import cache_dir, load_model
+
+__all__ = ["MODELS", "ModelSpec", "cache_dir", "list_models", "load_model"]

@@ -1,0 +1,87 @@
+"""`load_model`: offline packaged models by short name, HF ids and local paths."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tokenzip.errors import TokenzipError, unknown_name
+from tokenzip.models.catalog import MODELS
+
+
+def cache_dir() -> Path:
+    """Where tokenzip keeps converted weights: ``$TOKENZIP_CACHE`` or the user cache directory."""
+    env = os.environ.get("TOKENZIP_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("tokenzip"))
+
+
+def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype not in names:
+        raise unknown_name("dtype", str(dtype), names)
+    return names[dtype]
+
+
+def load_model(
+    name_or_path: str,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    **kwargs: Any,
+) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)``.
+
+    ``name_or_path`` is a short name from ``tokenzip models`` (``gemma-3-270m``, ``minilm-l6``, ...),
+    a local directory, or a Hugging Face id (which needs hub access). For the vision
+    model the second element is an image processor.
+    """
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise TokenzipError("load_model needs a model name, a local path or a Hugging Face id")
+    torch_dtype = _dtype(dtype)
+    if name_or_path in MODELS:
+        module, function = MODELS[name_or_path].loader.split(":")
+        model, tok = getattr(importlib.import_module(module), function)(torch_dtype, **kwargs)
+    else:
+        path = Path(name_or_path).expanduser()
+        looks_like_id = name_or_path.count("/") == 1 and not path.exists() and not name_or_path.startswith((".", "/"))
+        if not path.exists() and not looks_like_id:
+            raise unknown_name(
+                "model", name_or_path, MODELS,
+                hint="Pass a short name, an existing local directory, or a Hugging Face id like 'org/name'.",
+            )
+        model, tok = _load_hf(name_or_path, torch_dtype, **kwargs)
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    return model, tok
+
+
+def _load_hf(name_or_path: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
+    """A local path or HF id: a causal LM when the config says so, else the base model."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except OSError as exc:
+        raise TokenzipError(
+            f"could not load a model config from {name_or_path!r}: {exc}. Without hub access, use a short name "
+            "from `tokenzip models` or a local directory holding config.json and weights."
+        ) from exc
+    archs = config.architectures or []
+    causal = any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs)
+    auto = AutoModelForCausalLM if causal else AutoModel
+    model = auto.from_pretrained(name_or_path, dtype=dtype, **kwargs)
+    tok = AutoTokenizer.from_pretrained(name_or_path)
+    return model, tok

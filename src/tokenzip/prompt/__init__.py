@@ -1,0 +1,1 @@
+"""Prompt stage: compress text before any model sees it."""

@@ -1,0 +1,1 @@
+"""Prompt methods, one file each; importing this package registers them."""

@@ -1,0 +1,155 @@
+"""The method registry: every method of every stage, found by name.
+
+A method is a small dataclass with a ``stage``, a ``paper`` and its parameters. ``ratio`` is the
+fraction of tokens removed (0 = no compression, always < 1) at every stage; ``budget`` (tokens kept)
+may be given instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tokenzip.errors import TokenzipError, unknown_name
+
+STAGES = ("tokenizers", "prompt", "layers", "kv", "bench")
+
+# Modules whose import registers methods; loaded on first lookup so `import tokenzip` stays light.
+_METHOD_MODULES = ("tokenzip.kv.methods", "tokenzip.layers.methods", "tokenzip.prompt.methods")
+
+_REGISTRY: dict[tuple[str, str], type[Method]] = {}
+
+
+def check_ratio(ratio: float) -> float:
+    """Validate a compression ratio (fraction of tokens removed)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+        raise TokenzipError(f"ratio must be a number in [0, 1), got {ratio!r}")
+    if not 0.0 <= float(ratio) < 1.0:
+        raise TokenzipError(
+            f"ratio is the fraction of tokens removed and must satisfy 0 <= ratio < 1 (0 = no compression); "
+            f"got {ratio}. To say how many tokens to keep, pass budget=N instead."
+        )
+    return float(ratio)
+
+
+def check_budget(budget: int | None) -> int | None:
+    """Validate an absolute budget (number of tokens kept)."""
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise TokenzipError(f"budget is the number of tokens kept and must be an integer >= 1, got {budget!r}")
+    return budget
+
+
+@dataclass
+class Method:
+    """Base of every method: a named, registered, parameterised way to remove tokens.
+
+    Subclasses set the class attributes ``name``, ``stage`` and ``paper`` and add their own
+    dataclass fields as parameters.
+    """
+
+    name: ClassVar[str] = ""
+    stage: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+
+    ratio: float = 0.0
+    budget: int | None = None
+
+    def __post_init__(self) -> None:
+        self.ratio = check_ratio(self.ratio)
+        self.budget = check_budget(self.budget)
+
+    def kept(self, n: int) -> int:
+        """Number of tokens kept out of ``n`` under this method's ratio or budget."""
+        if self.budget is not None:
+            return min(n, self.budget)
+        return n - int(n * self.ratio)
+
+    def params(self) -> dict[str, Any]:
+        """Current parameter values."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{self.stage}.{self.name}({args})"
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator adding a method to the registry under (stage, name)."""
+    if cls.stage not in STAGES:
+        raise TypeError(f"{cls.__name__}.stage must be one of {STAGES}, got {cls.stage!r}")
+    if not cls.name or not cls.paper:
+        raise TypeError(f"{cls.__name__} needs a name and a paper reference")
+    key = (cls.stage, cls.name)
+    if key in _REGISTRY and _REGISTRY[key] is not cls:
+        raise TypeError(f"method {cls.stage}.{cls.name} is registered twice")
+    _REGISTRY[key] = cls
+    return cls
+
+
+def _load_all() -> None:
+    for module in _METHOD_MODULES:
+        importlib.import_module(module)
+
+
+def _resolve(name: str, stage: str | None) -> type[Method]:
+    _load_all()
+    if stage is None and "." in name:
+        stage, name = name.split(".", 1)
+    if stage is not None and stage not in STAGES:
+        raise unknown_name("stage", stage, STAGES)
+    matches = [cls for (s, n), cls in _REGISTRY.items() if n == name and (stage is None or s == stage)]
+    if not matches:
+        known = [n for (s, n) in _REGISTRY if stage is None or s == stage]
+        where = f"{stage} method" if stage else "method"
+        raise unknown_name(where, name, known, hint="Run `tokenzip methods` to see them all.")
+    if len(matches) > 1:
+        options = ", ".join(f"'{c.stage}.{c.name}'" for c in matches)
+        raise TokenzipError(f"method {name!r} exists in several stages; say which: {options} (or pass stage=...)")
+    return matches[0]
+
+
+def get_method(name: str, stage: str | None = None, **params: Any) -> Method:
+    """Build a registered method by name, e.g. ``get_method("snapkv", ratio=0.5)``.
+
+    ``name`` may be qualified by its stage (``"kv.random"``) where several stages share a name.
+    """
+    cls = _resolve(name, stage)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise TokenzipError(
+            f"{cls.stage}.{cls.name} has no parameter {', '.join(map(repr, unknown))}; "
+            f"its parameters are: {', '.join(sorted(fields))}"
+        )
+    return cls(**params)
+
+
+def method_class(name: str, stage: str | None = None) -> type[Method]:
+    """The registered class for a method name."""
+    return _resolve(name, stage)
+
+
+def methods(stage: str | None = None) -> list[dict[str, Any]]:
+    """Registry rows: name, stage, paper and parameters with their defaults."""
+    _load_all()
+    rows = []
+    for (s, n), cls in sorted(_REGISTRY.items()):
+        if stage is not None and s != stage:
+            continue
+        params = {}
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            if f.default is not dataclasses.MISSING:
+                params[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                params[f.name] = f.default_factory()
+            else:
+                params[f.name] = None
+        doc = (cls.__doc__ or "").strip().splitlines()
+        rows.append({"name": n, "stage": s, "paper": cls.paper, "summary": doc[0] if doc else "", "params": params})
+    return rows

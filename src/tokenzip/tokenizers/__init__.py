@@ -1,0 +1,1 @@
+"""Tokenizer stage: audit tokenizers and train ones that need fewer tokens."""

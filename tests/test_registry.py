@@ -1,0 +1,88 @@
+from dataclasses import dataclass
+
+import pytest
+
+import tokenzip as tz
+from tokenzip import registry
+from tokenzip.errors import TokenzipError
+
+
+@pytest.fixture
+def toy_methods():
+    @dataclass
+    class ToyKV(registry.Method):
+        """A toy kv method."""
+
+        name = "toy"
+        stage = "kv"
+        paper = "nobody, 2026"
+        window: int = 4
+
+    @dataclass
+    class ToyPrompt(registry.Method):
+        """A toy prompt method."""
+
+        name = "toy"
+        stage = "prompt"
+        paper = "nobody, 2026"
+
+    registry.register(ToyKV)
+    registry.register(ToyPrompt)
+    yield ToyKV, ToyPrompt
+    registry._REGISTRY.pop(("kv", "toy"))
+    registry._REGISTRY.pop(("prompt", "toy"))
+
+
+def test_get_method_by_stage(toy_methods):
+    m = tz.get_method("toy", stage="kv", ratio=0.5, window=8)
+    assert isinstance(m, toy_methods[0]) and m.ratio == 0.5 and m.window == 8
+    assert isinstance(tz.get_method("prompt.toy"), toy_methods[1])
+
+
+def test_ambiguous_name_asks_for_stage(toy_methods):
+    with pytest.raises(TokenzipError, match="kv.toy"):
+        tz.get_method("toy")
+
+
+def test_unknown_method_lists_names(toy_methods):
+    with pytest.raises(TokenzipError, match="Available: .*toy"):
+        tz.get_method("tooy", stage="kv")
+
+
+def test_unknown_parameter(toy_methods):
+    with pytest.raises(TokenzipError, match="window"):
+        tz.get_method("kv.toy", windw=3)
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, "0.5", True])
+def test_ratio_out_of_range(toy_methods, ratio):
+    with pytest.raises(TokenzipError, match="ratio"):
+        tz.get_method("kv.toy", ratio=ratio)
+
+
+@pytest.mark.parametrize("budget", [0, -3, 2.5])
+def test_bad_budget(toy_methods, budget):
+    with pytest.raises(TokenzipError, match="budget"):
+        tz.get_method("kv.toy", budget=budget)
+
+
+def test_kept_counts(toy_methods):
+    assert tz.get_method("kv.toy", ratio=0.5).kept(101) == 51
+    assert tz.get_method("kv.toy", ratio=0.0).kept(7) == 7
+    assert tz.get_method("kv.toy", budget=10).kept(7) == 7
+    assert tz.get_method("kv.toy", budget=10).kept(70) == 10
+
+
+def test_methods_rows(toy_methods):
+    rows = [r for r in tz.methods("kv") if r["name"] == "toy"]
+    assert rows and rows[0]["params"] == {"ratio": 0.0, "budget": None, "window": 4}
+    assert rows[0]["paper"] == "nobody, 2026"
+
+
+def test_compress_rejects_non_model_methods(toy_methods):
+    with pytest.raises(TokenzipError, match="does not hook"):
+        with tz.compress(object(), tz.get_method("prompt.toy")):
+            pass
+    with pytest.raises(TokenzipError, match="at least one method"):
+        with tz.compress(object()):
+            pass
