@@ -1,1 +1,15 @@
-"""KV-cache stage: compress the key/value cache of a decoder after prefill (and during decoding)."""
+"""KV-cache stage: compress the key/value cache of a decoder after prefill (and during decoding).
+
+    with tz.compress(model, tz.get_method("snapkv", ratio=0.5)):
+        model.generate(...)
+    tz.kv.answer(model, tok, context, questions, "kvzip")       # compress once, answer many
+"""
+
+from tokenzip.kv.answer import CompressedCache, KVAnswer, Prefill, answer, answer_from, prefill
+from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
+from tokenzip.kv.cache import QuantizedLayer, cache_bytes
+
+__all__ = [
+    "CompressedCache", "KVAnswer", "KVMethod", "LayerContext", "LayerResult", "Prefill", "QuantizedLayer",
+    "answer", "answer_from", "cache_bytes", "prefill",
+]

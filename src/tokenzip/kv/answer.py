@@ -1,0 +1,248 @@
+"""Query-agnostic cache reuse: prefill a context once, compress it, answer many questions from it.
+
+This is the protocol kvpress's pipeline uses and users of cached contexts need: the context is
+prefilled and compressed without seeing the question; each question is then fed after it with
+position ids that continue from the *original* context length, answered greedily, and the cache is
+restored before the next question. ``query_aware=True`` appends the question before compression
+instead (one prefill per question).
+
+Because every post-prefill method depends only on what the uncompressed prefill computed, one
+:class:`Prefill` can serve many methods and ratios (:meth:`Prefill.compress` leaves it untouched).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tokenzip.errors import TokenzipError
+from tokenzip.kv.base import KVMethod
+from tokenzip.kv.cache import cache_bytes, layer_length, restore, snapshot
+from tokenzip.kv.runtime import KVRuntime, target_layers
+from tokenzip.models.attention import CacheMasks
+from tokenzip.registry import get_method
+
+
+@dataclass
+class Prefill:
+    """An uncompressed prefill of one context, with the captures methods need. Reusable."""
+
+    model: Any
+    tokenizer: Any
+    cache: Any
+    captures: dict[int, dict[str, torch.Tensor]]
+    input_ids: torch.Tensor
+    window: int
+    received: bool
+    seconds: float
+    bytes: int
+
+    @property
+    def n_tokens(self) -> int:
+        return self.input_ids.shape[1]
+
+    def compress(self, method: KVMethod | str | None) -> CompressedCache:
+        """Apply ``method`` to a copy of this prefill's cache (the prefill is left untouched)."""
+        method = _as_method(method)
+        cache = copy.copy(self.cache)
+        cache.layers = snapshot(self.cache)
+        masks = CacheMasks()
+        start = time.perf_counter()
+        if method is not None:
+            if method.query_window() > self.window or (method.wants_received() and not self.received):
+                raise TokenzipError(
+                    f"{method.name} needs the last {method.query_window()} queries"
+                    f"{' and received attention' if method.wants_received() else ''}; this prefill captured "
+                    f"{self.window}: pass it in prefill(..., methods=[...])"
+                )
+            runtime = KVRuntime(self.model, method, masks=masks)
+            runtime.captures, runtime.input_ids, runtime.seen = self.captures, self.input_ids, self.n_tokens
+            runtime.tokenizer = self.tokenizer
+            with torch.no_grad(), runtime.attached():
+                runtime.compress_all(cache)
+        seconds = time.perf_counter() - start
+        counts = self._kept(cache, masks, bool(method and method.compress_sliding))
+        return CompressedCache(self.model, cache, masks, self.n_tokens, method, seconds, counts)
+
+    def _kept(self, cache: Any, masks: CacheMasks, compress_sliding: bool) -> dict[str, float]:
+        before = after = 0
+        for i in target_layers(self.adapter, compress_sliding):
+            stored_before = layer_length(self.cache.layers[i])
+            valid = masks.valid.get(i)
+            layer = cache.layers[i]
+            stored = layer_length(layer)
+            before += stored_before
+            after += stored if valid is None else float(valid.float().sum(-1).mean())
+        return {"entries_before": before, "entries_after": after}
+
+    @property
+    def adapter(self) -> Any:
+        from tokenzip.models.decoders import DecoderAdapter
+
+        return DecoderAdapter(self.model)
+
+
+@dataclass
+class CompressedCache:
+    """A compressed cache and the masks that go with it, ready to answer questions."""
+
+    model: Any
+    cache: Any
+    masks: CacheMasks
+    seen: int  # original context length: question positions continue from here
+    method: KVMethod | None
+    compress_seconds: float
+    counts: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def bytes(self) -> int:
+        return cache_bytes(self.cache)
+
+    @property
+    def achieved_ratio(self) -> float:
+        """Fraction of entries removed over the compressed layers, counting only valid entries."""
+        before = self.counts.get("entries_before", 0)
+        return 0.0 if not before else 1.0 - self.counts["entries_after"] / before
+
+
+@dataclass
+class KVAnswer:
+    """One answer and what it cost."""
+
+    question: str
+    text: str
+    tokens_in: int
+    achieved_ratio: float
+    cache_bytes_before: int
+    cache_bytes: int
+    prefill_seconds: float
+    compress_seconds: float
+    decode_seconds: float
+    new_tokens: int
+    method: str = "none"
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+
+def _as_method(method: KVMethod | str | None) -> KVMethod | None:
+    if isinstance(method, str):
+        method = get_method(method, stage="kv")
+    if method is not None and not isinstance(method, KVMethod):
+        raise TokenzipError(f"expected a kv method (tz.get_method(name, stage='kv')), got {method!r}")
+    return method
+
+
+def _encode(tok: Any, text: str | torch.Tensor, special: bool, device: Any) -> torch.Tensor:
+    if isinstance(text, torch.Tensor):
+        return text.to(device).view(1, -1)
+    if not isinstance(text, str):
+        raise TokenzipError(f"expected text or token ids, got {type(text).__name__}")
+    ids = tok(text, return_tensors="pt", add_special_tokens=special).input_ids
+    return ids.to(device)
+
+
+@torch.no_grad()
+def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence[KVMethod | str] = (),
+            window: int = 0, received: bool = False) -> Prefill:
+    """Prefill ``context`` without compression, keeping what ``methods`` will need to compress it."""
+    methods = [_as_method(m) for m in methods]
+    window = max([window] + [m.query_window() for m in methods if m is not None])
+    received = received or any(m is not None and m.wants_received() for m in methods)
+    device = next(model.parameters()).device
+    ids = _encode(tok, context, True, device)
+    if ids.shape[1] == 0 or (isinstance(context, str) and not context.strip()):
+        raise TokenzipError("the context is empty: give the text the questions are about")
+    runtime = KVRuntime(model, None, window=window, received=received)
+    limit = runtime.adapter.max_positions
+    if limit and ids.shape[1] > limit:
+        raise TokenzipError(
+            f"the context has {ids.shape[1]} tokens but {type(model).__name__} allows {limit} positions; "
+            "shorten it (or compress it first with tz.prompt.compress)"
+        )
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    start = time.perf_counter()
+    with runtime.attached():
+        runtime.adapter.decoder(input_ids=ids, past_key_values=cache, use_cache=True)
+    seconds = time.perf_counter() - start
+    return Prefill(model, tok, cache, dict(runtime.captures), ids, window, received, seconds, cache_bytes(cache))
+
+
+@torch.no_grad()
+def answer_from(model: Any, tok: Any, compressed: CompressedCache, question: str, max_new_tokens: int = 32,
+                answer_prefix: str = "") -> tuple[str, int, float]:
+    """Greedy answer to ``question`` from a compressed cache, restored afterwards.
+
+    Returns ``(text, new_tokens, decode_seconds)``; decode time covers the question tokens and
+    generation.
+    """
+    device = next(model.parameters()).device
+    ids = _encode(tok, question + answer_prefix, False, device)
+    if ids.shape[1] == 0:
+        raise TokenzipError("the question is empty")
+    runtime = KVRuntime(model, None, masks=compressed.masks)
+    limit = runtime.adapter.max_positions
+    if limit and compressed.seen + ids.shape[1] + max_new_tokens > limit:
+        raise TokenzipError(f"context + question + {max_new_tokens} new tokens exceed the model's {limit} positions")
+    saved_layers, saved_masks = snapshot(compressed.cache), compressed.masks.snapshot()
+    eos = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
+    eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    out: list[int] = []
+    start = time.perf_counter()
+    try:
+        with runtime.attached():
+            pos = compressed.seen
+            for _ in range(max_new_tokens):
+                positions = (pos + torch.arange(ids.shape[1], device=device)).unsqueeze(0)
+                logits = model(input_ids=ids, past_key_values=compressed.cache, position_ids=positions,
+                               use_cache=True, logits_to_keep=1).logits
+                pos += ids.shape[1]
+                token = int(logits[0, -1].argmax())
+                if token in eos:
+                    break
+                out.append(token)
+                ids = torch.tensor([[token]], device=device)
+    finally:
+        restore(compressed.cache, saved_layers)
+        compressed.masks.restore(saved_masks)
+    return tok.decode(out, skip_special_tokens=True), len(out), time.perf_counter() - start
+
+
+def answer(model: Any, tok: Any, context: str, questions: str | Sequence[str], method: KVMethod | str | None = None,
+           query_aware: bool = False, max_new_tokens: int = 32, answer_prefix: str = "") -> list[KVAnswer]:
+    """Prefill and compress ``context`` once, then answer each question from the same compressed cache.
+
+    With ``query_aware=True`` each question is appended to the context before compression (one
+    prefill per question). Returns one :class:`KVAnswer` per question, with its measurements.
+    """
+    method = _as_method(method)
+    questions = [questions] if isinstance(questions, str) else list(questions)
+    if not questions:
+        raise TokenzipError("give at least one question")
+    results = []
+    shared = None if query_aware else prefill(model, tok, context, [method] if method else [])
+    compressed = shared.compress(method) if shared else None
+    for question in questions:
+        if query_aware:
+            pre = prefill(model, tok, context + question, [method] if method else [])
+            comp, prompt = pre.compress(method), ""
+        else:
+            pre, comp, prompt = shared, compressed, question
+        if not prompt and not answer_prefix:
+            raise TokenzipError("query-aware answering needs an answer_prefix to start decoding from")
+        text, n_new, seconds = answer_from(model, tok, comp, prompt, max_new_tokens, answer_prefix)
+        results.append(KVAnswer(
+            question=question, text=text, tokens_in=pre.n_tokens, achieved_ratio=comp.achieved_ratio,
+            cache_bytes_before=pre.bytes, cache_bytes=comp.bytes, prefill_seconds=pre.seconds,
+            compress_seconds=comp.compress_seconds, decode_seconds=seconds, new_tokens=n_new,
+            method=method.describe() if method else "none",
+        ))
+    return results

@@ -1,0 +1,149 @@
+"""The KV-cache method protocol: a method scores the cached tokens of a layer, a reducer keeps the best.
+
+After prefill, each compressed layer becomes a :class:`LayerContext` (its keys and values, the last
+queries of the prefill, padding) and a method returns a :class:`LayerResult` (the entries kept, and
+which of them are valid per batch row and head). Most methods only define :meth:`KVMethod.score`;
+wrappers and quantizers override :meth:`KVMethod.compress_layer` or :meth:`KVMethod.compress_model`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from tokenzip.reduce import gather_tokens, keep_topk
+from tokenzip.registry import Method
+
+
+@dataclass
+class LayerContext:
+    """What a method may use to compress one layer's cache (shapes: B batch, H heads, N tokens, D dims)."""
+
+    layer_idx: int
+    num_layers: int
+    keys: torch.Tensor  # (B, H_kv, N, D), post-RoPE, as cached
+    values: torch.Tensor  # (B, H_kv, N, D)
+    queries: torch.Tensor | None  # (B, H_q, W, D): the last W prefill queries (post-RoPE)
+    token_valid: torch.Tensor | None  # (B, N) or (B, H_kv, N): False for padding / dropped; None: all valid
+    scaling: float
+    is_sliding: bool
+    adapter: Any  # tokenzip.models.decoders.DecoderAdapter
+    received: torch.Tensor | None = None  # (B, H_q, N): attention received from every prefill query
+    extra: dict[str, Any] | None = None  # method-specific captures (e.g. KVzip's replay queries)
+
+    @property
+    def n_tokens(self) -> int:
+        return self.keys.shape[2]
+
+    def real_lengths(self) -> torch.Tensor:
+        """Valid (non-padding) entries per batch row, ``(B,)`` (the fewest over heads when per head)."""
+        b, n = self.keys.shape[0], self.keys.shape[2]
+        if self.token_valid is None:
+            return torch.full((b,), n, dtype=torch.long, device=self.keys.device)
+        counts = self.token_valid.sum(-1).long()
+        return counts.amin(-1) if counts.ndim == 2 else counts
+
+    def valid_per_head(self) -> torch.Tensor | None:
+        """``token_valid`` as ``(B, 1 or H_kv, N)``."""
+        v = self.token_valid
+        return None if v is None else (v[:, None, :] if v.ndim == 2 else v)
+
+
+@dataclass
+class LayerResult:
+    """A compressed layer: kept entries ``(B, H_kv, M, D)`` and their validity ``(B, H_kv, M)``.
+
+    ``layer`` replaces the transformers cache layer when the storage itself changes (quantization).
+    """
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    valid: torch.Tensor | None
+    layer: Any = None
+
+
+@dataclass
+class KVMethod(Method):
+    """Base of KV-cache methods: score the cached tokens, keep the top ``kept(N)`` per head.
+
+    ``compress_sliding``: for models with sliding-window layers (Gemma 3), those layers are already
+    bounded and are left untouched by default; set it to compress them too.
+    """
+
+    stage: ClassVar[str] = "kv"
+    window: ClassVar[int] = 0  # prefill queries a method needs (the last `window`)
+    needs_received: ClassVar[bool] = False  # attention received from every prefill query (H2O)
+    whole_model: ClassVar[bool] = False  # compress after the whole prefill (not layer by layer)
+    decode_window: ClassVar[int] = 0  # recent decoding queries kept for compression during generation
+
+    compress_sliding: bool = False
+
+    # --- what subclasses define -------------------------------------------------------------
+    def score(self, ctx: LayerContext) -> torch.Tensor:
+        """Importance of each cached token, ``(B, H_kv, N)``; higher is kept first."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither score() nor compress_layer()")
+
+    def query_window(self) -> int:
+        """How many of the last prefill queries this method needs captured."""
+        return self.window
+
+    def wants_received(self) -> bool:
+        """Whether this method needs the attention every key received during prefill."""
+        return self.needs_received
+
+    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
+        """Hook for methods that need extra model passes before scoring (KVzip uses ``runtime.replay``)."""
+
+    def on_decode(self, runtime: Any, cache: Any, layer_idx: int) -> None:
+        """Hook called after each decoding step's attention in a target layer (the ``decoding`` wrapper)."""
+
+    # --- shared machinery ----------------------------------------------------------------------
+    def keep_counts(self, ctx: LayerContext) -> torch.Tensor:
+        """Entries kept per head in each batch row: ``kept(real length)``, ``(B,)``."""
+        return torch.tensor([self.kept(int(n)) for n in ctx.real_lengths()], device=ctx.keys.device)
+
+    def masked_scores(self, ctx: LayerContext) -> torch.Tensor:
+        scores = self.score(ctx).float().expand(*ctx.keys.shape[:3])
+        valid = ctx.valid_per_head()
+        return scores if valid is None else scores.masked_fill(~valid, float("-inf"))
+
+    def select(self, ctx: LayerContext, scores: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices and validity of the kept entries; wrappers (AdaKV) override this."""
+        return keep_topk(scores, keep)
+
+    def compress_layer(self, ctx: LayerContext) -> LayerResult:
+        """Score, select the top ``kept(N)`` per head, gather."""
+        keep = self.keep_counts(ctx)
+        indices, valid = self.select(ctx, self.masked_scores(ctx), keep)
+        return LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), valid)
+
+    def compress_model(self, contexts: list[LayerContext]) -> list[LayerResult]:
+        """Compress every layer; methods allocating budgets across layers override this."""
+        return [self.compress_layer(ctx) for ctx in contexts]
+
+    def is_noop(self, n_tokens: int) -> bool:
+        """True when nothing would be removed from a context of ``n_tokens`` (ratio 0, budget >= N)."""
+        if self.budget is not None and self.budget >= n_tokens:
+            warnings.warn(
+                f"{self.name}: budget {self.budget} >= context length {n_tokens}: the cache is left as it is",
+                stacklevel=3,
+            )
+            return True
+        return self.kept(n_tokens) >= n_tokens and not self.changes_storage()
+
+    def changes_storage(self) -> bool:
+        """True for methods that change how entries are stored even when none are removed (quantization)."""
+        return False
+
+    @contextlib.contextmanager
+    def hook(self, model: Any) -> Iterator[Any]:
+        """``with tz.compress(model, method)``: compress the cache after prefill, inside the block."""
+        from tokenzip.kv.runtime import KVRuntime
+
+        with KVRuntime(model, self).attached() as runtime:
+            yield runtime

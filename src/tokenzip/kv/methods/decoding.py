@@ -1,0 +1,66 @@
+"""Compression during generation: keep the cache under a budget while decoding long outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from tokenzip.errors import TokenzipError
+from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
+from tokenzip.kv.cache import layer_length
+from tokenzip.kv.methods.adakv import build_base
+from tokenzip.reduce import gather_tokens
+from tokenzip.registry import register
+
+
+@register
+@dataclass
+class Decoding(KVMethod):
+    """Compress after prefill with ``base``, then, while generating, whenever a compressed layer holds
+    ``interval`` entries more than its target (``budget``, or ``kept(tokens seen)`` for a ratio), compress
+    it back to the target with ``base``'s scores, using the last ``decode_window`` generated queries as
+    the observation window.
+
+    Heavy-hitter eviction during generation as in H2O (Zhang et al., 2023, arXiv 2306.14048), with
+    periodic rather than per-step eviction so the cost is amortised over ``interval`` steps.
+    """
+
+    name = "decoding"
+    paper = "Zhang et al. 2023, arXiv 2306.14048 (decoding-time eviction)"
+    decode_window: ClassVar[int] = 32
+
+    base: Any = "knorm"
+    interval: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.interval < 1:
+            raise TokenzipError(f"interval must be >= 1, got {self.interval}")
+        self.base = build_base(self.base, self.ratio, self.budget, self.compress_sliding)
+
+    def query_window(self) -> int:
+        return self.base.query_window()
+
+    def wants_received(self) -> bool:
+        return self.base.wants_received()
+
+    def compress_layer(self, ctx: LayerContext) -> LayerResult:
+        return self.base.compress_layer(ctx)
+
+    def is_noop(self, n_tokens: int) -> bool:
+        return False  # even when prefill keeps everything, generation may exceed the budget
+
+    def target(self, seen: int) -> int:
+        return self.budget if self.budget is not None else self.kept(seen)
+
+    def on_decode(self, runtime: Any, cache: Any, layer_idx: int) -> None:
+        target = self.target(runtime.seen + 1)
+        if layer_length(cache.layers[layer_idx]) < target + self.interval:
+            return
+        ctx = runtime.context(cache, layer_idx)
+        keep = torch.full((ctx.keys.shape[0],), target, device=ctx.keys.device)
+        indices, valid = self.base.select(ctx, self.base.masked_scores(ctx), keep)
+        runtime.write(cache, layer_idx, LayerResult(gather_tokens(ctx.keys, indices),
+                                                    gather_tokens(ctx.values, indices), valid))

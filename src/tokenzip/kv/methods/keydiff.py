@@ -1,0 +1,27 @@
+"""KeyDiff: keep the keys that differ most from the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tokenzip.kv.base import KVMethod, LayerContext
+from tokenzip.registry import register
+from tokenzip.scoring import key_diversity_scores
+
+
+@register
+@dataclass
+class KeyDiff(KVMethod):
+    """Score = -cos(key, mean key) per head: distinctive keys are kept; no attention weights needed.
+
+    Park et al., "KeyDiff: Key Similarity-Based KV Cache Eviction for Long-Context LLM Inference in
+    Resource-Constrained Environments", 2025, arXiv 2504.15364.
+    """
+
+    name = "keydiff"
+    paper = "Park et al. 2025, arXiv 2504.15364"
+
+    def score(self, ctx: LayerContext) -> torch.Tensor:
+        return key_diversity_scores(ctx.keys)

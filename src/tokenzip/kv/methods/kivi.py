@@ -1,0 +1,63 @@
+"""KIVI: 2- or 4-bit KV cache, keys per channel and values per token, composable with eviction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tokenzip.errors import TokenzipError
+from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
+from tokenzip.kv.cache import QuantizedLayer
+from tokenzip.kv.methods.adakv import build_base
+from tokenzip.registry import register
+
+
+@register
+@dataclass
+class KIVI(KVMethod):
+    """Store the cache as packed ``bits``-bit codes: keys quantized per channel in groups of ``group``
+    tokens, values per token in groups of channels; the last ``residual`` tokens stay in full precision
+    and are quantized ``group`` at a time as generation goes on. ``evict`` (a method name) first removes
+    ``ratio`` of the entries, then what is kept is quantized.
+
+    Liu et al., "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache", ICML 2024, arXiv 2402.02750.
+    Codes, fp16 scales and zero-points are what the cache holds (``tz.kv.cache_bytes`` counts them);
+    attention dequantizes transiently, one layer at a time.
+    """
+
+    name = "kivi"
+    paper = "Liu et al. 2024, arXiv 2402.02750"
+
+    bits: int = 4
+    group: int = 64
+    residual: int = 32
+    evict: Any = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.bits not in (2, 4, 8):
+            raise TokenzipError(f"kivi bits must be 2, 4 or 8, got {self.bits}")
+        if self.compress_sliding:
+            raise TokenzipError("kivi does not quantize sliding-window layers (they are bounded already)")
+        if self.evict is None and (self.ratio > 0 or self.budget is not None):
+            raise TokenzipError("kivi alone removes no tokens: pass evict='snapkv' (or another kv method) "
+                                "to evict `ratio` of the entries before quantizing, or leave ratio at 0")
+        if self.evict is not None:
+            self.evict = build_base(self.evict, self.ratio, self.budget, False)
+
+    def query_window(self) -> int:
+        return self.evict.query_window() if self.evict else 0
+
+    def wants_received(self) -> bool:
+        return bool(self.evict and self.evict.wants_received())
+
+    def changes_storage(self) -> bool:
+        return True
+
+    def compress_layer(self, ctx: LayerContext) -> LayerResult:
+        if self.evict is not None and not self.evict.is_noop(ctx.n_tokens):
+            kept = self.evict.compress_layer(ctx)
+        else:
+            kept = LayerResult(ctx.keys, ctx.values, ctx.valid_per_head())
+        layer = QuantizedLayer.from_tensors(kept.keys, kept.values, self.bits, self.residual, self.group)
+        return LayerResult(kept.keys, kept.values, kept.valid, layer=layer)

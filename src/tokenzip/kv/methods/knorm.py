@@ -1,0 +1,27 @@
+"""Knorm: keys with a small L2 norm attract attention; keep them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tokenzip.kv.base import KVMethod, LayerContext
+from tokenzip.registry import register
+from tokenzip.scoring import key_norm_scores
+
+
+@register
+@dataclass
+class Knorm(KVMethod):
+    """Keep the keys with the lowest L2 norm (score = -||k||); needs no attention at all.
+
+    Devoto et al., "A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression", EMNLP 2024,
+    arXiv 2406.11430.
+    """
+
+    name = "knorm"
+    paper = "Devoto et al. 2024, arXiv 2406.11430"
+
+    def score(self, ctx: LayerContext) -> torch.Tensor:
+        return key_norm_scores(ctx.keys)

@@ -1,0 +1,69 @@
+"""KVzip: score cached entries by how much the model needs them to reconstruct its context."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
+from tokenzip.reduce import gather_tokens, keep_topk_global
+from tokenzip.registry import register
+from tokenzip.scoring import replay_attention_max
+
+
+@register
+@dataclass
+class KVzip(KVMethod):
+    """After prefill, feed "repeat the previous context" followed by the context again; an entry's score is
+    the largest attention any reconstruction query pays it (max over the GQA group). Entries are kept by
+    one top-k over all compressed layers and heads, so layers get different budgets.
+
+    Kim et al., "KVzip: Query-Agnostic KV Cache Compression with Context Reconstruction", 2025, arXiv
+    2505.23416. Costs one extra forward pass over the context (attending to twice its length). The
+    instruction is tokenized with ``tokenizer`` (``tz.kv.answer``/``prefill`` pass theirs); without one the
+    context alone is replayed.
+    """
+
+    name = "kvzip"
+    paper = "Kim et al. 2025, arXiv 2505.23416"
+    whole_model = True
+
+    prompt: str = "\n\nRepeat the previous context exactly.\n"
+    tokenizer: Any = None
+
+    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
+        ids = runtime.input_ids
+        bos = getattr(runtime.adapter.config, "bos_token_id", None)
+        if bos is not None and bool((ids[:, 0] == bos).all()):
+            ids = ids[:, 1:]
+        tokenizer = self.tokenizer or getattr(runtime, "tokenizer", None)
+        if tokenizer is not None:
+            prompt = tokenizer(self.prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(ids.device)
+            ids = torch.cat([prompt.expand(ids.shape[0], -1), ids], dim=1)
+        else:
+            warnings.warn("kvzip: no tokenizer given; replaying the context without the instruction", stacklevel=2)
+        by_layer = {ctx.layer_idx: ctx for ctx in contexts}
+        scores: dict[int, torch.Tensor] = {}
+
+        def on_attention(module: Any, query: torch.Tensor, key: torch.Tensor) -> None:
+            ctx = by_layer.get(module.layer_idx)
+            if ctx is not None:
+                scores[ctx.layer_idx] = replay_attention_max(query, key, ctx.scaling, ctx.n_tokens)
+
+        runtime.replay(runtime.cache, ids, on_attention)
+        for ctx in contexts:
+            ctx.extra = {"kvzip": scores[ctx.layer_idx]}
+
+    def score(self, ctx: LayerContext) -> torch.Tensor:
+        return ctx.extra["kvzip"]
+
+    def compress_model(self, contexts: list[LayerContext]) -> list[LayerResult]:
+        scores = [self.masked_scores(ctx) for ctx in contexts]
+        keeps = [self.keep_counts(ctx) for ctx in contexts]
+        results = []
+        for ctx, (indices, valid) in zip(contexts, keep_topk_global(scores, keeps)):
+            results.append(LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), valid))
+        return results

@@ -1,0 +1,39 @@
+"""PyramidKV: SnapKV scores with budgets that shrink with depth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tokenzip.kv.base import LayerContext
+from tokenzip.kv.methods.snapkv import SnapKV
+from tokenzip.reduce import layer_budgets
+from tokenzip.registry import register
+
+
+@register
+@dataclass
+class PyramidKV(SnapKV):
+    """Lower layers attend broadly and keep more; upper layers attend narrowly and keep less.
+
+    Budgets decrease linearly over the compressed layers with the same mean as a uniform budget
+    (``beta`` sets the top/bottom spread); scores are SnapKV's.
+    Cai et al., "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling",
+    2024, arXiv 2406.02069.
+    """
+
+    name = "pyramidkv"
+    paper = "Cai et al. 2024, arXiv 2406.02069"
+
+    beta: float = 20.0
+
+    def keep_counts(self, ctx: LayerContext) -> torch.Tensor:
+        from tokenzip.kv.runtime import target_layers
+
+        targets = target_layers(ctx.adapter, self.compress_sliding)
+        depth = targets.index(ctx.layer_idx) if ctx.layer_idx in targets else 0
+        counts = []
+        for n in ctx.real_lengths().tolist():
+            counts.append(layer_budgets(len(targets), self.kept(n), n, self.beta)[depth])
+        return torch.tensor(counts, device=ctx.keys.device)

@@ -1,0 +1,204 @@
+"""The KV runtime: what runs while a KV method is attached to a model.
+
+It routes attention through tokenzip's SDPA function (``tokenzip.models.attention``) to capture
+the last prefill queries each method needs, detects the prefill (the forward that starts from an
+empty cache), compresses each layer's cache right after that layer's attention (or after the whole
+prefill for methods that need the whole model), and from then on builds each compressed layer's
+attention mask from which entries it kept. Sliding-window layers of hybrid models (Gemma 3) are left
+alone unless the method says ``compress_sliding=True``. Everything is removed on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
+from tokenzip.kv.cache import layer_length, restore, snapshot
+from tokenzip.models.attention import CacheMasks, route_attention
+from tokenzip.models.decoders import DecoderAdapter
+from tokenzip.scoring import received_attention
+
+
+def target_layers(adapter: DecoderAdapter, compress_sliding: bool) -> list[int]:
+    """Layers a method compresses: all, except the sliding-window layers of hybrid models by default."""
+    sliding = [adapter.is_sliding(i) for i in range(adapter.num_layers)]
+    hybrid = any(sliding) and not all(sliding)
+    return [i for i, s in enumerate(sliding) if compress_sliding or not (s and hybrid)]
+
+
+class KVRuntime:
+    """Captures, compression and masks for one model; use :meth:`attached` as a context manager.
+
+    With ``method=None`` it only captures (the shared prefill of :func:`tokenzip.kv.prefill`):
+    ``window`` last queries per layer, and the attention each key received when ``received``.
+    """
+
+    def __init__(self, model: Any, method: KVMethod | None = None, window: int = 0, received: bool = False,
+                 masks: CacheMasks | None = None) -> None:
+        self.model = model
+        self.adapter = DecoderAdapter(model)
+        self.method = method
+        self.window = max(window, method.query_window() if method else 0)
+        self.want_received = received or bool(method and method.wants_received())
+        self.masks = masks or CacheMasks()
+        self.targets = target_layers(self.adapter, bool(method and method.compress_sliding))
+        self.captures: dict[int, dict[str, torch.Tensor]] = {}
+        self.extra_handlers: dict[int, Callable] = {}
+        self.token_valid: torch.Tensor | None = None
+        self.input_ids: torch.Tensor | None = None
+        self.cache: Any = None
+        self.tokenizer: Any = None  # for methods that tokenize an instruction (KVzip)
+        self.seen = 0
+        self.prefilling = False
+        self.replaying = False
+        self.compressed = False
+
+    # --- attachment ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[KVRuntime]:
+        handlers = {m: self._on_attention for m in self.adapter.attention_modules}
+        hooks = [self.adapter.decoder.register_forward_pre_hook(self._before_forward, with_kwargs=True),
+                 self.adapter.decoder.register_forward_hook(self._after_forward, with_kwargs=True)]
+        if self.method is not None:
+            hooks += [m.register_forward_hook(self._after_attention, with_kwargs=True)
+                      for m in self.adapter.attention_modules]
+        try:
+            with route_attention(self.model, handlers):
+                yield self
+        finally:
+            for h in hooks:
+                h.remove()
+
+    # --- hooks -----------------------------------------------------------------------------------
+    def _before_forward(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        if self.replaying:
+            return None
+        cache = kwargs.get("past_key_values")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        embeds = kwargs.get("inputs_embeds")
+        q = (ids if ids is not None else embeds).shape[1]
+        self.prefilling = cache is None or cache.get_seq_length() == 0
+        if self.prefilling:
+            self.captures.clear()
+            self.seen = 0
+            self.compressed = False
+            self.masks.valid.clear()
+            mask = kwargs.get("attention_mask")
+            self.token_valid = None
+            if isinstance(mask, torch.Tensor) and mask.ndim == 2 and not bool(mask.all()):
+                self.token_valid = mask.bool()
+            self.input_ids = ids
+        elif self.compressed and kwargs.get("position_ids") is None:
+            device = (ids if ids is not None else embeds).device
+            kwargs["position_ids"] = (self.seen + torch.arange(q, device=device)).unsqueeze(0)
+        self._q = q
+        return args, kwargs
+
+    def _after_forward(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        if self.replaying:
+            return
+        self.seen += self._q
+        if self.prefilling:
+            self.cache = getattr(output, "past_key_values", None) or kwargs.get("past_key_values")
+            if self.method is not None and self.method.whole_model and self.cache is not None:
+                self.compress_all(self.cache)
+            self.prefilling = False
+
+    def _on_attention(self, module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      mask: Any, kwargs: dict) -> Any:
+        i = module.layer_idx
+        if i in self.extra_handlers:
+            self.extra_handlers[i](module, query, key)
+        if self.prefilling and not self.replaying:
+            capture = {}
+            if self.window:
+                capture["queries"] = query[:, :, -self.window :].detach()
+            if self.want_received:
+                capture["received"] = received_attention(query, key, module.scaling)
+            self.captures[i] = capture
+        elif self.method is not None and self.method.decode_window and i in self.targets and not self.replaying:
+            previous = self.captures.setdefault(i, {}).get("queries")
+            queries = query.detach() if previous is None else torch.cat([previous, query.detach()], dim=2)
+            self.captures[i]["queries"] = queries[:, :, -self.method.decode_window :]
+        if self.masks.managed(i):
+            return self.masks.mask_for(i, query, key)
+        return mask
+
+    def _after_attention(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        i = module.layer_idx
+        cache = kwargs.get("past_key_values")
+        if self.replaying or i not in self.targets or cache is None:
+            return
+        if not self.prefilling:
+            self.method.on_decode(self, cache, i)
+            return
+        if self.method.whole_model:
+            return
+        ctx = self.context(cache, i)
+        if self.method.is_noop(ctx.n_tokens):
+            return
+        self.write(cache, i, self.method.compress_layer(ctx))
+        self.captures.pop(i, None)
+
+    # --- compression -----------------------------------------------------------------------------
+    def context(self, cache: Any, i: int) -> LayerContext:
+        """The :class:`LayerContext` of layer ``i`` from its stored entries and this prefill's captures."""
+        layer = cache.layers[i]
+        stored = layer_length(layer)
+        capture = self.captures.get(i, {})
+        valid = self.token_valid[:, -stored:] if self.token_valid is not None else None
+        if self.masks.managed(i):  # already compressed once (decoding): its own validity, per head
+            managed = self.masks.valid.get(i)
+            valid = None if managed is None else managed[..., -stored:]
+        received = capture.get("received")
+        module = self.adapter.attention_modules[i]
+        return LayerContext(
+            layer_idx=i, num_layers=self.adapter.num_layers, keys=layer.keys, values=layer.values,
+            queries=capture.get("queries"), token_valid=valid, scaling=module.scaling,
+            is_sliding=self.adapter.is_sliding(i), adapter=self.adapter,
+            received=received[..., -stored:] if received is not None else None,
+        )
+
+    def write(self, cache: Any, i: int, result: LayerResult) -> None:
+        """Store a compressed layer in the cache and take over its attention mask."""
+        if result.layer is not None:
+            cache.layers[i] = result.layer
+        else:
+            layer = cache.layers[i]
+            layer.keys, layer.values = result.keys, result.values
+        self.masks.manage(i, result.valid)
+        self.compressed = True
+
+    def compress_all(self, cache: Any, method: KVMethod | None = None) -> None:
+        """Compress every target layer of ``cache`` at once (methods that need the whole model)."""
+        method = method or self.method
+        self.cache = cache
+        contexts = [self.context(cache, i) for i in self.targets]
+        if not contexts or method.is_noop(max(c.n_tokens for c in contexts)):
+            return
+        method.prepare(self, contexts)
+        for ctx, result in zip(contexts, method.compress_model(contexts)):
+            self.write(cache, ctx.layer_idx, result)
+
+    @torch.no_grad()
+    def replay(self, cache: Any, input_ids: torch.Tensor, on_attention: Callable) -> None:
+        """Run extra tokens after the prefill through the decoder, calling ``on_attention(module, q, k)``
+        in every layer, then put the cache back as it was (KVzip's reconstruction pass)."""
+        saved = snapshot(cache)
+        self.replaying = True
+        self.extra_handlers = {i: on_attention for i in range(self.adapter.num_layers)}
+        try:
+            positions = (self.seen + torch.arange(input_ids.shape[1], device=input_ids.device)).unsqueeze(0)
+            mask = None
+            if self.token_valid is not None:
+                mask = torch.cat([self.token_valid, self.token_valid.new_ones(input_ids.shape)], dim=-1).long()
+            self.adapter.decoder(input_ids=input_ids, past_key_values=cache, position_ids=positions,
+                                 attention_mask=mask, use_cache=True)
+        finally:
+            self.replaying = False
+            self.extra_handlers = {}
+            restore(cache, saved)
