@@ -57,9 +57,8 @@ def _decoder_tokenizer_object() -> Any:
 
 def tiny_tokenizer() -> Any:
     """A byte-level BPE tokenizer (384 tokens) for the tiny decoders: any text encodes, padding on the left."""
-    from transformers import PreTrainedTokenizerFast
-
     from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
 
     obj = _decoder_tokenizer_object()
     obj = obj.from_str(obj.to_str())  # a private copy
