@@ -7,3 +7,278 @@ follow the KV cache layout: keys/values ``(B, H_kv, N, D)``, queries ``(B, H_q, 
 """
 
 from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------------
+# KV-cache stage scorers. Keys/values (B, H_kv, N, D); queries (B, H_q, W, D); scores (B, H_kv, N).
+# ---------------------------------------------------------------------------------------------
+
+
+def group_mean(x: torch.Tensor, n_kv_heads: int) -> torch.Tensor:
+    """Average a per-query-head tensor ``(B, H_q, ...)`` over each GQA group -> ``(B, H_kv, ...)``."""
+    b, hq = x.shape[:2]
+    return x.view(b, n_kv_heads, hq // n_kv_heads, *x.shape[2:]).mean(2)
+
+
+def window_attention(
+    queries: torch.Tensor, keys: torch.Tensor, scaling: float, key_valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Softmax attention of the last ``W`` queries over all ``N`` keys: ``(B, H_q, W, N)``.
+
+    The queries are the last ``W`` positions of the sequence, so query ``i`` sees keys up to
+    ``N - W + i`` (causal). ``key_valid`` ``(B, N)`` masks padding keys. Computed in float32.
+    """
+    b, hq, w, _ = queries.shape
+    hkv, n = keys.shape[1], keys.shape[2]
+    k = keys.float().repeat_interleave(hq // hkv, dim=1)
+    logits = torch.matmul(queries.float(), k.transpose(-1, -2)) * scaling
+    causal = torch.arange(n, device=keys.device)[None, :] <= (n - w + torch.arange(w, device=keys.device))[:, None]
+    mask = causal[None, None]
+    if key_valid is not None:
+        mask = mask & key_valid[:, None, None, :]
+    logits = logits.masked_fill(~mask, float("-inf"))
+    return torch.softmax(logits, dim=-1).nan_to_num(0.0)
+
+
+def observation_window_scores(attn: torch.Tensor, n_kv_heads: int, kernel: int = 5) -> torch.Tensor:
+    """SnapKV (Li et al., 2024, arXiv 2404.14469): attention from the observation window, pooled.
+
+    Mean over the window's queries, then 1-D average pooling over positions (``kernel`` wide, so
+    neighbours of important tokens are kept with them), then mean over each GQA group.
+    """
+    scores = attn.mean(dim=2)  # (B, H_q, N)
+    if kernel > 1:
+        b, h, n = scores.shape
+        scores = F.avg_pool1d(scores.reshape(b * h, 1, n), kernel, stride=1, padding=kernel // 2,
+                              count_include_pad=False).reshape(b, h, n)
+    return group_mean(scores, n_kv_heads)
+
+
+def key_norm_scores(keys: torch.Tensor) -> torch.Tensor:
+    """Knorm (Devoto et al., 2024, arXiv 2406.11430): low key L2 norm <-> high attention; score = -||k||."""
+    return -keys.float().norm(dim=-1)
+
+
+def key_diversity_scores(keys: torch.Tensor) -> torch.Tensor:
+    """KeyDiff (Park et al., 2025, arXiv 2504.15364): keys least similar to the mean key matter most.
+
+    score = -cos(k_i, mean_j k_j), per KV head.
+    """
+    k = keys.float()
+    anchor = k.mean(dim=2, keepdim=True)
+    return -F.cosine_similarity(k, anchor, dim=-1)
+
+
+def value_norm(values: torch.Tensor) -> torch.Tensor:
+    """``||v||`` per token: ``(B, H_kv, N)``."""
+    return values.float().norm(dim=-1)
+
+
+def sink_recent_scores(positions: torch.Tensor, sinks: int) -> torch.Tensor:
+    """StreamingLLM (Xiao et al., 2024, arXiv 2309.17453): attention sinks first, then recency.
+
+    ``positions`` ``(B, N)`` count real tokens from 0 (padding may be negative). The first ``sinks``
+    tokens score highest, the rest by position, so top-k keeps the sinks and the most recent tokens.
+    """
+    n = positions.shape[-1]
+    return torch.where((positions >= 0) & (positions < sinks), torch.full_like(positions, 2 * n), positions).float()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def unrotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Undo rotary embedding (RoPE, rotate-half convention): ``x_pre = x cos - rotate_half(x) sin``."""
+    return x * cos - rotate_half(x) * sin
+
+
+def expected_attention_scores(
+    queries_pre: torch.Tensor,
+    keys: torch.Tensor,
+    cos_future: torch.Tensor,
+    sin_future: torch.Tensor,
+    scaling: float,
+    cov_weight: float = 1.0,
+) -> torch.Tensor:
+    """Expected attention (Devoto et al., 2025, arXiv 2510.00636): attention of *future* queries, in closed form.
+
+    Future queries are modelled as Gaussian ``N(mu, Sigma)`` (mean and covariance of recent
+    pre-RoPE queries, per head) rotated by RoPE at the next positions; the rotation is averaged over
+    those positions: ``R = mean_t R(t)``. For a key ``k``, ``E[exp(q.k s)] = exp(mu' k s + s^2/2
+    k' Sigma' k)`` with ``mu' = R mu``, ``Sigma' = R Sigma R^T``. Scores are the log of that
+    (unnormalised expected attention), averaged over each GQA group: ``(B, H_kv, N)``.
+
+    ``queries_pre`` ``(B, H_q, W, D)``; ``cos_future``/``sin_future`` ``(T, D)``.
+    """
+    q = queries_pre.float()
+    b, hq, w, d = q.shape
+    hkv = keys.shape[1]
+    mu = q.mean(dim=2)  # (B, H_q, D)
+    centred = q - mu[:, :, None]
+    sigma = centred.transpose(-1, -2) @ centred / max(w - 1, 1)  # (B, H_q, D, D)
+    # Average rotation matrix over future positions: R x = x*cos + rotate_half(x)*sin, averaged.
+    eye = torch.eye(d, device=q.device)
+    cos_m, sin_m = cos_future.float().mean(0), sin_future.float().mean(0)
+    rot = eye * cos_m[None, :] + rotate_half(eye) * sin_m[None, :]  # rows: R applied to basis vectors
+    rot = rot.T  # R such that R @ x == x*cos + rotate_half(x)*sin
+    mu_r = mu @ rot.T
+    sigma_r = rot @ sigma @ rot.T
+    k = keys.float().repeat_interleave(hq // hkv, dim=1)  # (B, H_q, N, D)
+    mean_term = (k @ mu_r[..., None]).squeeze(-1) * scaling
+    var_term = 0.5 * scaling**2 * ((k @ sigma_r) * k).sum(-1)
+    return group_mean(mean_term + cov_weight * var_term, hkv)
+
+
+def replay_attention_max(queries: torch.Tensor, keys: torch.Tensor, scaling: float, n_context: int,
+                         chunk: int = 256) -> torch.Tensor:
+    """KVzip (Kim et al., 2025, arXiv 2505.23416): max attention each context entry receives while the
+    model reconstructs the context.
+
+    ``keys`` ``(B, H_kv, S + R, D)`` are the ``S`` stored entries (the first ``n_context`` of them are
+    scored) followed by the ``R`` replay tokens, whose ``queries`` ``(B, H_q, R, D)`` attend causally.
+    Returns ``(B, H_kv, n_context)``: max over the replay queries and over each GQA group.
+    """
+    b, hq, r, _ = queries.shape
+    hkv = keys.shape[1]
+    k = keys.float().repeat_interleave(hq // hkv, dim=1)
+    s = k.shape[2] - r
+    best = torch.zeros(b, hq, n_context, device=keys.device)
+    pos_k = torch.arange(k.shape[2], device=keys.device)
+    for start in range(0, r, chunk):
+        q = queries[:, :, start : start + chunk].float()
+        logits = q @ k.transpose(-1, -2) * scaling
+        pos_q = s + start + torch.arange(q.shape[2], device=keys.device)
+        logits = logits.masked_fill(pos_k[None, :] > pos_q[:, None], float("-inf"))
+        attn = torch.softmax(logits, dim=-1)[..., :n_context]
+        best = torch.maximum(best, attn.amax(dim=2))
+    return best.view(b, hkv, hq // hkv, n_context).amax(2)
+
+
+def received_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float, chunk: int = 256) -> torch.Tensor:
+    """H2O (Zhang et al., 2023, arXiv 2306.14048): attention each key receives, summed over all causal queries.
+
+    ``queries`` are the ``N`` queries of the prefill itself, ``(B, H_q, N, D)``; returns ``(B, H_q, N)``.
+    Computed in chunks of queries so the ``N x N`` matrix never exists at once.
+    """
+    b, hq, n, _ = queries.shape
+    k = keys.float().repeat_interleave(hq // keys.shape[1], dim=1)
+    total = torch.zeros(b, hq, k.shape[2], device=keys.device)
+    pos_k = torch.arange(k.shape[2], device=keys.device)
+    offset = k.shape[2] - n
+    for start in range(0, n, chunk):
+        q = queries[:, :, start : start + chunk].float()
+        logits = q @ k.transpose(-1, -2) * scaling
+        pos_q = offset + start + torch.arange(q.shape[2], device=keys.device)
+        logits = logits.masked_fill(pos_k[None, :] > pos_q[:, None], float("-inf"))
+        total += torch.softmax(logits, dim=-1).sum(dim=2)
+    return total
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers stage scorers (in-model token reduction). Queries/keys as the attention function sees
+# them: (B, H, N, D) (keys may have fewer heads: GQA); ``bias`` is an SDPA mask (bool, True =
+# attend, or additive float) broadcastable to (B, H, Q, N), or None. Token scores are (B, N).
+# ---------------------------------------------------------------------------------------------
+
+
+def _rows_logits(queries: torch.Tensor, keys: torch.Tensor, scaling: float, bias: torch.Tensor | None) -> torch.Tensor:
+    """Attention logits of ``queries`` (B, H, Q, D) over ``keys``, with ``bias`` rows aligned to them."""
+    hq, hk = queries.shape[1], keys.shape[1]
+    k = keys.float().repeat_interleave(hq // hk, dim=1) if hq != hk else keys.float()
+    logits = queries.float() @ k.transpose(-1, -2) * scaling
+    if bias is not None:
+        if bias.dtype == torch.bool:
+            logits = logits.masked_fill(~bias, float("-inf"))
+        else:
+            logits = logits + bias.float()
+    return logits
+
+
+def _bias_rows(bias: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
+    if bias is None or bias.shape[-2] == 1:
+        return bias
+    return bias[..., rows, :]
+
+
+def attention_probabilities(
+    queries: torch.Tensor, keys: torch.Tensor, scaling: float, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Full softmax attention (B, H, N, N), in float32; rows with no visible key are all zero."""
+    return torch.softmax(_rows_logits(queries, keys, scaling, bias), dim=-1).nan_to_num(0.0)
+
+
+def cls_attention(
+    queries: torch.Tensor, keys: torch.Tensor, scaling: float, bias: torch.Tensor | None = None, index: int = 0
+) -> torch.Tensor:
+    """Attention the [CLS] token pays to every token, averaged over heads: (B, N).
+
+    EViT (Liang et al., 2022, arXiv 2202.07800) and VTC-CLS (Wang et al., 2024, arXiv 2412.05819)
+    keep the tokens [CLS] attends to most. Only the [CLS] row is computed (B x H x 1 x N), so the
+    layer itself keeps its fused SDPA kernel.
+    """
+    rows = slice(index, index + 1)
+    logits = _rows_logits(queries[:, :, rows], keys, scaling, _bias_rows(bias, rows))
+    return torch.softmax(logits, dim=-1).nan_to_num(0.0).mean(dim=(1, 2))
+
+
+def last_tokens_attention(
+    queries: torch.Tensor, keys: torch.Tensor, scaling: float, bias: torch.Tensor | None = None, window: int = 1
+) -> torch.Tensor:
+    """Attention the last ``window`` queries pay to every token, averaged over heads and queries: (B, N).
+
+    FastV (Chen et al., 2024, arXiv 2403.06764) ranks image tokens by the last token's attention.
+    Only those ``window`` rows are computed. ``bias`` must already hold the causal/padding mask rows.
+    """
+    rows = slice(queries.shape[2] - window, queries.shape[2])
+    logits = _rows_logits(queries[:, :, rows], keys, scaling, _bias_rows(bias, rows))
+    return torch.softmax(logits, dim=-1).nan_to_num(0.0).mean(dim=(1, 2))
+
+
+def weighted_pagerank(attention: torch.Tensor, valid: torch.Tensor | None = None, iterations: int = 30) -> torch.Tensor:
+    """Zero-TPrune's importance (Wang et al., 2024, arXiv 2305.17328): Weighted PageRank on the attention graph.
+
+    A token is important when important tokens attend to it: ``s <- A^T s`` with ``A`` the attention
+    probabilities (B, H, N, N) averaged over heads, starting from the uniform distribution over valid
+    tokens. Returns the scores (B, N) after ``iterations`` steps (they sum to 1 per row).
+    """
+    a = attention.float().mean(dim=1)  # (B, N, N): row i = how token i distributes its attention
+    b, n, _ = a.shape
+    if valid is None:
+        valid = torch.ones(b, n, dtype=torch.bool, device=a.device)
+    s = valid.float() / valid.float().sum(-1, keepdim=True).clamp(min=1)
+    for _ in range(iterations):
+        s = (a.transpose(1, 2) @ s[..., None]).squeeze(-1)
+        s = s / s.sum(-1, keepdim=True).clamp(min=1e-12)
+    return s
+
+
+def energy_scores(metric: torch.Tensor, valid: torch.Tensor, margin: float, alpha: float = 1.0) -> torch.Tensor:
+    """PiToMe's energy (Tran et al., 2024, arXiv 2405.16148): how crowded each token's neighbourhood is.
+
+    ``E_i = mean_j f(cos(x_i, x_j))`` over valid tokens ``j``, with ``f(c) = c - m`` for ``c >= m``
+    and ``alpha (exp(c - m) - 1)`` below the margin ``m`` (an ELU). High energy = many similar
+    tokens = safe to merge; low energy = isolated, informative, protected. Returns (B, N).
+    """
+    unit = F.normalize(metric.float(), dim=-1)
+    sim = unit @ unit.transpose(1, 2)
+    contribution = F.elu(sim - margin, alpha=alpha) * valid[:, None, :]
+    return contribution.sum(-1) / valid.sum(-1, keepdim=True).clamp(min=1)
+
+
+def key_l1_norm(keys: torch.Tensor) -> torch.Tensor:
+    """L1 norm of each token's key over all heads and channels: (B, H, N, D) -> (B, N) (DART's pivot criterion)."""
+    return keys.float().abs().sum(dim=(1, 3))
+
+
+def normalized_attention(attn: torch.Tensor) -> torch.Tensor:
+    """ZipCache (He et al., 2024, arXiv 2405.14256): attention received divided by how many of the
+    window's queries can see each token (causal), so recent tokens are not favoured. ``attn``
+    ``(B, H, W, N)`` from :func:`window_attention` -> ``(B, H, N)``."""
+    w, n = attn.shape[-2], attn.shape[-1]
+    seen_by = (n - torch.arange(n, device=attn.device)).clamp(max=w).float()
+    return attn.sum(dim=2) / seen_by
