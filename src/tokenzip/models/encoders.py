@@ -41,3 +41,24 @@ def embed(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 32, ma
         hidden = model(**batch).last_hidden_state
         out.append(mean_pool(hidden, batch["attention_mask"]))
     return torch.cat(out)
+
+
+def encoder_stack(model: Any) -> Any:
+    """The layers-stage view of a BERT-style encoder (``BertModel``, ``RobertaModel``, their task heads), else None.
+
+    BERT-style: ``encoder.layer[i].attention.self`` is the self-attention module and the base model
+    receives the padding mask. Decoder-configured BERTs (``is_decoder``) are not supported.
+    """
+    from transformers import PreTrainedModel
+
+    from tokenzip.models.inmodel import LayerStack
+
+    base = getattr(model, "base_model", model)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if not isinstance(base, PreTrainedModel) or layers is None or not len(layers):
+        return None
+    attention = [getattr(getattr(layer, "attention", None), "self", None) for layer in layers]
+    if any(a is None for a in attention) or getattr(base.config, "is_decoder", False):
+        return None
+    family = getattr(base.config, "model_type", type(base).__name__)
+    return LayerStack(kind="encoder", family=family, model=model, root=base, layers=list(layers), attention=attention)

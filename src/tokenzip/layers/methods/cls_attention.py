@@ -1,0 +1,32 @@
+"""Pruning by [CLS] attention: EViT (Liang et al., 2022, arXiv 2202.07800) inside a ViT or text encoder,
+VTC-CLS (Wang et al., 2024, arXiv 2412.05819) / FasterVLM for a VLM's vision tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.reduce import keep_top_scores
+from tokenzip.registry import register
+
+
+@register
+@dataclass
+class ClsAttention(LayersMethod):
+    """Keep the tokens the [CLS] token attends to most (attention averaged over heads).
+
+    Only the [CLS] row of the attention matrix is computed, from the layer's own queries and keys;
+    the layer keeps its fused SDPA kernel. In a LLaVA model it prunes the image tokens by the vision
+    tower's [CLS] attention before they reach the language model.
+    """
+
+    name = "cls_attention"
+    paper = ("Liang et al., 2022, EViT: Not All Patches are What You Need, arXiv 2202.07800; "
+             "Wang et al., 2024, [CLS] Token Tells Everything Needed (VTC-CLS), arXiv 2412.05819")
+    kinds = ("encoder", "vision", "vlm")
+    needs = frozenset({"cls_attention"})
+
+    def reduce(self, step: Step) -> torch.Tensor:
+        return step.prune(keep_top_scores(step.need("cls_attention"), step.candidates, step.remove))

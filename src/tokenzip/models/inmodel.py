@@ -1,0 +1,127 @@
+"""Hooking the layers-stage runtime into a model's layer stack.
+
+A :class:`LayerStack` says where a family keeps what the runtime needs: the layers (a list of
+modules each mapping hidden states to hidden states), the attention module inside each layer, and
+the module that receives the padding mask. The family adapters build it (``encoders.py`` for
+BERT-style encoders, ``vision.py`` for ViT / DINOv2 / CLIP vision towers, ``decoders.py`` /
+``llava.py`` for decoders and VLMs); :func:`hooked` attaches the runtime with forward hooks on the
+layers and an attention handler routed through tokenzip's SDPA attention implementation
+(``tokenzip.models.attention``), so no transformers function is patched and the model keeps its
+fused attention kernel: statistics that need attention weights are computed for just the rows they
+need ([CLS], last tokens) from the captured queries and keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tokenzip import scoring
+from tokenzip.errors import TokenzipError
+from tokenzip.models.attention import route_attention
+
+
+@dataclass
+class LayerStack:
+    """Where a model keeps its layers, for the layers stage."""
+
+    kind: str  # encoder | vision | decoder | vlm
+    family: str  # bert, vit, dinov2, clip, llama, ...
+    model: Any  # the PreTrainedModel whose attention implementation is routed
+    root: Any  # the module whose forward receives ``attention_mask`` (2-D padding mask)
+    layers: list[Any]
+    attention: list[Any]  # per layer: the module the attention function is called with
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def find_stack(model: Any) -> LayerStack:
+    """The layer stack of a supported model, or a :class:`TokenzipError` naming what is supported."""
+    from tokenzip.models import encoders, vision
+
+    for find in (encoders.encoder_stack, vision.vision_stack):
+        stack = find(model)
+        if stack is not None:
+            return stack
+    raise TokenzipError(
+        f"the layers stage does not support {type(model).__name__}; supported: BERT-style encoders "
+        "(BertModel, RobertaModel, ...), ViTModel, Dinov2Model"
+    )
+
+
+def statistics(wants: frozenset[str], query: torch.Tensor, key: torch.Tensor, scaling: float,
+               mask: Any) -> dict[str, torch.Tensor]:
+    """The statistics a method asked for, from one attention call's queries and keys."""
+    bias = mask if isinstance(mask, torch.Tensor) else None
+    out: dict[str, torch.Tensor] = {}
+    if "keys" in wants:
+        out["keys"] = key.mean(dim=1)
+    if "key_l1" in wants:
+        out["key_l1"] = scoring.key_l1_norm(key)
+    if "cls_attention" in wants:
+        out["cls_attention"] = scoring.cls_attention(query, key, scaling, bias)
+    if "last_attention" in wants:
+        out["last_attention"] = scoring.last_tokens_attention(query, key, scaling, bias)
+    if "attention" in wants:
+        out["attention"] = scoring.attention_probabilities(query, key, scaling, bias)
+    return out
+
+
+def _padding_from(root: Any) -> Callable:
+    signature = inspect.signature(root.forward)
+
+    def grab(module: Any, args: tuple, kwargs: dict) -> None:
+        try:
+            mask = signature.bind_partial(*args, **kwargs).arguments.get("attention_mask")
+        except TypeError:
+            mask = kwargs.get("attention_mask")
+        module._tokenzip_padding = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+
+    return grab
+
+
+@contextlib.contextmanager
+def hooked(stack: LayerStack, runtime: Any) -> Iterator[None]:
+    """Attach ``runtime`` (``tokenzip.layers.runtime.Runtime``) to an encoder-style stack."""
+    root = stack.root
+
+    def begin(module: Any, args: tuple, kwargs: dict) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        runtime.begin(hidden, getattr(root, "_tokenzip_padding", None))
+
+    def after(i: int) -> Callable:
+        def hook(module: Any, args: tuple, output: Any) -> Any:
+            if isinstance(output, tuple):
+                return (runtime.after_layer(i, output[0]), *output[1:])
+            return runtime.after_layer(i, output)
+
+        return hook
+
+    def on_attention(i: int) -> Callable:
+        def handler(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any,
+                    kwargs: dict) -> Any:
+            mask = runtime.mask(mask, query.dtype)
+            wants = runtime.wants(i)
+            if wants:
+                scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
+                runtime.capture(i, statistics(wants, query, key, scaling, mask))
+            return mask
+
+        return handler
+
+    hooks = [root.register_forward_pre_hook(_padding_from(root), with_kwargs=True),
+             stack.layers[0].register_forward_pre_hook(begin, with_kwargs=True)]
+    hooks += [layer.register_forward_hook(after(i)) for i, layer in enumerate(stack.layers)]
+    handlers = {module: on_attention(i) for i, module in enumerate(stack.attention)}
+    try:
+        with route_attention(stack.model, handlers):
+            yield
+    finally:
+        for h in hooks:
+            h.remove()
+        if hasattr(root, "_tokenzip_padding"):
+            del root._tokenzip_padding

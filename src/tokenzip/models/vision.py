@@ -1,0 +1,28 @@
+"""Vision transformers for the layers stage: Hugging Face ViT and DINOv2 (and their task heads).
+
+Both are pre-norm transformers with a [CLS] token first and no padding: ``ViTModel.layers[i]`` /
+``Dinov2Model.encoder.layer[i]`` with the self-attention module at ``.attention``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def vision_stack(model: Any) -> Any:
+    """The layers-stage view of a ViT or DINOv2 model, else None."""
+    from transformers import Dinov2Model, PreTrainedModel, ViTModel
+
+    from tokenzip.models.inmodel import LayerStack
+
+    base = getattr(model, "base_model", model)
+    if not isinstance(base, PreTrainedModel):
+        return None
+    if isinstance(base, ViTModel):
+        layers, family = base.layers, "vit"
+    elif isinstance(base, Dinov2Model):
+        layers, family = base.encoder.layer, "dinov2"
+    else:
+        return None
+    return LayerStack(kind="vision", family=family, model=model, root=base, layers=list(layers),
+                      attention=[layer.attention for layer in layers])
