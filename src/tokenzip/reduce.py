@@ -339,3 +339,36 @@ def duplication_aware_keep(
         free = candidates & ~kept
         kept |= free & (free.long().cumsum(-1) <= shortfall[:, None])
     return kept
+
+
+def merge_compact(
+    x: torch.Tensor, size: torch.Tensor, dest: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`merge_weighted` then :func:`compact`, computing merged values only for the tokens that stay.
+
+    Returns ``(x, size, index, valid)`` for the new slots: ``index`` (B, M) points at each new slot's
+    old slot; padding slots hold zeros, size 1 and are not valid.
+    """
+    b, n, c = x.shape
+    old = torch.arange(n, device=x.device)
+    stays = (dest == old) & valid
+    index, keep = compact(stays)
+    m = index.shape[1]
+    x_new = x.gather(1, index[..., None].expand(-1, -1, c))
+    size_new = torch.where(keep, size.gather(1, index), torch.ones_like(keep, dtype=size.dtype))
+    moved = (dest >= 0) & (dest != old) & valid
+    if bool(moved.any()):
+        slots = torch.where(keep, torch.arange(m, device=x.device), m)  # m = a scratch column
+        new_slot = torch.full((b, n), m, dtype=torch.long, device=x.device).scatter_reduce(1, index, slots, "amin")
+        target = torch.where(moved, new_slot.gather(1, dest.clamp(min=0)), m)
+        weight = (size * moved).to(x.dtype)
+        incoming = x.new_zeros(b, m + 1, c).scatter_add_(1, target[..., None].expand(-1, -1, c), x * weight[..., None])
+        added = size.new_zeros(b, m + 1).scatter_add_(1, target, size * moved)[:, :m]
+        received = added > 0
+        total = size_new + added
+        merged = (x_new * size_new[..., None].to(x.dtype) + incoming[:, :m]) / total[..., None].to(x.dtype)
+        x_new = torch.where(received[..., None], merged, x_new)
+        size_new = total
+    if not bool(keep.all()):
+        x_new = x_new * keep[..., None].to(x.dtype)
+    return x_new, size_new, index, keep

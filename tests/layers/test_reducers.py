@@ -10,6 +10,7 @@ from tokenzip.reduce import (
     compact,
     duplication_aware_keep,
     keep_top_scores,
+    merge_compact,
     merge_weighted,
     soft_matching,
 )
@@ -120,3 +121,17 @@ def test_energy_is_high_in_crowded_neighbourhoods():
     assert int(e.argmin()) == 3  # the isolated token has the lowest energy
     sim = F.normalize(metric, dim=-1) @ F.normalize(metric, dim=-1).transpose(1, 2)
     assert torch.allclose(e, F.elu(sim - 0.5).mean(-1), atol=1e-6)
+
+
+def test_merge_compact_equals_merge_then_compact():
+    torch.manual_seed(3)
+    x, size = torch.randn(2, 6, 3), torch.tensor([[1.0, 2, 1, 1, 3, 1], [1, 1, 1, 1, 1, 1]])
+    dest = torch.tensor([[0, 1, 1, -1, 1, 5], [0, 0, 2, 2, 4, 5]])
+    valid = torch.tensor([[True] * 6, [True, True, True, True, True, False]])
+    merged, new_size = merge_weighted(x, size, dest)
+    index, keep = compact((dest == torch.arange(6)) & valid)
+    x2, size2, index2, keep2 = merge_compact(x, size, dest, valid)
+    assert torch.equal(index, index2) and torch.equal(keep, keep2)
+    assert torch.allclose(x2[keep], merged.gather(1, index[..., None].expand(-1, -1, 3))[keep])
+    assert torch.equal(size2[keep], new_size.gather(1, index)[keep])
+    assert size2[keep].sum().item() == 8 + 5  # row 0 loses the pruned token; row 1 its padding slot

@@ -25,7 +25,7 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.layers.base import LayersMethod, LayersReport, Step
 from tokenzip.layers.schedule import plan_row
-from tokenzip.reduce import compact, merge_weighted
+from tokenzip.reduce import merge_compact
 
 
 @dataclass
@@ -175,7 +175,6 @@ class Runtime:
         dest = self.method.reduce(step)
         index = torch.arange(hidden.shape[1], device=hidden.device).expand_as(st.valid)
         self._check(dest, index, remove)
-        x, size = merge_weighted(hidden, st.size, dest)
         stays = (dest == index) & st.valid
         removed = st.valid.sum(-1) - stays.sum(-1)
         st.carry = remove - removed
@@ -186,7 +185,7 @@ class Runtime:
                 f"layer {layer} (batch row {row}); the schedule cannot reach the requested ratio. "
                 "Reduce after more layers or ask for less."
             )
-        keep_index, keep_valid = compact(stays)
+        x, size, keep_index, keep_valid = merge_compact(hidden, st.size, dest, st.valid)
         # where each old slot's tokens live now: their destination's new slot, or -1 when pruned
         new_slot = torch.full_like(index, -1).scatter_reduce(
             1, keep_index, torch.where(keep_valid, torch.arange(keep_index.shape[1], device=index.device), -1),
@@ -202,13 +201,12 @@ class Runtime:
             left = hidden.gather(1, slot[..., None].expand(-1, -1, hidden.shape[-1]))
             st.exited = torch.where(pruned_now[..., None], left, st.exited)
         st.source = torch.where(tracked, old_to_new.gather(1, slot), -1)
-        gather = keep_index[..., None].expand(-1, -1, x.shape[-1])
         st.valid = keep_valid
         st.candidates = st.candidates.gather(1, keep_index) & keep_valid
-        st.size = torch.where(keep_valid, size.gather(1, keep_index), torch.ones_like(keep_valid, dtype=size.dtype))
+        st.size = size
         st.position = st.position.gather(1, keep_index)
         st.changed = True
-        return x.gather(1, gather) * keep_valid[..., None].to(x.dtype)
+        return x
 
     def _check(self, dest: torch.Tensor, index: torch.Tensor, remove: torch.Tensor) -> None:
         st = self.state
