@@ -177,15 +177,19 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
 
 
 @torch.no_grad()
-def answer_from(model: Any, tok: Any, compressed: CompressedCache, question: str, max_new_tokens: int = 32,
+def answer_from(model: Any, tok: Any, compressed: CompressedCache, question: str | torch.Tensor,
+                max_new_tokens: int = 32,
                 answer_prefix: str = "") -> tuple[str, int, float]:
     """Greedy answer to ``question`` from a compressed cache, restored afterwards.
 
-    Returns ``(text, new_tokens, decode_seconds)``; decode time covers the question tokens and
-    generation.
+    ``question`` may also be token ids. Returns ``(text, new_tokens, decode_seconds)``; decode time
+    covers the question tokens and generation.
     """
     device = next(model.parameters()).device
-    ids = _encode(tok, question + answer_prefix, False, device)
+    if isinstance(question, torch.Tensor):
+        ids = question.to(device).view(1, -1)
+    else:
+        ids = _encode(tok, question + answer_prefix, False, device)
     if ids.shape[1] == 0:
         raise TokenzipError("the question is empty")
     runtime = KVRuntime(model, None, masks=compressed.masks)
@@ -228,17 +232,19 @@ def answer(model: Any, tok: Any, context: str, questions: str | Sequence[str], m
     if not questions:
         raise TokenzipError("give at least one question")
     results = []
-    shared = None if query_aware else prefill(model, tok, context, [method] if method else [])
+    methods = [method] if method else []
+    shared = None if query_aware else prefill(model, tok, context, methods)
     compressed = shared.compress(method) if shared else None
+    device = next(model.parameters()).device
     for question in questions:
-        if query_aware:
-            pre = prefill(model, tok, context + question, [method] if method else [])
-            comp, prompt = pre.compress(method), ""
+        if query_aware:  # the question is compressed with the context; decoding starts from its last token
+            parts = [_encode(tok, context, True, device), _encode(tok, question + answer_prefix, False, device)]
+            ids = torch.cat(parts, dim=1)
+            pre = prefill(model, tok, ids[:, :-1], methods)
+            comp, prompt, prefix = pre.compress(method), ids[:, -1:], ""
         else:
-            pre, comp, prompt = shared, compressed, question
-        if not prompt and not answer_prefix:
-            raise TokenzipError("query-aware answering needs an answer_prefix to start decoding from")
-        text, n_new, seconds = answer_from(model, tok, comp, prompt, max_new_tokens, answer_prefix)
+            pre, comp, prompt, prefix = shared, compressed, question, answer_prefix
+        text, n_new, seconds = answer_from(model, tok, comp, prompt, max_new_tokens, prefix)
         results.append(KVAnswer(
             question=question, text=text, tokens_in=pre.n_tokens, achieved_ratio=comp.achieved_ratio,
             cache_bytes_before=pre.bytes, cache_bytes=comp.bytes, prefill_seconds=pre.seconds,

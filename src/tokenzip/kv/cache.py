@@ -63,7 +63,7 @@ class QuantizedLayer(DynamicLayer):
     is_sliding = False
     is_croppable = False
 
-    def __init__(self, residual: int = 32, group: int = 64, value_group: int = 64, bits: int = 4) -> None:
+    def __init__(self, residual: int = 32, group: int = 128, value_group: int = 64, bits: int = 4) -> None:
         super().__init__()
         self.residual, self.group, self.value_group, self.bits = residual, group, value_group, bits
         self.blocks: list[tuple[dict, dict]] = []
@@ -71,7 +71,7 @@ class QuantizedLayer(DynamicLayer):
 
     @classmethod
     def from_tensors(
-        cls, keys: torch.Tensor, values: torch.Tensor, bits: int, residual: int = 32, group: int = 64,
+        cls, keys: torch.Tensor, values: torch.Tensor, bits: int, residual: int = 32, group: int = 128,
         value_group: int = 64, blocks: list[tuple[torch.Tensor, torch.Tensor, int]] | None = None,
     ) -> QuantizedLayer:
         """Build from full-precision ``(B, H, N, D)`` tensors: all but the last ``residual`` tokens are

@@ -29,7 +29,7 @@ class KIVI(KVMethod):
     paper = "Liu et al. 2024, arXiv 2402.02750"
 
     bits: int = 4
-    group: int = 64
+    group: int = 128
     residual: int = 32
     evict: Any = None
 

@@ -34,7 +34,7 @@ class ZipCache(KVMethod):
     high_bits: int = 4
     low_bits: int = 2
     window_size: int = 64
-    group: int = 64
+    group: int = 128
     residual: int = 32
 
     def __post_init__(self) -> None:
@@ -60,7 +60,7 @@ class ZipCache(KVMethod):
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         b, h, n, _ = ctx.keys.shape
-        n_salient = int(self.salient * n)
+        n_salient = int(self.salient * n) // 8 * 8  # whole bytes of packed codes at any bit width
         saliency = self.masked_scores(ctx)[:, :1]  # (B, 1, N), same for every head
         order = saliency.argsort(dim=-1, descending=True)
         salient = order[..., :n_salient].sort(dim=-1).values.expand(b, h, -1)
