@@ -81,9 +81,9 @@ def test_restore_gives_back_the_input_length_and_merged_tokens_share_a_vector(ti
         assert torch.equal(out[0, g[0]], out[0, g[1]])
 
 
-def test_pruned_tokens_keep_the_state_they_had_when_they_left(tiny_bert, batch):
+def test_restore_exit_pruned_tokens_keep_the_state_they_had_when_they_left(tiny_bert, batch):
     model, _ = tiny_bert
-    method = tz.get_method("cls_attention", ratio=0.5, layers=(1,))
+    method = tz.get_method("cls_attention", ratio=0.5, layers=(1,), restore="exit")
     outputs = {}
     hook = model.encoder.layer[1].register_forward_hook(lambda m, a, o: outputs.setdefault("l1", o.clone()))
     try:
@@ -121,3 +121,22 @@ def test_attention_implementation_is_restored_even_after_an_error(tiny_bert, bat
         raise RuntimeError("boom")
     assert model.config._attn_implementation == before
     assert not any(layer._forward_hooks for layer in model.encoder.layer)
+
+
+def test_restore_nearest_pruned_tokens_copy_the_most_similar_staying_token(tiny_bert, batch):
+    model, _ = tiny_bert
+    method = tz.get_method("cls_attention", ratio=0.5, layers=(1,))
+    outputs = {}
+    hook = model.encoder.layer[1].register_forward_hook(lambda m, a, o: outputs.setdefault("l1", o.clone()))
+    try:
+        with torch.no_grad(), attach(model, method) as runtime:
+            out = model(**batch).last_hidden_state
+    finally:
+        hook.remove()
+    state, real = runtime.state, batch["attention_mask"].bool()
+    pruned = (state.source < 0) & real
+    h = torch.nn.functional.normalize(outputs["l1"], dim=-1)
+    for b, i in pruned.nonzero().tolist()[:10]:
+        stayed = ((state.source[b] >= 0) & real[b]).nonzero().flatten()
+        nearest = stayed[(h[b, stayed] @ h[b, i]).argmax()]
+        assert torch.equal(out[b, i], out[b, nearest])

@@ -29,6 +29,7 @@ from tokenzip.layers.schedule import SCHEDULES
 from tokenzip.registry import Method
 
 KINDS = ("encoder", "vision", "decoder", "vlm")
+RESTORE = ("nearest", "exit", "none")
 CAPTURES = ("keys", "key_l1", "cls_attention", "last_attention", "attention")
 
 
@@ -92,8 +93,10 @@ class LayersMethod(Method):
     ``removed``: explicit counts per layer instead of a ratio/budget;
     ``protect``: leading tokens that never leave (default 1 for [CLS] in encoders/ViTs);
     ``protect_last``: trailing tokens that never leave (decoders: the question/last tokens);
-    ``restore``: give the model's output its input length back (merged tokens copied to every
-    position they stand for, pruned tokens keep the hidden state they had when they left).
+    ``restore``: how the model's output gets its input length back: ``"nearest"`` (merged tokens are
+    copied to every position they stand for; a pruned token takes the final state of the staying
+    token most similar to it when it left), ``"exit"`` (a pruned token keeps the hidden state it had
+    when it left: early exit) or ``"none"`` (the output keeps only the tokens left; rows are padded).
     """
 
     stage: ClassVar[str] = "layers"
@@ -106,11 +109,15 @@ class LayersMethod(Method):
     removed: tuple[int, ...] | None = None
     protect: int | None = None
     protect_last: int | None = None
-    restore: bool = True
+    restore: str = "nearest"
     last_report: LayersReport | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.restore is True or self.restore is False:
+            self.restore = "nearest" if self.restore else "none"
+        if self.restore not in RESTORE:
+            raise TokenzipError(f"restore must be one of {', '.join(RESTORE)} (or True/False), got {self.restore!r}")
         if self.schedule not in SCHEDULES:
             raise TokenzipError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if self.layers is not None:

@@ -37,6 +37,7 @@ class TokenState:
     size: torch.Tensor  # (B, M) float
     position: torch.Tensor  # (B, M) input index of each slot's own token
     source: torch.Tensor  # (B, N) slot of each input token, -1 once pruned (or padding)
+    proxy: torch.Tensor  # (B, N) slot whose output stands for each input token (restore), -1 if none
     exited: torch.Tensor | None  # (B, N, C) hidden state of pruned input tokens when they left
     plan: torch.Tensor  # (steps, B) tokens to remove at each reduction layer
     carry: torch.Tensor  # (B,) removals a layer could not make, moved to the next one
@@ -95,7 +96,8 @@ class Runtime:
         index = torch.arange(n, device=device).expand(b, n)
         self.state = TokenState(
             valid=real, candidates=candidates, size=torch.ones(b, n, device=device, dtype=torch.float32),
-            position=index, source=torch.where(real, index, torch.full_like(index, -1)), exited=None,
+            position=index, source=torch.where(real, index, torch.full_like(index, -1)),
+            proxy=torch.where(real, index, torch.full_like(index, -1)), exited=None,
             plan=plan.to(device).reshape(len(self.steps), b), carry=torch.zeros(b, dtype=torch.long, device=device),
             input_tokens=counts.tolist(), candidate_tokens=n_cand, entering={0: float(counts.float().mean())},
             captured={},
@@ -192,15 +194,19 @@ class Runtime:
             reduce="amax",
         )
         old_to_new = torch.where((dest >= 0) & st.valid, new_slot.gather(1, dest.clamp(min=0)), -1)
-        tracked = st.source >= 0
-        slot = st.source.clamp(min=0)
-        pruned_now = tracked & ((dest < 0) & st.valid).gather(1, slot)
-        if self.method.restore and bool(pruned_now.any()):
+        pruned = (dest < 0) & st.valid
+        represent = old_to_new  # the slot standing for each old slot's tokens at the output
+        if self.method.restore == "nearest" and bool(pruned.any()):
+            nearest = nearest_staying(hidden, stays)
+            represent = torch.where(pruned, new_slot.gather(1, nearest), old_to_new)
+        if self.method.restore == "exit" and bool(pruned.any()):
             if st.exited is None:
                 st.exited = hidden.new_zeros(*st.source.shape, hidden.shape[-1])
-            left = hidden.gather(1, slot[..., None].expand(-1, -1, hidden.shape[-1]))
-            st.exited = torch.where(pruned_now[..., None], left, st.exited)
-        st.source = torch.where(tracked, old_to_new.gather(1, slot), -1)
+            leaving = (st.proxy >= 0) & pruned.gather(1, st.proxy.clamp(min=0))
+            left = hidden.gather(1, st.proxy.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1]))
+            st.exited = torch.where(leaving[..., None], left, st.exited)
+        st.source = torch.where(st.source >= 0, old_to_new.gather(1, st.source.clamp(min=0)), -1)
+        st.proxy = torch.where(st.proxy >= 0, represent.gather(1, st.proxy.clamp(min=0)), -1)
         st.valid = keep_valid
         st.candidates = st.candidates.gather(1, keep_index) & keep_valid
         st.size = size
@@ -230,12 +236,19 @@ class Runtime:
         entering = [st.entering.get(i, st.entering[max(k for k in st.entering if k <= i)])
                     for i in range(self.num_layers)]
         self.method.last_report = LayersReport(st.input_tokens, st.candidate_tokens, kept, entering)
-        if not st.changed or not self.method.restore:
+        if not st.changed or self.method.restore == "none":
             return hidden
-        slot = st.source.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1])
+        slot = st.proxy.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1])
         out = hidden.gather(1, slot)
         fill = st.exited if st.exited is not None else torch.zeros_like(out)
-        return torch.where((st.source >= 0)[..., None], out, fill)
+        return torch.where((st.proxy >= 0)[..., None], out, fill)
+
+
+def nearest_staying(hidden: torch.Tensor, stays: torch.Tensor) -> torch.Tensor:
+    """For every slot, the staying slot with the most similar hidden state (cosine): (B, M) old slot indices."""
+    unit = torch.nn.functional.normalize(hidden.float(), dim=-1)
+    sim = (unit @ unit.transpose(1, 2)).masked_fill(~stays[:, None, :], float("-inf"))
+    return sim.argmax(dim=-1)
 
 
 @contextlib.contextmanager
