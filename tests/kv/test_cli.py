@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from tokenzip.cli import main
+from tokenzip.testing import tiny_model
+
+CONTEXT = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 5
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model, tok = tiny_model("llama")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    ctx = path / "context.txt"
+    ctx.write_text(CONTEXT)
+    return path
+
+
+def test_generate_json(tiny_dir, capsys):
+    code = main(["generate", "--model", str(tiny_dir), "--method", "snapkv", "--ratio", "0.5", "--context",
+                 str(tiny_dir / "context.txt"), "--question", "Q: number?", "--question", "A:", "--json",
+                 "--max-new-tokens", "3"])
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and rows[0]["achieved_ratio"] == pytest.approx(0.5, abs=0.01)
+    assert rows[0]["cache_bytes"] < rows[0]["cache_bytes_before"]
+
+
+def test_generate_method_params_and_none(tiny_dir, capsys):
+    ctx = str(tiny_dir / "context.txt")
+    assert main(["generate", "--model", str(tiny_dir), "--method", "streaming_llm", "--param", "sinks=2",
+                 "--budget", "20", "--context", ctx, "--question", "Q?", "--max-new-tokens", "2"]) == 0
+    assert "achieved ratio" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tiny_dir), "--method", "none", "--context", ctx, "--question", "Q?",
+                 "--max-new-tokens", "2"]) == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--method", "snapkvv"], "unknown kv method 'snapkvv'"),
+    (["--ratio", "1.2"], "ratio"),
+    (["--param", "sinks"], "key=value"),
+    (["--param", "nope=3"], "has no parameter 'nope'"),
+])
+def test_generate_errors(tiny_dir, capsys, argv, message):
+    base = ["generate", "--model", str(tiny_dir), "--context", str(tiny_dir / "context.txt"), "--question", "Q?"]
+    assert main(base + argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_generate_missing_context_and_model(tiny_dir, capsys):
+    assert main(["generate", "--model", str(tiny_dir), "--context", "/nonexistent.txt", "--question", "Q"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["generate", "--model", "gemma-270m", "--context", str(tiny_dir / "context.txt"),
+                 "--question", "Q"]) == 2
+    assert "unknown model" in capsys.readouterr().err
