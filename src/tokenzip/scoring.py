@@ -282,3 +282,69 @@ def normalized_attention(attn: torch.Tensor) -> torch.Tensor:
     w, n = attn.shape[-2], attn.shape[-1]
     seen_by = (n - torch.arange(n, device=attn.device)).clamp(max=w).float()
     return attn.sum(dim=2) / seen_by
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompt stage scorers. Token values are (T,) with character spans (T, 2) into the text; pieces
+# of text (words, sentences, lines) are spans (P, 2); groups map pieces to units.
+# ---------------------------------------------------------------------------------------------
+
+
+def self_information(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Self-information ``-log p(target)`` in nats of each target under ``logits`` ``(M, V)`` -> ``(M,)``.
+
+    Selective Context (Li et al., 2023, arXiv 2310.06201) and LLMLingua (Jiang et al., 2023, arXiv
+    2310.05736) keep the tokens a small causal LM finds least predictable. Computed in float32.
+    """
+    logits = logits.float()
+    return logits.logsumexp(dim=-1) - logits.gather(-1, targets[:, None].long())[:, 0]
+
+
+def spans_reduce(
+    values: torch.Tensor, value_spans: torch.Tensor, spans: torch.Tensor, how: str = "mean", empty: float = 0.0
+) -> torch.Tensor:
+    """Reduce token ``values`` ``(T,)`` over every span ``(P, 2)`` they overlap -> ``(P,)``.
+
+    ``value_spans`` ``(T, 2)`` are the tokens' character spans, sorted and non-overlapping (empty
+    spans are ignored); a token covering several spans counts for each. ``how`` is ``mean``, ``sum``
+    or ``max``; spans no token overlaps get ``empty``.
+    """
+    v_start, v_end = value_spans[:, 0].contiguous(), value_spans[:, 1].contiguous()
+    nonempty = v_end > v_start
+    values, v_start, v_end = values[nonempty], v_start[nonempty], v_end[nonempty]
+    first = torch.searchsorted(v_end, spans[:, 0].contiguous(), right=True)
+    last = torch.searchsorted(v_start, spans[:, 1].contiguous(), right=False) - 1
+    count = (last - first + 1).clamp(min=0)
+    owner = torch.repeat_interleave(torch.arange(len(spans)), count)
+    offset = torch.arange(int(count.sum())) - torch.repeat_interleave(count.cumsum(0) - count, count)
+    token = torch.repeat_interleave(first, count) + offset
+    return group_reduce(values.float()[token], owner, len(spans), how, empty)
+
+
+def group_reduce(values: torch.Tensor, groups: torch.Tensor, n_groups: int, how: str = "mean",
+                 empty: float = 0.0) -> torch.Tensor:
+    """Reduce ``values`` ``(N,)`` by group id ``(N,)`` (ids < 0 ignored) -> ``(n_groups,)``."""
+    if how not in ("mean", "sum", "max"):
+        raise ValueError(f"how must be mean, sum or max, got {how!r}")
+    keep = groups >= 0
+    values, groups = values.float()[keep], groups[keep].long()
+    out = torch.full((n_groups,), empty, dtype=torch.float32)
+    if len(values) == 0:
+        return out
+    reduce = {"mean": "mean", "sum": "sum", "max": "amax"}[how]
+    present = torch.zeros(n_groups, dtype=torch.bool)
+    present[groups] = True
+    result = torch.zeros(n_groups, dtype=torch.float32).scatter_reduce(0, groups, values, reduce, include_self=False)
+    return torch.where(present, result, out)
+
+
+def contrastive_information(plain: torch.Tensor, conditioned: torch.Tensor) -> torch.Tensor:
+    """LongLLMLingua's contrastive perplexity (Jiang et al., 2024, arXiv 2310.06839): how much a
+    question makes each token more predictable, ``I(x_i | x_<i) - I(x_i | question, x_<i)``."""
+    return plain.float() - conditioned.float()
+
+
+def mutual_information_gain(query_loss_alone: torch.Tensor, query_loss_given: torch.Tensor) -> torch.Tensor:
+    """LongCodeZip's approximated mutual information (Shi et al., 2025, arXiv 2510.00446): how much each
+    chunk lowers the query's perplexity, ``PPL(q) - PPL(q | chunk)``, from mean token losses ``(C,)``."""
+    return query_loss_alone.float().exp() - query_loss_given.float().exp()

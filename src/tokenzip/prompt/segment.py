@@ -1,0 +1,197 @@
+"""Cut a text into pieces that can be deleted safely, and put the kept ones back together.
+
+A text becomes a sequence of **pieces**, each a span of the original text:
+
+- ``WORD``: a word (a run of graphemes between spaces) or, in scripts written without spaces (Chinese,
+  Japanese, Thai, ...), a single grapheme cluster. Its trailing spaces and tabs are its *gap*.
+- ``SEP``: whitespace holding a line break (kept when text on both sides is kept, so lines and
+  paragraphs survive without piling up empty lines).
+- ``STRUCT``: structure copied verbatim (JSON syntax and keys, Markdown headings and code fences).
+- ``LINE``: a physical line of code (mode ``code``), indentation included.
+
+Every piece boundary is a grapheme boundary, so no deletion ever splits a multibyte character, a
+combining sequence, an emoji ZWJ sequence or a flag. Pieces are grouped into **units** (a word, a
+sentence, a statement); a unit is kept or dropped whole, and unit ``-1`` is always kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import regex
+
+WORD, SEP, STRUCT, LINE = 0, 1, 2, 3
+FIXED = -1  # unit id of pieces that are always kept
+
+# Scripts written without spaces between words: every grapheme is a unit of its own.
+_SPACELESS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}"
+_TOKEN = regex.compile(
+    rf"(?P<ws>(?:(?=\s)\X)+)"
+    rf"|(?P<solo>(?=[{_SPACELESS}])\X)"
+    rf"|(?P<word>(?:(?![\s{_SPACELESS}])\X)+)",
+    regex.VERSION1,
+)
+_SENTENCE_END = regex.compile(r"[.!?。！？…][\"'”’)\]」』]*$")
+
+
+@dataclass
+class Pieces:
+    """The pieces of ``text``: parallel arrays of start/end offsets, gap ends, kinds and unit ids."""
+
+    text: str
+    start: np.ndarray
+    end: np.ndarray
+    gap_end: np.ndarray
+    kind: np.ndarray
+    unit: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.unit.max()) + 1 if len(self.unit) and self.unit.max() >= 0 else 0
+
+    def piece_text(self, i: int) -> str:
+        return self.text[self.start[i] : self.end[i]]
+
+    def content(self) -> np.ndarray:
+        """Mask of the pieces that carry text (everything but separators)."""
+        return self.kind != SEP
+
+
+class PieceBuilder:
+    """Accumulates pieces region by region (see :func:`build_pieces`)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.rows: list[tuple[int, int, int, int]] = []  # start, end, gap_end, kind
+
+    def add(self, start: int, end: int, kind: int, gap_end: int | None = None) -> None:
+        if end > start:
+            self.rows.append((start, end, end if gap_end is None else gap_end, kind))
+
+    def add_text(self, start: int, end: int) -> None:
+        """Split ``text[start:end]`` into words, single graphemes (spaceless scripts) and separators."""
+        for m in _TOKEN.finditer(self.text, start, end):
+            s, e = m.span()
+            if m.lastgroup == "ws":
+                if "\n" in m.group() or "\r" in m.group() or not self.rows or self.rows[-1][2] != s:
+                    self.add(s, e, SEP)
+                else:  # horizontal space right after a piece: that piece's gap
+                    ps, pe, _, pk = self.rows[-1]
+                    self.rows[-1] = (ps, pe, e, pk)
+            else:
+                self.add(s, e, WORD)
+
+    def build(self) -> Pieces:
+        arr = np.array(self.rows, dtype=np.int64).reshape(-1, 4)
+        kind = arr[:, 3].copy()
+        unit = np.full(len(arr), FIXED, dtype=np.int64)
+        return Pieces(self.text, arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), kind, unit)
+
+
+def word_units(pieces: Pieces, removable: np.ndarray) -> None:
+    """One unit per removable WORD piece (in text order); other pieces are fixed."""
+    unit = np.full(len(pieces), FIXED, dtype=np.int64)
+    idx = np.flatnonzero(removable)
+    unit[idx] = np.arange(len(idx))
+    pieces.unit = unit
+
+
+def sentence_ids(pieces: Pieces) -> np.ndarray:
+    """Sentence index of every piece: a sentence ends after a word with final punctuation, at a line
+    break, or at a structural piece. Separators and structure get ``-1``."""
+    ids = np.full(len(pieces), -1, dtype=np.int64)
+    current, open_sentence = 0, False
+    for i in range(len(pieces)):
+        kind = pieces.kind[i]
+        if kind != WORD:
+            if open_sentence:
+                current += 1
+                open_sentence = False
+            continue
+        ids[i] = current
+        open_sentence = True
+        if _SENTENCE_END.search(pieces.text, pieces.start[i], pieces.end[i]):
+            current += 1
+            open_sentence = False
+    return ids
+
+
+def assemble(pieces: Pieces, kept_units: np.ndarray, order: list[np.ndarray] | None = None) -> tuple[str, list]:
+    """The compressed text and its spans ``(start, end, out_start)``: ``text[start:end]`` was copied to
+    the output at ``out_start``.
+
+    ``kept_units`` is a boolean mask over units. Joining rules: adjacent kept pieces keep the exact
+    original text between them; across deletions a line break is kept (the widest one deleted), else
+    one space (the kept word's own gap, or the deleted neighbour's where it had none); structure is
+    joined without adding anything. ``order`` (lists of piece indices) reorders blocks of pieces.
+    """
+    text = pieces.text
+    keep = pieces.unit == FIXED
+    if kept_units.size:
+        keep |= (pieces.unit >= 0) & kept_units[np.clip(pieces.unit, 0, None)]
+    keep &= pieces.kind != SEP
+    blocks = order if order is not None else [np.arange(len(pieces))]
+    out: list[str] = []
+    spans: list[list[int]] = []
+    length = 0
+
+    def emit(s: int, e: int) -> None:
+        nonlocal length
+        s, e = int(s), int(e)
+        if e <= s:
+            return
+        if spans and spans[-1][1] == s and spans[-1][2] + (spans[-1][1] - spans[-1][0]) == length:
+            spans[-1][1] = e
+        else:
+            spans.append([s, e, length])
+        out.append(text[s:e])
+        length += e - s
+
+    content = np.flatnonzero(pieces.kind != SEP)
+    first_content = content[0] if len(content) else len(pieces)
+    last_content = content[-1] if len(content) else -1
+    for b, block in enumerate(blocks):
+        if b > 0 and out:
+            out.append("\n\n")
+            length += 2
+        prev = -1
+        best_sep = -1
+        for i in block:
+            i = int(i)
+            kind = pieces.kind[i]
+            if kind == SEP:
+                if i < first_content or i > last_content:  # the text's own leading/trailing whitespace
+                    if order is None and (i < first_content or prev >= 0):
+                        emit(pieces.start[i], pieces.end[i])
+                    continue
+                if best_sep < 0 or _newlines(text, pieces, i) > _newlines(text, pieces, best_sep):
+                    best_sep = i
+                continue
+            if not keep[i]:
+                continue
+            if prev >= 0:
+                if best_sep >= 0:
+                    emit(pieces.start[best_sep], pieces.end[best_sep])
+                elif i == prev + 1:
+                    emit(pieces.end[prev], pieces.start[i])
+                elif pieces.kind[prev] == STRUCT:
+                    pass
+                elif kind == STRUCT:
+                    emit(pieces.end[i - 1], pieces.gap_end[i - 1])
+                elif pieces.gap_end[prev] > pieces.end[prev]:
+                    emit(pieces.end[prev], pieces.gap_end[prev])
+                else:
+                    emit(pieces.end[i - 1], pieces.gap_end[i - 1])
+            emit(pieces.start[i], pieces.end[i])
+            prev, best_sep = i, -1
+    return "".join(out), [tuple(s) for s in spans]
+
+
+def _newlines(text: str, pieces: Pieces, i: int) -> int:
+    seg = text[pieces.start[i] : pieces.end[i]]
+    return seg.count("\n") + seg.count("\r") - seg.count("\r\n")
