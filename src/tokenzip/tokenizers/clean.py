@@ -28,9 +28,10 @@ _LETTER = re.compile(r"[^\W\d_]")
 def clean_ui_string(text: str) -> str:
     """Plain text of one catalog string; '' when nothing that reads as language is left."""
     text = text.split("\x04", 1)[-1]  # msgctxt prefix
-    text = _PRINTF.sub(" ", text.replace("%%", "\x00")).replace("\x00", "%")
-    text = _FORMAT.sub(" ", text.replace("{{", "\x01").replace("}}", "\x02")).replace("\x01", "{").replace("\x02", "}")
-    text = _TAG.sub(" ", text)
+    # removed without a space: a space would split words in scripts written without spaces
+    text = _PRINTF.sub("", text.replace("%%", "\x00")).replace("\x00", "%")
+    text = _FORMAT.sub("", text.replace("{{", "\x01").replace("}}", "\x02")).replace("\x01", "{").replace("\x02", "}")
+    text = _TAG.sub("", text)
     text = _ACCEL_PAREN.sub("", text)
     if text.count("_") + len(_ACCEL_AMP.findall(text)) == 1:  # one marker: a mnemonic, not an identifier
         text = _ACCEL.sub("", text)

