@@ -291,15 +291,19 @@ def merge_weighted(x: torch.Tensor, size: torch.Tensor, dest: torch.Tensor) -> t
     return torch.where(received[..., None], merged, x), new_size
 
 
-def compact(stays: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def compact(stays: torch.Tensor, align: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
     """Slots of the tokens that stay, in their original order, padded to the longest row.
 
     ``stays`` (B, N) bool -> ``index`` (B, M) into the old slots and ``valid`` (B, M), where
-    ``M = max_b stays[b].sum()``; padding slots point at slot 0 and are not valid.
+    ``M = max_b stays[b].sum()``; padding slots point at slot 0 and are not valid. ``align="left"``
+    puts a short row's padding at the end; ``"right"`` at the start (decoders: the last slot of
+    every row is then its last token, as with left padding).
     """
-    order = (~stays).to(torch.int8).argsort(dim=-1, stable=True)
     m = int(stays.sum(-1).max()) if stays.numel() else 0
-    index = order[:, :m]
+    if align == "right":
+        index = stays.to(torch.int8).argsort(dim=-1, stable=True)[:, stays.shape[1] - m :]
+    else:
+        index = (~stays).to(torch.int8).argsort(dim=-1, stable=True)[:, :m]
     valid = stays.gather(1, index)
     return torch.where(valid, index, torch.zeros_like(index)), valid
 
@@ -342,7 +346,7 @@ def duplication_aware_keep(
 
 
 def merge_compact(
-    x: torch.Tensor, size: torch.Tensor, dest: torch.Tensor, valid: torch.Tensor
+    x: torch.Tensor, size: torch.Tensor, dest: torch.Tensor, valid: torch.Tensor, align: str = "left"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`merge_weighted` then :func:`compact`, computing merged values only for the tokens that stay.
 
@@ -352,7 +356,7 @@ def merge_compact(
     b, n, c = x.shape
     old = torch.arange(n, device=x.device)
     stays = (dest == old) & valid
-    index, keep = compact(stays)
+    index, keep = compact(stays, align)
     m = index.shape[1]
     x_new = x.gather(1, index[..., None].expand(-1, -1, c))
     size_new = torch.where(keep, size.gather(1, index), torch.ones_like(keep, dtype=size.dtype))

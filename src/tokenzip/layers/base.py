@@ -48,6 +48,7 @@ class Step:
     size: torch.Tensor  # (B, M) input tokens each slot stands for (merging adds up)
     position: torch.Tensor  # (B, M) input position of each slot's token
     remove: torch.Tensor  # (B,) how many tokens must leave each row at this step
+    first: torch.Tensor | None = None  # (B,) input position of each row's first real token (left padding)
     captured: dict[str, torch.Tensor] = field(default_factory=dict)  # see CAPTURES
 
     def need(self, name: str) -> torch.Tensor:
@@ -93,8 +94,9 @@ class LayersMethod(Method):
     ``removed``: explicit counts per layer instead of a ratio/budget;
     ``protect``: leading tokens that never leave (default 1 for [CLS] in encoders/ViTs);
     ``protect_last``: trailing tokens that never leave (decoders: the question/last tokens);
-    ``restore``: how the model's output gets its input length back: ``"nearest"`` (merged tokens are
-    copied to every position they stand for; a pruned token takes the final state of the staying
+    ``restore``: how the model's output gets its input length back (default: ``"nearest"`` for
+    encoders and ViTs, ``"none"`` for decoders, whose logits are for the tokens left): ``"nearest"``
+    (merged tokens are copied to every position they stand for; a pruned token takes the final state of the staying
     token most similar to it when it left), ``"exit"`` (a pruned token keeps the hidden state it had
     when it left: early exit) or ``"none"`` (the output keeps only the tokens left; rows are padded).
     """
@@ -109,14 +111,14 @@ class LayersMethod(Method):
     removed: tuple[int, ...] | None = None
     protect: int | None = None
     protect_last: int | None = None
-    restore: str = "nearest"
+    restore: str | None = None
     last_report: LayersReport | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.restore is True or self.restore is False:
             self.restore = "nearest" if self.restore else "none"
-        if self.restore not in RESTORE:
+        if self.restore is not None and self.restore not in RESTORE:
             raise TokenzipError(f"restore must be one of {', '.join(RESTORE)} (or True/False), got {self.restore!r}")
         if self.schedule not in SCHEDULES:
             raise TokenzipError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
@@ -147,9 +149,13 @@ class LayersMethod(Method):
         """Where tokens leave when ``layers`` is not given: after every layer but the last."""
         return tuple(range(num_layers - 1))
 
+    def reduces_input(self, kind: str) -> bool:
+        """True when the method removes tokens before the first layer (a VLM's image tokens, before the LM)."""
+        return False
+
     def default_protect(self, kind: str) -> tuple[int, int]:
         """(leading, trailing) tokens never removed when ``protect``/``protect_last`` are not given."""
-        return (1, 0) if kind in ("encoder", "vision") else (1, 1)
+        return (1, 0) if kind in ("encoder", "vision") else (4, 32)
 
     # --- shared machinery ----------------------------------------------------------------------
     def is_noop(self) -> bool:

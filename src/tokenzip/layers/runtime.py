@@ -43,6 +43,7 @@ class TokenState:
     carry: torch.Tensor  # (B,) removals a layer could not make, moved to the next one
     input_tokens: list[int]
     candidate_tokens: list[int]
+    first: torch.Tensor  # (B,) input position of each row's first real token
     entering: dict[int, float]  # layer -> mean real tokens entering it
     captured: dict[int, dict[str, torch.Tensor]]
     changed: bool = False
@@ -56,8 +57,11 @@ class Runtime:
         self.kind = kind
         self.family = family
         self.num_layers = num_layers
-        self.steps = method.reduction_layers(kind, num_layers)
+        self.steps = ([-1] if method.reduces_input(kind) else []) + method.reduction_layers(kind, num_layers)
         self.step_of = {layer: k for k, layer in enumerate(self.steps)}
+        self.causal = kind in ("decoder", "vlm")
+        self.align = "right" if self.causal else "left"
+        self.restore = method.restore or ("none" if self.causal else "nearest")
         lead, trail = method.default_protect(kind)
         self.lead = lead if method.protect is None else method.protect
         self.trail = trail if method.protect_last is None else method.protect_last
@@ -99,7 +103,8 @@ class Runtime:
             position=index, source=torch.where(real, index, torch.full_like(index, -1)),
             proxy=torch.where(real, index, torch.full_like(index, -1)), exited=None,
             plan=plan.to(device).reshape(len(self.steps), b), carry=torch.zeros(b, dtype=torch.long, device=device),
-            input_tokens=counts.tolist(), candidate_tokens=n_cand, entering={0: float(counts.float().mean())},
+            input_tokens=counts.tolist(), candidate_tokens=n_cand, first=real.long().argmax(-1),
+            entering={0: float(counts.float().mean())},
             captured={},
         )
 
@@ -129,27 +134,42 @@ class Runtime:
         if self.state is not None:
             self.state.captured[layer] = stats
 
-    def mask(self, default: Any, dtype: torch.dtype, causal: bool = False) -> Any:
+    def mask(self, default: Any, dtype: torch.dtype, window: int | None = None) -> Any:
         """The attention mask for the current token set; ``default`` (the model's own) until tokens left.
 
         Bidirectional: (B, 1, 1, M), boolean (True = attend) or, once tokens were merged and the
         method uses proportional attention, an additive float bias ``log(size)`` (ToMe). Causal
-        (decoders): (B, 1, M, M) in slot order, which is input order.
+        (decoders): (B, 1, M, M) in slot order (= input order), with a sliding ``window`` measured
+        on the tokens' input positions, not on slots.
         """
         st = self.state
         if st is None or not st.changed:
             return default
         valid = st.valid
-        if causal:
+        if self.causal:
             m = valid.shape[1]
-            tri = torch.ones(m, m, dtype=torch.bool, device=valid.device).tril()
-            return tri[None, None] & valid[:, None, None, :]
+            allowed = torch.ones(m, m, dtype=torch.bool, device=valid.device).tril()[None] & valid[:, None, :]
+            if window is not None:
+                allowed &= (st.position[:, :, None] - st.position[:, None, :]) < window
+            allowed |= torch.eye(m, dtype=torch.bool, device=valid.device)[None] & ~valid[:, :, None]
+            return allowed[:, None]
         if self.prop_attn and bool((st.size != 1).any()):
             bias = st.size.log().to(dtype).masked_fill(~valid, torch.finfo(dtype).min)
             return bias[:, None, None, :]
         if bool(valid.all()):
             return None
         return valid[:, None, None, :]
+
+    def reduce_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The reduction before the first layer (a VLM's image tokens pruned before the language model)."""
+        st = self.state
+        if st is None or -1 not in self.step_of:
+            return hidden
+        remove = st.plan[self.step_of[-1]]
+        if bool(remove.any()):
+            hidden = self._reduce(-1, hidden, remove, last_step=len(self.steps) == 1)
+        st.entering[0] = float(st.valid.sum(-1).float().mean())
+        return hidden
 
     # --- between layers --------------------------------------------------------------------------
     def after_layer(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
@@ -173,7 +193,7 @@ class Runtime:
         assert st is not None
         step = Step(layer=layer, num_layers=self.num_layers, hidden=hidden, valid=st.valid,
                     candidates=st.candidates, size=st.size, position=st.position, remove=remove,
-                    captured=st.captured.get(layer, {}))
+                    first=st.first, captured=st.captured.get(layer, {}))
         dest = self.method.reduce(step)
         index = torch.arange(hidden.shape[1], device=hidden.device).expand_as(st.valid)
         self._check(dest, index, remove)
@@ -187,7 +207,7 @@ class Runtime:
                 f"layer {layer} (batch row {row}); the schedule cannot reach the requested ratio. "
                 "Reduce after more layers or ask for less."
             )
-        x, size, keep_index, keep_valid = merge_compact(hidden, st.size, dest, st.valid)
+        x, size, keep_index, keep_valid = merge_compact(hidden, st.size, dest, st.valid, self.align)
         # where each old slot's tokens live now: their destination's new slot, or -1 when pruned
         new_slot = torch.full_like(index, -1).scatter_reduce(
             1, keep_index, torch.where(keep_valid, torch.arange(keep_index.shape[1], device=index.device), -1),
@@ -196,10 +216,10 @@ class Runtime:
         old_to_new = torch.where((dest >= 0) & st.valid, new_slot.gather(1, dest.clamp(min=0)), -1)
         pruned = (dest < 0) & st.valid
         represent = old_to_new  # the slot standing for each old slot's tokens at the output
-        if self.method.restore == "nearest" and bool(pruned.any()):
+        if self.restore == "nearest" and bool(pruned.any()):
             nearest = nearest_staying(hidden, stays)
             represent = torch.where(pruned, new_slot.gather(1, nearest), old_to_new)
-        if self.method.restore == "exit" and bool(pruned.any()):
+        if self.restore == "exit" and bool(pruned.any()):
             if st.exited is None:
                 st.exited = hidden.new_zeros(*st.source.shape, hidden.shape[-1])
             leaving = (st.proxy >= 0) & pruned.gather(1, st.proxy.clamp(min=0))
@@ -236,7 +256,7 @@ class Runtime:
         entering = [st.entering.get(i, st.entering[max(k for k in st.entering if k <= i)])
                     for i in range(self.num_layers)]
         self.method.last_report = LayersReport(st.input_tokens, st.candidate_tokens, kept, entering)
-        if not st.changed or self.method.restore == "none":
+        if not st.changed or self.restore == "none":
             return hidden
         slot = st.proxy.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1])
         out = hidden.gather(1, slot)

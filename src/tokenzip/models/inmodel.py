@@ -41,15 +41,17 @@ class LayerStack:
 
 def find_stack(model: Any) -> LayerStack:
     """The layer stack of a supported model, or a :class:`TokenzipError` naming what is supported."""
-    from tokenzip.models import encoders, vision
+    from tokenzip.models import decoder_layers, encoders, vision
+    from tokenzip.models.decoders import SUPPORTED
 
-    for find in (encoders.encoder_stack, vision.vision_stack):
+    for find in (encoders.encoder_stack, vision.vision_stack, decoder_layers.decoder_stack):
         stack = find(model)
         if stack is not None:
             return stack
     raise TokenzipError(
         f"the layers stage does not support {type(model).__name__}; supported: BERT-style encoders "
-        "(BertModel, RobertaModel, ...), ViTModel, Dinov2Model"
+        f"(BertModel, RobertaModel, ...), ViTModel, Dinov2Model, decoder LLMs ({', '.join(SUPPORTED)}) "
+        "and LlavaForConditionalGeneration"
     )
 
 
@@ -86,7 +88,13 @@ def _padding_from(root: Any) -> Callable:
 
 @contextlib.contextmanager
 def hooked(stack: LayerStack, runtime: Any) -> Iterator[None]:
-    """Attach ``runtime`` (``tokenzip.layers.runtime.Runtime``) to an encoder-style stack."""
+    """Attach ``runtime`` (``tokenzip.layers.runtime.Runtime``) to a layer stack, inside the block."""
+    if stack.kind in ("decoder", "vlm"):
+        from tokenzip.models.decoder_layers import hooked_decoder
+
+        with hooked_decoder(stack, runtime):
+            yield
+        return
     root = stack.root
 
     def begin(module: Any, args: tuple, kwargs: dict) -> None:

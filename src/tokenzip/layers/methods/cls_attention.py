@@ -28,5 +28,11 @@ class ClsAttention(LayersMethod):
     kinds = ("encoder", "vision", "vlm")
     needs = frozenset({"cls_attention"})
 
+    def reduces_input(self, kind: str) -> bool:
+        return kind == "vlm"  # a VLM's image tokens are pruned before the language model
+
+    def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:
+        return () if kind == "vlm" else super().default_layers(kind, num_layers)
+
     def reduce(self, step: Step) -> torch.Tensor:
         return step.prune(keep_top_scores(step.need("cls_attention"), step.candidates, step.remove))

@@ -17,8 +17,8 @@ from tokenzip.registry import register
 class RandomPrune(LayersMethod):
     """Drop uniformly random candidate tokens.
 
-    The draw depends only on ``seed``, the layer and each token's input position, so a row gets the
-    same tokens whatever else is in the batch.
+    The draw depends only on ``seed``, the layer and each token's position counted from the row's
+    first real token, so a row gets the same tokens whatever else (and whatever padding) is in the batch.
     """
 
     name = "random"
@@ -29,6 +29,7 @@ class RandomPrune(LayersMethod):
 
     def reduce(self, step: Step) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step.layer)
+        rank = step.position - step.first[:, None] if step.first is not None else step.position
         table = torch.rand(int(step.position.max()) + 1, generator=generator).to(step.position.device)
-        scores = table[step.position]
+        scores = table[rank.clamp(min=0)]
         return step.prune(keep_top_scores(scores, step.candidates, step.remove))

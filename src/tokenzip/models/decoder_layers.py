@@ -1,0 +1,239 @@
+"""Decoders and LLaVA for the layers stage: pruning hidden states inside a causal language model.
+
+After the reduction layer K the later layers see fewer tokens. Three things must stay consistent:
+
+* **positions**: every kept token keeps its input position. The layers after K get the rotary
+  ``position_embeddings`` (and ``position_ids``) gathered at the kept positions, and new tokens
+  generated later continue from the input length (the first layers' cache still holds every token,
+  so ``cache.get_seq_length()`` and ``generate``'s position bookkeeping are unchanged).
+* **attention masks**: during the prefill the runtime builds each later layer's mask (causal in input
+  order, padding, sliding windows measured on input positions); when decoding, the later layers hold
+  fewer cache entries than the first ones, so the single mask transformers builds no longer fits
+  them: they are handed to the shared :class:`tokenzip.models.attention.CacheMasks` (the KV stage's
+  mechanism), which masks each layer from which of its stored entries are valid per batch row.
+* **batches**: rows may keep different numbers of tokens; kept tokens are right-aligned (padding
+  first, like left padding), so the last slot of every row is its last prompt token, whose logits
+  ``generate`` reads.
+
+LLaVA (``LlavaForConditionalGeneration``): the candidates are the image tokens. FastV / DART / random
+prune them inside the language model after layer K; ``cls_attention`` prunes them before the
+language model, ranked by the vision tower's [CLS] attention at the feature layer (VTC-CLS/FasterVLM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from tokenzip import scoring
+from tokenzip.errors import TokenzipError
+from tokenzip.models.attention import CacheMasks, route_attention
+from tokenzip.models.decoders import SUPPORTED, DecoderAdapter
+from tokenzip.models.inmodel import LayerStack, statistics
+
+
+def decoder_stack(model: Any) -> LayerStack | None:
+    """The layers-stage view of a supported decoder LLM or LLaVA model, else None."""
+    from transformers import LlavaForConditionalGeneration, LlavaModel
+
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    if isinstance(model, (LlavaForConditionalGeneration, LlavaModel)):
+        llava = model.model if isinstance(model, LlavaForConditionalGeneration) else model
+        adapter = DecoderAdapter(model)
+        return LayerStack(kind="vlm", family="llava", model=model, root=adapter.decoder,
+                          layers=list(adapter.decoder.layers), attention=adapter.attention_modules,
+                          extra={"adapter": adapter, "llava": llava})
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    if getattr(text, "model_type", None) not in SUPPORTED or not hasattr(model, "generate"):
+        return None
+    adapter = DecoderAdapter(model)
+    return LayerStack(kind="decoder", family=text.model_type, model=model, root=adapter.decoder,
+                      layers=list(adapter.decoder.layers), attention=adapter.attention_modules,
+                      extra={"adapter": adapter})
+
+
+class _Forward:
+    """What the hooks share during one forward pass."""
+
+    def __init__(self) -> None:
+        self.prefill = False
+        self.padding: torch.Tensor | None = None
+        self.input_ids: torch.Tensor | None = None
+        self.vision_cls: torch.Tensor | None = None
+        self.seen = 0  # input positions used so far (prompt + generated), in slot-index units
+        self.new = 0  # tokens in the current forward
+        self.stored_positions: dict[int, torch.Tensor] = {}  # sliding layer -> input positions of its entries
+
+
+@contextlib.contextmanager
+def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
+    """Attach ``runtime`` to a decoder (or LLaVA's language model), prefill and decoding."""
+    adapter: DecoderAdapter = stack.extra["adapter"]
+    llava = stack.extra.get("llava")
+    masks = CacheMasks()
+    fwd = _Forward()
+    window = adapter.sliding_window()
+    signature = inspect.signature(stack.root.forward)
+
+    def before_decoder(module: Any, args: tuple, kwargs: dict) -> None:
+        bound = signature.bind_partial(*args, **kwargs).arguments
+        cache = bound.get("past_key_values")
+        fwd.prefill = cache is None or cache.get_seq_length() == 0
+        embeds = bound.get("inputs_embeds")
+        ids = bound.get("input_ids")
+        fwd.new = (embeds if embeds is not None else ids).shape[1]
+        if fwd.prefill:
+            fwd.seen = 0
+            fwd.stored_positions.clear()
+            masks.valid.clear()
+            mask = bound.get("attention_mask")
+            fwd.padding = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+            runtime.state = None
+
+    def before_llava(module: Any, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        fwd.input_ids = ids
+        fwd.vision_cls = None
+
+    def before_layer(i: int) -> Callable:
+        def hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            if not fwd.prefill:
+                return None
+            if i == 0:
+                hidden = args[0] if args else kwargs["hidden_states"]
+                candidates = None
+                if llava is not None:
+                    candidates = image_tokens(llava, fwd.input_ids, hidden)
+                runtime.begin(hidden, fwd.padding, candidates)
+                if fwd.vision_cls is not None and candidates is not None:
+                    scores = torch.zeros(candidates.shape, dtype=torch.float32, device=hidden.device)
+                    scores[candidates] = fwd.vision_cls.flatten().to(hidden.device)
+                    runtime.capture(-1, {"cls_attention": scores})
+                reduced = runtime.reduce_input(hidden)
+                if reduced is not hidden:
+                    args = (reduced, *args[1:]) if args else args
+                    if not args:
+                        kwargs["hidden_states"] = reduced
+            st = runtime.state
+            if st is None or not st.changed:
+                return args, kwargs
+            positions = st.position
+            cos, sin = kwargs["position_embeddings"]
+            kwargs["position_embeddings"] = (_gather(cos, positions), _gather(sin, positions))
+            if isinstance(kwargs.get("position_ids"), torch.Tensor):
+                kwargs["position_ids"] = kwargs["position_ids"].expand(positions.shape[0], -1).gather(1, positions)
+            masks.manage(i, st.valid[:, None, :])
+            if adapter.is_sliding(i) and window is not None:
+                fwd.stored_positions[i] = positions
+            return args, kwargs
+
+        return hook
+
+    def after_layer(i: int) -> Callable:
+        def hook(module: Any, args: tuple, output: Any) -> Any:
+            if not fwd.prefill:
+                return None
+            if isinstance(output, tuple):
+                return (runtime.after_layer(i, output[0]), *output[1:])
+            return runtime.after_layer(i, output)
+
+        return hook
+
+    def on_attention(i: int) -> Callable:
+        def handler(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any,
+                    kwargs: dict) -> Any:
+            if fwd.prefill:
+                mask = runtime.mask(mask, query.dtype, window if adapter.is_sliding(i) else None)
+                wants = runtime.wants(i)
+                if wants:
+                    scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
+                    runtime.capture(i, statistics(wants, query, key, scaling, mask))
+                return mask
+            if masks.managed(i):
+                mask = masks.mask_for(i, query, key)
+                if i in fwd.stored_positions:
+                    mask = window_by_position(mask, fwd.stored_positions[i], fwd.seen, query, key, window)
+            return mask
+
+        return handler
+
+    def after_decoder(module: Any, args: tuple, output: Any) -> None:
+        fwd.seen += fwd.new
+
+    hooks = [stack.root.register_forward_pre_hook(before_decoder, with_kwargs=True),
+             stack.root.register_forward_hook(after_decoder)]
+    for i, layer in enumerate(stack.layers):
+        hooks.append(layer.register_forward_pre_hook(before_layer(i), with_kwargs=True))
+    hooks += [layer.register_forward_hook(after_layer(i)) for i, layer in enumerate(stack.layers)]
+    handlers = {module: on_attention(i) for i, module in enumerate(stack.attention)}
+    if llava is not None:
+        hooks.append(llava.register_forward_pre_hook(before_llava, with_kwargs=True))
+        if -1 in runtime.step_of:
+            handlers.update(vision_cls_handlers(llava, fwd))
+    try:
+        with route_attention(stack.model, handlers):
+            yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def window_by_position(mask: torch.Tensor | None, prefill_positions: torch.Tensor, seen: int, query: torch.Tensor,
+                       key: torch.Tensor, window: int) -> torch.Tensor:
+    """Restrict a decoding step's mask on a sliding-window layer to keys within ``window`` input positions.
+
+    After pruning, the cache's last ``window - 1`` entries can span more than ``window`` positions;
+    entries are right-aligned with ``prefill_positions`` (B, M) followed by one entry per decoded token.
+    """
+    b, q, k = query.shape[0], query.shape[2], key.shape[2]
+    decoded = seen - int(prefill_positions.max()) - 1 if prefill_positions.numel() else 0
+    device = key.device
+    later = int(prefill_positions.max()) + 1 + torch.arange(decoded + q, device=device)
+    positions = torch.cat([prefill_positions.to(device), later[None].expand(b, -1)], dim=1)[:, -k:]
+    if positions.shape[1] < k:  # cannot happen with a consistent cache; keep the mask as it is
+        return mask
+    new = later[-q:]
+    inside = (new[None, :, None] - positions[:, None, :]) < window  # (B, q, k)
+    inside = inside[:, None]
+    return inside if mask is None else mask & inside
+
+
+def _gather(table: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rows of a per-position table (1 or B, N, D) at ``positions`` (B, M) -> (B, M, D)."""
+    table = table.expand(positions.shape[0], -1, -1)
+    return table.gather(1, positions[..., None].expand(-1, -1, table.shape[-1]))
+
+
+def image_tokens(llava: Any, input_ids: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor:
+    """(B, N) True at the image placeholder tokens of a LLaVA prompt."""
+    if input_ids is None:
+        raise TokenzipError(
+            "pruning LLaVA's image tokens needs input_ids (to find the <image> tokens), not inputs_embeds"
+        )
+    return (input_ids == llava.config.image_token_id).to(hidden.device)
+
+
+def vision_cls_handlers(llava: Any, fwd: _Forward) -> dict[Any, Callable]:
+    """Capture the vision tower's [CLS] attention at the layer LLaVA takes its image features from."""
+    tower = llava.vision_tower
+    layers = tower.vision_model.encoder.layers
+    feature = llava.config.vision_feature_layer
+    if not isinstance(feature, int):
+        raise TokenzipError("cls_attention on LLaVA needs a single vision_feature_layer")
+    index = feature % (len(layers) + 1) - 1  # hidden_states[f] is the output of layer f - 1
+    drop_cls = llava.config.vision_feature_select_strategy == "default"
+
+    def handler(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any,
+                kwargs: dict) -> Any:
+        scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
+        cls = scoring.cls_attention(query, key, scaling, mask if isinstance(mask, torch.Tensor) else None)
+        fwd.vision_cls = cls[:, 1:] if drop_cls else cls
+        return mask
+
+    return {layers[index].self_attn: handler}
