@@ -99,7 +99,6 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
     def before_llava(module: Any, args: tuple, kwargs: dict) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
         fwd.input_ids = ids
-        fwd.vision_cls = None
 
     def before_layer(i: int) -> Callable:
         def hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
@@ -115,6 +114,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
                     scores = torch.zeros(candidates.shape, dtype=torch.float32, device=hidden.device)
                     scores[candidates] = fwd.vision_cls.flatten().to(hidden.device)
                     runtime.capture(-1, {"cls_attention": scores})
+                fwd.vision_cls = None  # used once: the vision tower may run before LlavaModel.forward
                 reduced = runtime.reduce_input(hidden)
                 if reduced is not hidden:
                     args = (reduced, *args[1:]) if args else args
@@ -222,7 +222,8 @@ def image_tokens(llava: Any, input_ids: torch.Tensor | None, hidden: torch.Tenso
 def vision_cls_handlers(llava: Any, fwd: _Forward) -> dict[Any, Callable]:
     """Capture the vision tower's [CLS] attention at the layer LLaVA takes its image features from."""
     tower = llava.vision_tower
-    layers = tower.vision_model.encoder.layers
+    inner = getattr(tower, "vision_model", tower)  # CLIPVisionModel: the layers sit directly under .encoder
+    layers = inner.encoder.layers
     feature = llava.config.vision_feature_layer
     if not isinstance(feature, int):
         raise TokenzipError("cls_attention on LLaVA needs a single vision_feature_layer")

@@ -27,6 +27,11 @@ class RandomPrune(LayersMethod):
 
     seed: int = 0
 
+    def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:
+        if kind in ("decoder", "vlm"):  # where FastV and DART prune, so it is their baseline
+            return (min(1, num_layers - 1),)
+        return super().default_layers(kind, num_layers)
+
     def reduce(self, step: Step) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step.layer)
         rank = step.position - step.first[:, None] if step.first is not None else step.position
