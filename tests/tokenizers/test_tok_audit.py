@@ -62,6 +62,13 @@ def test_premium_and_fertility_by_hand(parallel):
     # byte-level BPE decodes exactly; the word tokenizer turns "the" into [UNK] in one English string of two
     assert rows["bytes", "ja"]["round trip"] == 1.0
     assert rows["words", "en"]["round trip"] == 0.5
+    # unknown tokens: English "the" is [UNK] (1 of 4 tokens); every French and Japanese word is [UNK]
+    assert rows["words", "en"]["unknown share"] == 0.25 and rows["words", "ja"]["unknown share"] == 1.0
+    assert rows["bytes", "ja"]["unknown share"] == 0.0
+    summary = {r["tokenizer"]: r for r in result.premium_summary()}
+    assert summary["words"]["median premium"] == pytest.approx((1.0 + 0.5) / 2)
+    assert summary["words"]["max at"] == "fr" and summary["words"]["languages with >1% unknown tokens"] == "fr, ja"
+    assert summary["bytes"]["max at"] == "ja" and summary["bytes"]["languages with >1% unknown tokens"] == "none"
     table = {r["language"]: r for r in result.premium_table()}
     assert table["ja"]["bytes"] == pytest.approx(18 / 11) and table["en"]["words"] == 1.0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,25 @@ class AuditResult:
         return rows
 
 
+    def premium_summary(self, unknown_threshold: float = 0.01) -> list[dict[str, Any]]:
+        """Per tokenizer: median and largest premium over the non-reference languages, and the languages
+        where more than ``unknown_threshold`` of the tokens are the unknown token (premiums there are
+        meaningless: a whole word became one [UNK])."""
+        out = []
+        reference = self.meta.get("reference")
+        for name in self.meta.get("tokenizers", []):
+            rows = [r for r in self.language_rows if r["tokenizer"] == name and r["language"] != reference]
+            if not rows:
+                continue
+            values = sorted(r["premium"] for r in rows)
+            worst = max(rows, key=lambda r: r["premium"])
+            unknown = [r["language"] for r in rows if (r.get("unknown share") or 0) > unknown_threshold]
+            out.append({"tokenizer": name, "languages": len(rows), "median premium": statistics.median(values),
+                        "max premium": worst["premium"], "max at": worst["language"],
+                        "languages with >1% unknown tokens": ", ".join(unknown) or "none"})
+        return out
+
+
 def _nan_low(x: Any) -> float:
     return -math.inf if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
@@ -73,6 +93,7 @@ def audit(
         corpus = [t for t in corpus if t]
         if not corpus:
             raise TokenzipError("the audit corpus is empty; give non-empty text files")
+        result.meta["corpus_texts"] = len(corpus)
     if parallel is not None:
         result.parallel_counts = parallel.counts()
         result.meta.update(reference=parallel.reference, parallel_source=parallel.source,
@@ -107,6 +128,6 @@ def _languages(tok: LoadedTokenizer, parallel: ParallelText) -> list[dict[str, A
             "tokenizer": tok.name, "language": lang, "strings": s.texts, "tokens": s.tokens,
             "bytes/token": s.bytes_per_token, "chars/token": s.chars_per_token, "fertility": s.fertility,
             "premium": premium(s.tokens, ref.tokens), "byte premium": premium(s.bytes, ref.bytes),
-            "round trip": s.roundtrip_rate, "distinct ids": s.distinct_ids,
+            "round trip": s.roundtrip_rate, "unknown share": s.unknown_share, "distinct ids": s.distinct_ids,
         })
     return rows

@@ -118,6 +118,8 @@ def run_audit(args: argparse.Namespace) -> int:
         if result.language_rows:
             names = result.meta["tokenizers"]
             print(f"\ntoken premium vs {par.reference} on {len(par)} aligned strings ({par.source}):")
+            print(format_table(result.premium_summary()))
+            print()
             print(format_table(result.premium_table(), ["language", "byte premium", *names]))
         for name, rows in result.curves.items():
             print(f"\nbytes/token by vocabulary size (merge list cut), {name}:")

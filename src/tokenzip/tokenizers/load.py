@@ -33,6 +33,15 @@ class LoadedTokenizer:
         return len(self.hf)
 
     @property
+    def unk_id(self) -> int | None:
+        """The id of the unknown token, when the tokenizer has one (byte-level BPE has none)."""
+        if self.fast is not None:
+            unk = json.loads(self.fast.to_str())["model"].get("unk_token")
+            return self.fast.token_to_id(unk) if unk else None
+        unk = getattr(self.hf, "unk_token_id", None)
+        return unk if isinstance(unk, int) else None
+
+    @property
     def model_type(self) -> str:
         if self.fast is not None:
             return json.loads(self.fast.to_str())["model"]["type"]

@@ -8,6 +8,9 @@
   where a "word" is a whole phrase.
 * vocabulary use: the share of the vocabulary that occurs in the encoded text.
 * round trip: whether decode(encode(text)) gives the text back exactly.
+* unknown share: the share of tokens that are the unknown token. A tokenizer that maps a whole
+  word it cannot spell to one unknown token looks cheap (few tokens) while it loses the text, so
+  low premiums must be read together with this number.
 * token premium: tokens(language) / tokens(English) on parallel text, i.e. how much more a
   speaker of that language pays for the same content (Petrov et al., 2023, arXiv 2305.15425).
   The byte premium, bytes(language) / bytes(English), is the same ratio for raw UTF-8.
@@ -32,6 +35,7 @@ class TextStats:
     distinct_ids: int
     vocab_size: int
     roundtrip_exact: int
+    unknown: int = 0
     first_roundtrip_failure: str | None = None
 
     @property
@@ -51,6 +55,10 @@ class TextStats:
         return self.distinct_ids / self.vocab_size if self.vocab_size else float("nan")
 
     @property
+    def unknown_share(self) -> float:
+        return self.unknown / self.tokens if self.tokens else float("nan")
+
+    @property
     def roundtrip_rate(self) -> float:
         return self.roundtrip_exact / self.texts if self.texts else float("nan")
 
@@ -59,18 +67,22 @@ class TextStats:
             "texts": self.texts, "bytes": self.bytes, "chars": self.chars, "words": self.words,
             "tokens": self.tokens, "bytes/token": self.bytes_per_token, "chars/token": self.chars_per_token,
             "fertility": self.fertility, "vocab use": self.vocab_use, "distinct ids": self.distinct_ids,
-            "round trip": self.roundtrip_rate, "first round-trip failure": self.first_roundtrip_failure,
+            "round trip": self.roundtrip_rate, "not exact": self.texts - self.roundtrip_exact,
+            "unknown share": self.unknown_share, "first round-trip failure": self.first_roundtrip_failure,
         }
 
 
 def text_stats(texts: Sequence[str], ids: Sequence[Sequence[int]], decoded: Sequence[str],
-               vocab_size: int) -> TextStats:
+               vocab_size: int, unk_id: int | None = None) -> TextStats:
     """Totals from texts, their token ids and the decoding of those ids."""
     exact = 0
+    unknown = 0
     failure = None
     distinct: set[int] = set()
     for text, tokens, back in zip(texts, ids, decoded):
         distinct.update(tokens)
+        if unk_id is not None:
+            unknown += sum(1 for t in tokens if t == unk_id)
         if back == text:
             exact += 1
         elif failure is None:
@@ -84,6 +96,7 @@ def text_stats(texts: Sequence[str], ids: Sequence[Sequence[int]], decoded: Sequ
         distinct_ids=len(distinct),
         vocab_size=vocab_size,
         roundtrip_exact=exact,
+        unknown=unknown,
         first_roundtrip_failure=failure,
     )
 
@@ -99,7 +112,7 @@ def measure(tokenizer: Any, texts: Sequence[str]) -> TextStats:
     """Encode and decode ``texts`` with a ``LoadedTokenizer`` and total the counts."""
     ids = tokenizer.encode(texts)
     decoded = tokenizer.decode_batch(ids)
-    return text_stats(texts, ids, decoded, tokenizer.vocab_size)
+    return text_stats(texts, ids, decoded, tokenizer.vocab_size, tokenizer.unk_id)
 
 
 def premium(tokens: int, reference_tokens: int) -> float:

@@ -12,9 +12,9 @@ from tokenzip.errors import require
 from tokenzip.table import format_table
 
 CORPUS_COLUMNS = ["tokenizer", "model", "vocab", "tokens", "bytes/token", "chars/token", "fertility", "vocab use",
-                  "round trip"]
+                  "not exact", "unknown share"]
 LANGUAGE_COLUMNS = ["tokenizer", "language", "strings", "tokens", "bytes/token", "fertility", "premium",
-                    "byte premium", "round trip"]
+                    "byte premium", "round trip", "unknown share"]
 
 
 def _json_default(value: Any) -> Any:
@@ -131,6 +131,7 @@ def audit_markdown(result: Any) -> str:
         lines += [f"## Token premium vs English ({result.meta.get('parallel_strings')} aligned strings, "
                   f"{len(result.parallel_counts)} languages)", "",
                   f"Source: {result.meta.get('parallel_source')}.", "",
+                  format_table(result.premium_summary(), markdown=True), "",
                   format_table(result.premium_table(), ["language", "byte premium", *names], markdown=True), ""]
         for w in result.meta.get("parallel_warnings") or []:
             lines.append(f"- warning: {w}")
