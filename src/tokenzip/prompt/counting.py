@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tokenzip.errors import TokenzipError
@@ -44,9 +46,7 @@ def load_tokenizer(name_or_path: str) -> Any:
     from tokenzip.models.catalog import MODELS
 
     if name_or_path == "gemma-3-270m":
-        from tokenzip.models.gemma import ensure_cache
-
-        return AutoTokenizer.from_pretrained(str(ensure_cache()))
+        return AutoTokenizer.from_pretrained(str(_gemma_tokenizer_dir()))
     if name_or_path in MODELS:
         import tokenzip as tz
 
@@ -58,6 +58,21 @@ def load_tokenizer(name_or_path: str) -> Any:
             f"could not load a tokenizer from {name_or_path!r}: {exc}. Pass a tokenizer object, a short model name "
             "from `tokenzip models`, or a local directory holding tokenizer files."
         ) from exc
+
+
+def _gemma_tokenizer_dir() -> Path:
+    """The cached Gemma directory, checking only the tokenizer files against the manifest (hashing the
+    1 GB weights is for loading the model); anything amiss goes through the full verified build."""
+    from tokenzip.models.gemma import MANIFEST, _sha256, ensure_cache, gemma_dir
+
+    directory = gemma_dir()
+    try:
+        entries = json.loads((directory / MANIFEST).read_text())["files"]
+        if all(_sha256(directory / n) == entries[n]["sha256"] for n in ("tokenizer.json", "tokenizer_config.json")):
+            return directory
+    except (OSError, ValueError, KeyError):
+        pass
+    return ensure_cache()
 
 
 def resolve_counter(target_tokenizer: Any, scorer: Any) -> TokenCounter:
