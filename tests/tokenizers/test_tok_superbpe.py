@@ -112,3 +112,24 @@ def test_pretokenizer_serialized_as_regex_split(superbpe_small):
     pre = json.loads(tok.to_str())["pre_tokenizer"]
     assert pre["type"] == "Sequence"
     assert [p["type"] for p in pre["pretokenizers"]] == ["Split", "ByteLevel"]
+
+
+def test_piece_table_stays_bounded():
+    from tokenzip.tokenizers.superbpe import PieceTable
+
+    table = PieceTable(max_types=4)
+    table.add(["a", "a", "a", "b", "b", "c", "d"])
+    assert table.counts == {"a": 3, "b": 2, "c": 1, "d": 1} and table.dropped_types == 0
+    table.add(["e"])  # fifth type: the least frequent half is dropped, ties broken by the piece
+    assert table.counts == {"a": 3, "b": 2}
+    assert table.dropped_types == 3 and table.dropped_occurrences == 3
+    assert table.total_occurrences == 8
+
+
+def test_full_piece_table_is_reported(doc_texts):
+    from tokenzip.tokenizers.train import train_tokenizer
+
+    train, _ = doc_texts
+    trained = train_tokenizer(train, "superbpe", 700, transition=500, progress=False, max_piece_types=2000)
+    assert trained.info["dropped_piece_occurrences"] > 0
+    assert any("piece table was full" in w for w in trained.warnings)

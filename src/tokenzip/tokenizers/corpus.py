@@ -214,9 +214,10 @@ def corpus_from_files(paths: Sequence[str | Path], heldout: float = DEFAULT_HELD
     held: list[str] = []
     for path in paths:
         lines = read_text_file(path).splitlines(keepends=True)
-        cut = len(lines) - (int(len(lines) * heldout) if heldout_files == () else 0)
+        held_lines = 0
         if heldout and not heldout_files and len(lines) >= 2:
-            cut = min(cut, len(lines) - 1)
+            held_lines = max(1, int(len(lines) * heldout))
+        cut = len(lines) - held_lines
         train += _documents(lines[:cut])
         held += _documents(lines[cut:])
     for path in heldout_files:

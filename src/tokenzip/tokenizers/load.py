@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,17 @@ class LoadedTokenizer:
             return self.fast.get_vocab_size(with_added_tokens=True)
         return len(self.hf)
 
+    @cached_property
+    def _model(self) -> dict[str, Any]:
+        """The model section of the tokenizer.json, without the (large) vocabulary and merges."""
+        model = json.loads(self.fast.to_str())["model"]
+        return {k: v for k, v in model.items() if k not in ("vocab", "merges")}
+
     @property
     def unk_id(self) -> int | None:
         """The id of the unknown token, when the tokenizer has one (byte-level BPE has none)."""
         if self.fast is not None:
-            unk = json.loads(self.fast.to_str())["model"].get("unk_token")
+            unk = self._model.get("unk_token")
             return self.fast.token_to_id(unk) if unk else None
         unk = getattr(self.hf, "unk_token_id", None)
         return unk if isinstance(unk, int) else None
@@ -44,7 +51,7 @@ class LoadedTokenizer:
     @property
     def model_type(self) -> str:
         if self.fast is not None:
-            return json.loads(self.fast.to_str())["model"]["type"]
+            return self._model["type"]
         return type(self.hf).__name__
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:

@@ -49,27 +49,40 @@ def _pyplot() -> Any:
 
 
 def plot_premiums(result: Any, path: Path) -> None:
-    """Horizontal bars: each language's token premium against English, one bar per tokenizer."""
+    """Bars of each language's token premium against English: one panel per tokenizer, languages in
+    the same order (by the first tokenizer's premium), the UTF-8 byte premium as a gray tick."""
     plt = _pyplot()
-    table = [r for r in result.premium_table() if r["language"] != result.meta.get("reference")]
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    reference = result.meta.get("reference")
     names = result.meta["tokenizers"]
-    table.sort(key=lambda r: r.get(names[0]) or 0)
-    height = 0.8 / (len(names) + 1)
-    fig, ax = plt.subplots(figsize=(7, 1.5 + 0.22 * len(table) * max(1, len(names) / 1.5)))
-    ys = range(len(table))
-    for k, name in enumerate(names + ["byte premium"]):
-        values = [r.get(name) or 0 for r in table]
-        ax.barh([y + (k - len(names) / 2) * height for y in ys], values, height=height,
-                label="UTF-8 bytes" if name == "byte premium" else name,
-                color="lightgray" if name == "byte premium" else None)
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_yticks(list(ys))
-    ax.set_yticklabels([r["language"] for r in table], fontsize=7)
-    ax.set_xlabel("token premium vs English (tokens / English tokens, same content)")
-    ax.set_title(f"Token premium on {result.meta.get('parallel_strings', '?')} aligned strings")
-    ax.legend(fontsize=7, loc="lower right")
+    table = [r for r in result.premium_table() if r["language"] != reference]
+    table.sort(key=lambda r: -(r.get(names[0]) or 0))
+    xs = list(range(len(table)))
+    fig, axes = plt.subplots(len(names), 1, figsize=(max(7.0, 0.2 * len(table) + 1.5), 1.2 + 2.0 * len(names)),
+                             squeeze=False)
+    unknown = {(r["tokenizer"], r["language"]): r.get("unknown share") or 0 for r in result.language_rows}
+    for ax, name in zip(axes[:, 0], names):
+        flagged = [unknown.get((name, r["language"]), 0) > 0.01 for r in table]
+        ax.bar(xs, [r.get(name) or 0 for r in table], width=0.75,
+               color=["tab:orange" if f else "tab:blue" for f in flagged])
+        ax.scatter(xs, [r["byte premium"] for r in table], color="gray", marker="_", s=60, zorder=3)
+        handles = [Patch(color="tab:blue", label=f"{name}: tokens"),
+                   Line2D([], [], color="gray", marker="_", linestyle="none", label="UTF-8 bytes")]
+        if any(flagged):
+            handles.insert(1, Patch(color="tab:orange", label="over 1% unknown tokens: premium understated"))
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_ylabel("premium")
+        ax.set_xlim(-0.7, len(table) - 0.3)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([r["language"] for r in table], rotation=90, fontsize=7)
+        ax.legend(handles=handles, fontsize=7, loc="upper right")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_title(f"Token premium vs {reference} on {result.meta.get('parallel_strings', '?')} aligned strings "
+                         "(tokens / English tokens for the same content)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

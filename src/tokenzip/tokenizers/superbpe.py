@@ -28,6 +28,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tqdm import tqdm
 
@@ -124,7 +125,7 @@ def learn_merges(
     adjacent pair whose merged token ``allowed`` accepts, and which is not already a token, is
     merged everywhere (ties: smallest pair of ids).
     """
-    if len(vocab) + (target_size - len(vocab)) > _MASK:
+    if target_size > _MASK:
         raise ValueError(f"vocabulary of {target_size} tokens is too large (at most {_MASK})")
     existing = set(vocab)
     full: dict[int, int] = defaultdict(int)
@@ -223,7 +224,7 @@ def train_superbpe(
     min_count: int = 2,
     max_piece_types: int = 4_000_000,
     progress: bool = True,
-) -> tuple[object, dict]:
+) -> tuple[Any, dict[str, Any]]:
     """Train a SuperBPE tokenizer: BPE up to ``transition`` tokens, then superword merges up to ``vocab_size``.
 
     Returns the stock ``tokenizers.Tokenizer`` (byte-level BPE whose pre-tokenizer keeps words
