@@ -1,0 +1,374 @@
+"""``tokenzip report DIR``: tables, Pareto plots and one self-contained HTML page from bench rows.
+
+Every ``*.jsonl`` file in DIR is read (tokenzip's ``rows.jsonl`` and, e.g., the kvpress anchor's
+rows), so methods of several engines sit side by side. Scores are always read against the same
+engine's uncompressed rows (``none``) on the same samples:
+
+* ``score``: the mean score (string match in %, or NLL in nats, or cosine);
+* ``% of none``: the method's mean score over the samples both have, divided by the uncompressed
+  model's mean score over them;
+* ``retention``: the method's mean score over the samples the uncompressed model answered fully
+  right (DESIGN.md: a small model fails many samples anyway; this isolates what compression lost).
+
+Speed and memory are medians over samples: prefill, compression and decode seconds, decode tokens/s,
+cache bytes actually held, peak RSS of the process during the sample (model weights included).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tokenzip.errors import TokenzipError, require
+from tokenzip.table import format_table
+
+log = logging.getLogger(__name__)
+
+PLOTS = ("score_vs_ratio", "score_vs_latency", "score_vs_memory")
+
+
+def load_rows(directory: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every row of every ``*.jsonl`` file in ``directory`` (duplicates of a key: the first one wins)."""
+    from tokenzip.bench.runner import read_rows
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise TokenzipError(f"{directory} is not a directory of bench results (run `tokenzip bench --out DIR`)")
+    files = sorted(directory.glob("*.jsonl"))
+    if not files:
+        raise TokenzipError(f"{directory} holds no *.jsonl rows (run `tokenzip bench --out {directory}` first)")
+    rows, seen = [], set()
+    for path in files:
+        for row in read_rows(path):
+            if not isinstance(row, dict) or not {"key", "method", "ratio", "score"} <= set(row):
+                log.warning("%s: a row without key/method/ratio/score was ignored", path)
+                continue
+            ident = (row.get("engine", "tokenzip"), row["key"])
+            if ident not in seen:
+                seen.add(ident)
+                rows.append(row)
+    if not rows:
+        raise TokenzipError(f"{directory} holds no bench rows")
+    return rows
+
+
+def label(row: dict[str, Any]) -> str:
+    engine = row.get("engine", "tokenzip")
+    return row["method"] if engine == "tokenzip" else f"{engine}:{row['method']}"
+
+
+def sample_id(row: dict[str, Any]) -> str:
+    return f"{row['task']}|{row['length']}|{row['sample']}"
+
+
+def _median(values: Iterable[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _latency(row: dict[str, Any]) -> float | None:
+    parts = [row.get("prefill_seconds"), row.get("compress_seconds"), row.get("decode_seconds")]
+    return None if parts[0] is None else sum(p or 0.0 for p in parts)
+
+
+def _metric_kind(rows: list[dict[str, Any]]) -> str:
+    kinds = {r.get("task_kind", "qa") for r in rows}
+    return "qa" if kinds == {"qa"} else kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def aggregate(rows: list[dict[str, Any]], by: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One summary dict per (engine, method, ratio[, by...]), baselines first, then by method and ratio."""
+    baseline: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        if r["method"] == "none":
+            baseline[(r.get("engine", "tokenzip"), *(r.get(b) for b in by))][sample_id(r)] = r["score"]
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r.get("engine", "tokenzip"), label(r), float(r["ratio"]), *(r.get(b) for b in by))].append(r)
+    out = []
+    for (engine, name, ratio, *extra), group in groups.items():
+        kind = _metric_kind(group)
+        base = baseline.get((engine, *extra), {})
+        shared = [r for r in group if sample_id(r) in base]
+        scale = 100.0 if kind == "qa" else 1.0
+        entry: dict[str, Any] = {"engine": engine, "method": name, "ratio": ratio}
+        entry.update({b: v for b, v in zip(by, extra)})
+        entry["n"] = len(group)
+        entry["score"] = scale * _mean(r["score"] for r in group)
+        if shared and name != "none":
+            method_mean = _mean(r["score"] for r in shared)
+            base_mean = _mean(base[sample_id(r)] for r in shared)
+            if kind == "perplexity":
+                entry["vs none"] = method_mean - base_mean  # NLL increase (nats)
+            else:
+                entry["vs none"] = 100.0 * method_mean / base_mean if base_mean else None
+            right = [r["score"] for r in shared if base[sample_id(r)] >= 1.0]
+            entry["retention"] = 100.0 * _mean(right) if right and kind == "qa" else None
+        else:
+            entry["vs none"] = 0.0 if kind == "perplexity" else 100.0 if name == "none" else None
+            entry["retention"] = 100.0 if name == "none" and kind == "qa" else None
+        entry["achieved"] = _mean(r.get("achieved_ratio") for r in group)
+        entry["prefill_s"] = _median(r.get("prefill_seconds") for r in group)
+        entry["compress_s"] = _median(r.get("compress_seconds") for r in group)
+        entry["decode_tok_s"] = _median(r.get("decode_tokens_per_second") for r in group)
+        entry["latency_s"] = _median(_latency(r) for r in group)
+        cache = _median(r.get("cache_bytes") for r in group)
+        entry["cache_MiB"] = cache / 2**20 if cache is not None else None
+        rss = _median(r.get("peak_rss_bytes") for r in group)
+        entry["peak_RSS_MiB"] = rss / 2**20 if rss is not None else None
+        cuda = _median(r.get("peak_cuda_bytes") for r in group)
+        if cuda is not None:
+            entry["peak_CUDA_MiB"] = cuda / 2**20
+        if kind == "embedding":
+            entry["neighbours"] = _mean(r.get("neighbours") for r in group)
+        entry["_kind"] = kind
+        out.append(entry)
+    out.sort(key=lambda e: (e["engine"] != "tokenzip", e["engine"], e["method"] != "none", e["method"], e["ratio"],
+                            *(str(e.get(b)) for b in by)))
+    return out
+
+
+def _display(entries: list[dict[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for e in entries:
+        row = {}
+        for c in columns:
+            v = e.get(c)
+            if isinstance(v, float) and c in ("score", "vs none", "retention") and e["_kind"] == "qa":
+                v = round(v, 1)
+            elif isinstance(v, float) and c in ("ratio", "achieved"):
+                v = round(v, 3)
+            row[c] = v
+        rows.append(row)
+    return rows
+
+
+def _score_header(rows: list[dict[str, Any]]) -> str:
+    kind = _metric_kind(rows)
+    return {"qa": "score (%, string match)", "perplexity": "NLL (nats; vs none = increase)",
+            "embedding": "cosine to uncompressed"}.get(kind, "score")
+
+
+def summary_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
+    """The main table: one line per method and ratio."""
+    entries = aggregate(rows)
+    columns = ["method", "ratio", "n", "score", "vs none", "retention", "achieved", "prefill_s", "compress_s",
+               "decode_tok_s", "cache_MiB", "peak_RSS_MiB"]
+    if any("peak_CUDA_MiB" in e for e in entries):
+        columns.append("peak_CUDA_MiB")
+    if any("neighbours" in e for e in entries):
+        columns.insert(6, "neighbours")
+    return format_table(_display(entries, columns), columns, markdown=markdown)
+
+
+def task_table(rows: list[dict[str, Any]], markdown: bool = True) -> str:
+    """Score per task (columns) for each method and ratio."""
+    entries = aggregate(rows, by=("task",))
+    tasks = sorted({e["task"] for e in entries})
+    table: dict[tuple, dict[str, Any]] = {}
+    for e in entries:
+        key = (e["engine"], e["method"], e["ratio"])
+        table.setdefault(key, {"method": e["method"], "ratio": round(e["ratio"], 3)})
+        table[key][e["task"]] = round(e["score"], 1) if e["_kind"] == "qa" else round(e["score"], 3)
+    return format_table(list(table.values()), ["method", "ratio", *tasks], markdown=markdown)
+
+
+def depth_table(rows: list[dict[str, Any]], markdown: bool = True) -> str | None:
+    """Score by the answer's depth in the context, for samples that record one (``metadata.depth``)."""
+    with_depth = [dict(r, depth_bin=_depth_bin(r["metadata"]["depth"])) for r in rows
+                  if isinstance(r.get("metadata"), dict) and isinstance(r["metadata"].get("depth"), (int, float))]
+    if not with_depth:
+        return None
+    entries = aggregate(with_depth, by=("depth_bin",))
+    bins = sorted({e["depth_bin"] for e in entries})
+    table: dict[tuple, dict[str, Any]] = {}
+    for e in entries:
+        key = (e["engine"], e["method"], e["ratio"])
+        table.setdefault(key, {"method": e["method"], "ratio": round(e["ratio"], 3)})
+        table[key][e["depth_bin"]] = round(e["score"], 1)
+    return format_table(list(table.values()), ["method", "ratio", *bins], markdown=markdown)
+
+
+def _depth_bin(depth: float) -> str:
+    edges = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    for lo, hi in zip(edges, edges[1:]):
+        if depth <= hi:
+            return f"depth {lo:.1f}-{hi:.1f}"
+    return "depth 0.8-1.0"
+
+
+# --- plots ---------------------------------------------------------------------------------------------
+def pareto(points: list[tuple[float, float]], lower_x_better: bool = True) -> list[tuple[float, float]]:
+    """Points not dominated by another (higher score, and lower x when ``lower_x_better`` else higher x)."""
+    front = []
+    for x, y in points:
+        dominated = any((ox <= x if lower_x_better else ox >= x) and oy >= y and (ox, oy) != (x, y)
+                        for ox, oy in points)
+        if not dominated:
+            front.append((x, y))
+    return sorted(front)
+
+
+def plots(rows: list[dict[str, Any]]) -> dict[str, bytes]:
+    """PNG bytes of the three Pareto plots (matplotlib, the ``bench`` extra)."""
+    matplotlib = require("matplotlib", "bench")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = aggregate(rows)
+    kind = _metric_kind(rows)
+    higher_better = kind != "perplexity"
+    ylabel = _score_header(rows)
+    memory_key = "cache_MiB" if any(e.get("cache_MiB") for e in entries) else "peak_RSS_MiB"
+    specs = {
+        "score_vs_ratio": ("achieved", "achieved ratio (fraction of tokens removed)", False),
+        "score_vs_latency": ("latency_s", "median seconds per sample (prefill + compress + decode)", True),
+        "score_vs_memory": (memory_key, "median KV cache held (MiB)" if memory_key == "cache_MiB"
+                            else "median peak RSS (MiB)", True),
+    }
+    out = {}
+    methods = sorted({e["method"] for e in entries})
+    markers = "os^Dv<>pPX*h"
+    for name, (key, xlabel, lower_better) in specs.items():
+        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+        points = []
+        for i, method in enumerate(methods):
+            mine = sorted((e for e in entries if e["method"] == method and e.get(key) is not None),
+                          key=lambda e: e["ratio"])
+            if not mine:
+                continue
+            xs, ys = [e[key] for e in mine], [e["score"] for e in mine]
+            style = dict(marker=markers[i % len(markers)], label=method, linestyle="-" if len(mine) > 1 else "none")
+            if method == "none":
+                style.update(color="black", markersize=9)
+            ax.plot(xs, ys, **style)
+            for e in mine:
+                if method != "none":
+                    ax.annotate(f"{e['ratio']:g}", (e[key], e["score"]), fontsize=7, alpha=0.7,
+                                textcoords="offset points", xytext=(3, 3))
+            points += list(zip(xs, ys if higher_better else [-y for y in ys]))
+        if name != "score_vs_ratio" and points:
+            front = pareto(points, lower_x_better=lower_better)
+            ax.plot([p[0] for p in front], [p[1] if higher_better else -p[1] for p in front], color="grey",
+                    linestyle=":", linewidth=2, label="Pareto front", zorder=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        ax.set_title(name.replace("_", " "))
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        out[name] = buffer.getvalue()
+    return out
+
+
+# --- the report ----------------------------------------------------------------------------------------
+def _header(rows: list[dict[str, Any]], directory: Path) -> list[tuple[str, str]]:
+    first = next((r for r in rows if r.get("engine", "tokenzip") == "tokenzip"), rows[0])
+    info = [("model", str(first.get("model"))), ("stage", str(first.get("stage"))),
+            ("device", str(first.get("device"))), ("versions", json.dumps(first.get("versions"))),
+            ("git commit", str(first.get("git_commit"))), ("seed", str(first.get("seed"))),
+            ("rows", f"{len(rows)} ({', '.join(sorted({r.get('engine', 'tokenzip') for r in rows}))})"),
+            ("tasks", ", ".join(sorted({r['task'] for r in rows}))),
+            ("context lengths", ", ".join(str(x) for x in sorted({r['length'] for r in rows})))]
+    config = directory / "config.json"
+    if config.exists():
+        try:
+            command = json.loads(config.read_text()).get("command")
+        except ValueError:
+            command = None
+        if command:
+            info.append(("command", command))
+    return info
+
+
+def render_markdown(rows: list[dict[str, Any]], directory: Path, plot_names: Iterable[str]) -> str:
+    lines = ["# Benchmark report", ""]
+    lines += [f"- **{k}**: {v}" for k, v in _header(rows, directory)]
+    lines += ["", f"## Summary: {_score_header(rows)}", "", summary_table(rows, markdown=True), "",
+              "`vs none`: the method's score as % of the uncompressed model's on the same samples (for NLL: the "
+              "increase in nats). `retention`: mean score on the samples the uncompressed model got fully right. "
+              "`achieved`: fraction of tokens (kv: cache entries of the compressed layers) actually removed. "
+              "Times and memory are medians per sample; peak RSS includes the model weights.", "",
+              "## Score per task", "", task_table(rows), ""]
+    depth = depth_table(rows)
+    if depth:
+        lines += ["## Score by the answer's depth in the context", "", depth, ""]
+    for name in plot_names:
+        lines += [f"![{name}](plots/{name}.png)", ""]
+    return "\n".join(lines)
+
+
+def _html_table(text_table: str) -> str:
+    lines = [line for line in text_table.splitlines() if line.strip()]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
+    return "\n".join(out + ["</tbody></table>"])
+
+
+def render_html(rows: list[dict[str, Any]], directory: Path, images: dict[str, bytes]) -> str:
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>tokenzip benchmark report</title><style>",
+             "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}",
+             "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}",
+             "</style></head><body><h1>tokenzip benchmark report</h1><ul>"]
+    parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in _header(rows, directory)]
+    parts += ["</ul>", f"<h2>Summary: {html.escape(_score_header(rows))}</h2>",
+              _html_table(summary_table(rows, markdown=True)),
+              "<p><i>vs none</i>: score as % of the uncompressed model's on the same samples (NLL: increase in "
+              "nats). <i>retention</i>: mean score on the samples the uncompressed model got fully right.</p>",
+              "<h2>Score per task</h2>", _html_table(task_table(rows))]
+    depth = depth_table(rows)
+    if depth:
+        parts += ["<h2>Score by the answer's depth</h2>", _html_table(depth)]
+    for name, png in images.items():
+        parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2>"
+                     f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_report(directory: str | os.PathLike, out: str | os.PathLike | None = None,
+                 with_plots: bool = True) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` and ``plots/*.png`` for the rows in ``directory``."""
+    directory = Path(directory)
+    rows = load_rows(directory)
+    target = Path(out) if out else directory
+    target.mkdir(parents=True, exist_ok=True)
+    images = plots(rows) if with_plots else {}
+    written = {}
+    if images:
+        (target / "plots").mkdir(exist_ok=True)
+        for name, png in images.items():
+            path = target / "plots" / f"{name}.png"
+            _write_atomic(path, png)
+            written[name] = path
+    markdown = render_markdown(rows, directory, images)
+    _write_atomic(target / "report.md", markdown.encode())
+    _write_atomic(target / "report.html", render_html(rows, directory, images).encode())
+    written["markdown"], written["html"] = target / "report.md", target / "report.html"
+    return written

@@ -1,0 +1,341 @@
+"""``tz.bench.run``: model x stage x methods x ratios x tasks x context lengths x samples -> JSONL rows.
+
+One row per (sample, method, ratio), appended to ``OUT/rows.jsonl`` and flushed to disk as soon as
+it is measured. A run directory belongs to one configuration (model, stage, seed, prompt style,
+dtype, device, ...: :meth:`BenchConfig.identity`), recorded in ``OUT/config.json``; running again
+with the same configuration skips the rows already there (the grid may grow: more methods, ratios,
+tasks or samples), and a different configuration is refused rather than mixed in. The uncompressed
+model (``none``, ratio 0) is always measured: every score is read against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tokenzip.bench.prompting import STYLES, format_sample
+from tokenzip.bench.stages import NONE, STAGES, build_method, is_noop
+from tokenzip.bench.tasks.base import Sample, build_sample
+from tokenzip.bench.tasks.registry import get_task
+from tokenzip.bench.worker import Job, row_key
+from tokenzip.errors import TokenzipError
+from tokenzip.registry import check_ratio
+
+log = logging.getLogger(__name__)
+
+ROWS = "rows.jsonl"
+CONFIG = "config.json"
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class BenchConfig:
+    """Everything a sweep is defined by. Fields in :meth:`identity` must match to resume a directory."""
+
+    model: str = "gemma-3-270m"
+    stage: str = "kv"
+    methods: list[str] = field(default_factory=lambda: ["snapkv"])
+    ratios: list[float] = field(default_factory=lambda: [0.5])
+    tasks: list[str] = field(default_factory=lambda: ["niah_single"])
+    contexts: list[int] = field(default_factory=lambda: [2048])
+    samples: int = 20
+    out: str = "results/run1"
+    seed: int = 0
+    tasks_file: str | None = None
+    max_new_tokens: int | None = None
+    prompt_style: str = "auto"
+    query_aware: bool = False
+    shared_prefill: bool = True
+    dtype: str = "float32"
+    device: str = "cpu"
+    workers: int = 1
+    backend: str = "local"
+    ray_address: str | None = None
+    threads: int | None = None
+    warmup: bool = True
+    command: str | None = None  # the command line that started the run, recorded in config.json
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs' rows comparable; stored in every row and in ``config.json``."""
+        return {"model": self.model, "stage": self.stage, "seed": self.seed, "prompt_style": self.prompt_style,
+                "query_aware": self.query_aware, "shared_prefill": self.shared_prefill, "dtype": self.dtype,
+                "device_kind": self.device.split(":")[0], "max_new_tokens": self.max_new_tokens,
+                "tasks_file_sha256": _sha256(self.tasks_file) if self.tasks_file else None}
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise TokenzipError(f"unknown stage {self.stage!r}; the bench runs: {', '.join(STAGES)}")
+        if not self.methods:
+            raise TokenzipError("give at least one method (or 'none' for the uncompressed model only)")
+        if not self.ratios:
+            raise TokenzipError("give at least one ratio (the fraction of tokens removed, 0 <= r < 1)")
+        self.ratios = [check_ratio(r) for r in self.ratios]
+        for spec in self.methods:
+            for ratio in self.ratios:  # unknown methods, bad parameters: errors before any work
+                build_method(self.stage, spec, ratio)
+        if not self.tasks_file:
+            if not self.tasks:
+                raise TokenzipError("give at least one task (`tokenzip bench --list-tasks`) or --tasks-file")
+            for spec in self.tasks:
+                get_task(spec)
+            if not self.contexts or any(isinstance(c, bool) or not isinstance(c, int) or c < 16 for c in self.contexts):
+                raise TokenzipError(f"context lengths are integers >= 16 tokens, got {self.contexts!r}")
+        elif not Path(self.tasks_file).is_file():
+            raise TokenzipError(f"the tasks file {self.tasks_file} does not exist")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
+            raise TokenzipError(f"samples must be an integer >= 1, got {self.samples!r}")
+        if self.workers < 1:
+            raise TokenzipError(f"workers must be >= 1, got {self.workers}")
+        if self.backend not in BACKENDS:
+            raise TokenzipError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
+        if self.prompt_style not in STYLES:
+            raise TokenzipError(f"unknown prompt style {self.prompt_style!r}; choose one of: {', '.join(STYLES)}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise TokenzipError("max_new_tokens must be >= 1")
+
+    def pairs(self) -> list[tuple[str, float]]:
+        """The (method, ratio) grid, uncompressed first; ratio 0 of a method that does nothing at 0 is skipped."""
+        grid = [(NONE, 0.0)]
+        for spec in self.methods:
+            for ratio in self.ratios:
+                if (spec.split(":")[0] == NONE or is_noop(self.stage, build_method(self.stage, spec, ratio))):
+                    continue
+                grid.append((spec, ratio))
+        return grid
+
+
+def _sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --- samples -----------------------------------------------------------------------------------
+def make_samples(config: BenchConfig, tokenizer: Any) -> list[Sample]:
+    """Every sample of the sweep, generated with the model's tokenizer (or read from the tasks file)."""
+    if config.tasks_file:
+        from tokenzip.bench.tasks.jsonl import read_tasks_file
+
+        return read_tasks_file(config.tasks_file)
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+    return [build_sample(get_task(spec), count, length, index, config.seed)
+            for length in config.contexts for spec in config.tasks for index in range(config.samples)]
+
+
+def check_lengths(samples: Iterable[Sample], prompts: Sequence[Any], tokenizer: Any, limit: int,
+                  config: BenchConfig) -> None:
+    """Refuse samples that do not fit in the model's positions (context + question + answer)."""
+    if not limit:
+        return
+    for sample, prompt in zip(samples, prompts):
+        n = len(tokenizer(prompt.context).input_ids)
+        if sample.kind == "perplexity":
+            n += len(tokenizer(sample.continuation, add_special_tokens=False).input_ids)
+        elif sample.kind == "qa":
+            longest = max(len(tokenizer(q + p, add_special_tokens=False).input_ids) for q, p in prompt.questions)
+            n += longest + (config.max_new_tokens or sample.max_new_tokens)
+        if n > limit:
+            raise TokenzipError(
+                f"sample {sample.id} needs {n} positions (context, question and answer) but {config.model} allows "
+                f"{limit}; ask for a shorter --context")
+
+
+# --- the run directory ------------------------------------------------------------------------------
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; an unfinished last line (a run killed mid-write) is skipped with a warning."""
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            log.warning("%s, line %d: not a complete row (an interrupted write?); ignored", path, number)
+    return rows
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def prepare_out(config: BenchConfig) -> set[str]:
+    """Create or check the run directory; return the keys of the rows already finished there."""
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise TokenzipError(f"--out {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    identity = config.identity()
+    config_path = out / CONFIG
+    rows = read_rows(out / ROWS)
+    stored = None
+    if config_path.exists():
+        try:
+            stored = json.loads(config_path.read_text())["identity"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TokenzipError(f"{config_path} is unreadable ({exc}); move it away or use another --out") from exc
+    elif rows:
+        stored = {k: rows[0].get(k) for k in identity}
+    if stored is not None and stored != identity:
+        diff = ", ".join(f"{k}: {stored.get(k)!r} there vs {identity[k]!r} now" for k in identity
+                         if stored.get(k) != identity[k])
+        raise TokenzipError(f"{out} holds results of a different configuration ({diff}). Its rows are kept as "
+                            "they are: use another --out directory, or the same settings to resume it.")
+    grid = {k: getattr(config, k) for k in ("methods", "ratios", "tasks", "contexts", "samples", "tasks_file")}
+    record = {"identity": identity, "last_grid": grid, "command": config.command}
+    _write_atomic(config_path, json.dumps(record, indent=2) + "\n")
+    return {r["key"] for r in rows if "key" in r}
+
+
+class RowWriter:
+    """Appends rows to a JSONL file, each flushed and fsync'ed before the next (nothing finished is lost)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle = open(path, "a", encoding="utf-8")
+        if path.stat().st_size:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # an interrupted row: leave it, start on a new line
+                    self.handle.write("\n")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+# --- the run -----------------------------------------------------------------------------------------
+def run(model: str = "gemma-3-270m", stage: str = "kv", methods: Sequence[str] = ("snapkv",),
+        ratios: Sequence[float] = (0.5,), tasks: Sequence[str] = ("niah_single",), context: int | Sequence[int] = 2048,
+        samples: int = 20, out: str | os.PathLike = "results/run1", *, seed: int = 0, tasks_file: str | None = None,
+        workers: int = 1, backend: str = "local", ray_address: str | None = None, max_new_tokens: int | None = None,
+        prompt_style: str = "auto", query_aware: bool = False, shared_prefill: bool = True, dtype: str = "float32",
+        device: str | None = None, threads: int | None = None, warmup: bool = True, progress: bool = True,
+        loaded: tuple[Any, Any] | None = None, summary: bool = True, command: str | None = None
+        ) -> list[dict[str, Any]]:
+    """Run a benchmark sweep and return every row of ``out`` (finished earlier or now).
+
+    ``methods`` are names of ``stage`` methods, optionally with parameters (``"kivi:bits=2"``);
+    ``"none"`` is the uncompressed model, always included. ``ratios`` are fractions of tokens removed.
+    ``tasks`` are task names with optional parameters (``"niah_single:haystack=prose"``), generated at
+    each ``context`` length (tokens of the model's tokenizer), ``samples`` each; ``tasks_file`` (JSONL)
+    replaces them with user data. ``workers`` processes (``backend="local"``) or Ray actors
+    (``backend="ray"``) share the samples. ``loaded`` passes an already loaded ``(model, tokenizer)``
+    for a single in-process worker.
+    """
+    import torch
+
+    from tokenzip.bench import backends
+    from tokenzip.bench.measure import git_commit
+    from tokenzip.bench.models import config_positions, load, load_tokenizer, max_positions
+
+    contexts = [context] if isinstance(context, int) else list(context)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = BenchConfig(model=model, stage=stage, methods=list(methods), ratios=list(ratios), tasks=list(tasks),
+                         contexts=contexts, samples=samples, out=str(out), seed=seed, tasks_file=tasks_file,
+                         max_new_tokens=max_new_tokens, prompt_style=prompt_style, query_aware=query_aware,
+                         shared_prefill=shared_prefill, dtype=dtype, device=device, workers=workers, backend=backend,
+                         ray_address=ray_address, threads=threads, warmup=warmup, command=command)
+    if isinstance(methods, str) or isinstance(tasks, str):
+        raise TokenzipError("methods and tasks are lists of names, e.g. methods=['snapkv'], tasks=['vt']")
+    config.validate()
+    done = prepare_out(config)
+    in_process = backend == "local" and workers == 1
+    if in_process and loaded is None:
+        loaded = load(model, dtype, device)
+    if loaded is not None:
+        tokenizer, limit = loaded[1], max_positions(loaded[0])
+    else:
+        tokenizer, limit = load_tokenizer(model), config_positions(model)
+    sample_list = make_samples(config, tokenizer)
+    prompts = [format_sample(s, tokenizer, prompt_style) for s in sample_list]
+    check_lengths(sample_list, prompts, tokenizer, limit, config)
+    grid = config.pairs()
+    jobs = []
+    for sample, prompt in zip(sample_list, prompts):
+        pending = [(m, r) for m, r in grid if row_key(sample, m, r) not in done]
+        if pending:
+            jobs.append(Job(sample, prompt, pending))
+    total = sum(len(j.pairs) for j in jobs)
+    skipped = len(sample_list) * len(grid) - total
+    if skipped:
+        print(f"tokenzip bench: {skipped} rows already in {config.out}, skipped; {total} to run", file=sys.stderr)
+    if total:
+        _execute(config, jobs, total, loaded if in_process else None, progress, git_commit(), backends)
+    rows = read_rows(Path(config.out) / ROWS)
+    if summary and rows:
+        from tokenzip.bench.report import summary_table
+
+        print(summary_table(rows))
+    return rows
+
+
+def _execute(config: BenchConfig, jobs: list[Job], total: int, loaded: Any, progress: bool, commit: str | None,
+             backends: Any) -> None:
+    from tqdm.auto import tqdm
+
+    writer = RowWriter(Path(config.out) / ROWS)
+    bar = tqdm(total=total, unit="row", desc=f"bench {config.stage}", disable=not progress, dynamic_ncols=True)
+    try:
+        for rows in backends.execute(config, jobs, loaded):
+            for row in rows:
+                row["git_commit"] = commit
+                writer.write(row)
+            bar.update(len(rows))
+    finally:
+        bar.close()
+        writer.close()
+
+
+def export_tasks(path: str | os.PathLike, model: str = "gemma-3-270m", tasks: Sequence[str] = ("niah_single",),
+                 context: int | Sequence[int] = 2048, samples: int = 20, seed: int = 0, prompt_style: str = "auto",
+                 tasks_file: str | None = None, tokenizer: Any = None) -> int:
+    """Write the exact prompts and answers of a sweep as JSONL (one line per question); returns the line count.
+
+    Each line: ``context`` (tokenized with the tokenizer's special tokens, e.g. BOS), ``question`` and
+    ``answer_prefix`` (appended right after it, without special tokens), ``answer`` (list),
+    ``max_new_tokens``, ``metric``, ``task``, ``length``, ``index``, ``id`` and ``"formatted": true``
+    (so ``--tasks-file`` reads it back unchanged).
+    """
+    from tokenzip.bench.models import load_tokenizer
+
+    contexts = [context] if isinstance(context, int) else list(context)
+    config = BenchConfig(model=model, tasks=list(tasks), contexts=contexts, samples=samples, seed=seed,
+                         prompt_style=prompt_style, tasks_file=tasks_file, methods=["none"])
+    config.validate()
+    tokenizer = tokenizer or load_tokenizer(model)
+    lines = []
+    for sample in make_samples(config, tokenizer):
+        if sample.kind != "qa":
+            raise TokenzipError(f"--export-tasks writes question-answering tasks; {sample.task} is {sample.kind}")
+        prompt = format_sample(sample, tokenizer, prompt_style)
+        for (question, prefix), q in zip(prompt.questions, sample.questions):
+            lines.append(json.dumps({
+                "id": sample.id, "task": sample.task, "length": sample.length, "index": sample.index,
+                "context": prompt.context, "question": question, "answer_prefix": prefix, "answer": q.answers,
+                "max_new_tokens": sample.max_new_tokens, "metric": sample.metric, "formatted": True,
+                "model": model, "seed": seed, "metadata": sample.metadata}, ensure_ascii=False))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, "\n".join(lines) + "\n")
+    return len(lines)

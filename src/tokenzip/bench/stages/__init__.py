@@ -1,0 +1,62 @@
+"""Stage adapters: how one stage's method is applied to a sample and how the model then answers.
+
+Each adapter module defines ``run(worker, sample, prompt, pairs) -> list[dict]``: one measurement
+dict per ``(method spec, ratio)`` pair, with the predictions and what it cost (see
+:func:`measurement`). ``"none"`` (or ratio 0 for methods that do nothing at ratio 0) is the
+uncompressed model, measured the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tokenzip.bench.tasks.registry import parse_spec
+from tokenzip.errors import TokenzipError
+from tokenzip.registry import Method, get_method
+
+STAGES = ("kv", "prompt", "layers")
+NONE = "none"
+
+
+def build_method(stage: str, spec: str, ratio: float) -> Method | None:
+    """The method object for ``spec`` (``"snapkv"``, ``"kivi:bits=2"``) at ``ratio``; None for ``"none"``."""
+    name, params = parse_spec(spec)
+    if name == NONE:
+        return None
+    if "ratio" in params or "budget" in params:
+        raise TokenzipError(f"method {spec!r}: give ratios with --ratios, not inside the method spec")
+    return get_method(name, stage=stage, ratio=ratio, **params)
+
+
+def is_noop(stage: str, method: Method | None) -> bool:
+    """True when ``method`` leaves the model exactly as it is (then the uncompressed row stands for it)."""
+    if method is None:
+        return True
+    if method.budget is not None or method.ratio > 0:
+        return False
+    changes = getattr(method, "changes_storage", None)
+    return not (changes is not None and changes())
+
+
+def adapter(stage: str) -> Any:
+    if stage not in STAGES:
+        raise TokenzipError(f"the bench runs the stages {', '.join(STAGES)}; got {stage!r}")
+    return importlib.import_module(f"tokenzip.bench.stages.{stage}")
+
+
+def measurement(method: str, ratio: float, **fields: Any) -> dict[str, Any]:
+    """A measurement dict with every field present (None where a stage has no such figure)."""
+    row: dict[str, Any] = {
+        "method": method, "ratio": ratio, "predictions": [], "tokens_in": None, "tokens_kept": None,
+        "achieved_ratio": None, "prefill_seconds": None, "compress_seconds": None, "decode_seconds": None,
+        "new_tokens": None, "decode_tokens_per_second": None, "cache_bytes_before": None, "cache_bytes": None,
+        "peak_rss_bytes": None, "peak_cuda_bytes": None, "rss_peak_scope": None,
+    }
+    unknown = set(fields) - set(row) - {"nll", "tokens_scored", "cosine", "neighbours", "compute_fraction", "notes"}
+    if unknown:
+        raise KeyError(f"unknown measurement fields: {sorted(unknown)}")
+    row.update(fields)
+    if row["decode_seconds"] and row["new_tokens"] is not None:
+        row["decode_tokens_per_second"] = row["new_tokens"] / row["decode_seconds"]
+    return row

@@ -1,0 +1,111 @@
+"""The kv stage: prefill the context, compress its cache, answer each question from that cache.
+
+This is kvpress's protocol (query-agnostic; questions continue at positions after the original
+context; the cache is restored between questions). With ``shared_prefill`` (the default) one
+uncompressed prefill per sample serves every method and ratio: :meth:`tokenzip.kv.Prefill.compress`
+works on a copy, and every post-prefill method depends only on what that prefill computed. The
+prefill time reported in each row is then that shared prefill's. ``query_aware`` appends each
+question before compression (one prefill per question and method). Perplexity samples score the
+continuation teacher-forced from the compressed cache.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+import tokenzip as tz
+from tokenzip.bench.measure import PeakMemory, synchronize
+from tokenzip.bench.metrics import mean_nll
+from tokenzip.bench.stages import build_method, measurement
+from tokenzip.kv.cache import restore, snapshot
+from tokenzip.kv.runtime import KVRuntime
+
+
+def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> list[dict]:
+    model, tok = worker.model, worker.tokenizer
+    methods = [(spec, ratio, build_method("kv", spec, ratio)) for spec, ratio in pairs]
+    if sample.kind == "perplexity":
+        return _perplexity(worker, sample, prompt, methods)
+    questions = [q + p for q, p in prompt.questions]
+    max_new = worker.max_new_tokens(sample)
+    if worker.config.query_aware or not worker.config.shared_prefill:
+        rows = []
+        for spec, ratio, method in methods:
+            with PeakMemory(worker.device) as peak:
+                answers = tz.kv.answer(model, tok, prompt.context, questions, method,
+                                       query_aware=worker.config.query_aware, max_new_tokens=max_new)
+                synchronize(worker.device)
+            first = answers[0]
+            rows.append(measurement(
+                spec, ratio, predictions=[a.text for a in answers], tokens_in=first.tokens_in,
+                tokens_kept=first.tokens_in * (1 - first.achieved_ratio), achieved_ratio=first.achieved_ratio,
+                prefill_seconds=sum(a.prefill_seconds for a in answers) if worker.config.query_aware
+                else first.prefill_seconds,
+                compress_seconds=sum(a.compress_seconds for a in answers) if worker.config.query_aware
+                else first.compress_seconds,
+                decode_seconds=sum(a.decode_seconds for a in answers), new_tokens=sum(a.new_tokens for a in answers),
+                cache_bytes_before=first.cache_bytes_before, cache_bytes=first.cache_bytes,
+                peak_rss_bytes=peak.rss, peak_cuda_bytes=peak.cuda, rss_peak_scope=peak.scope))
+        return rows
+    with PeakMemory(worker.device) as prefill_peak:
+        pre = tz.kv.prefill(model, tok, prompt.context, [m for _, _, m in methods if m is not None])
+        synchronize(worker.device)
+    rows = []
+    for spec, ratio, method in methods:
+        with PeakMemory(worker.device) as peak:
+            compressed = pre.compress(method)
+            outputs = [tz.kv.answer_from(model, tok, compressed, q, max_new_tokens=max_new) for q in questions]
+            synchronize(worker.device)
+        achieved = compressed.achieved_ratio
+        rows.append(measurement(
+            spec, ratio, predictions=[text for text, _, _ in outputs], tokens_in=pre.n_tokens,
+            tokens_kept=pre.n_tokens * (1 - achieved), achieved_ratio=achieved, prefill_seconds=pre.seconds,
+            compress_seconds=compressed.compress_seconds, decode_seconds=sum(s for _, _, s in outputs),
+            new_tokens=sum(n for _, n, _ in outputs), cache_bytes_before=pre.bytes, cache_bytes=compressed.bytes,
+            peak_rss_bytes=max(peak.rss, prefill_peak.rss),
+            peak_cuda_bytes=None if peak.cuda is None else max(peak.cuda, prefill_peak.cuda or 0),
+            rss_peak_scope=peak.scope))
+        del compressed
+    return rows
+
+
+@torch.no_grad()
+def continuation_nll(model: Any, compressed: Any, ids: torch.Tensor) -> tuple[float, int]:
+    """Mean NLL of ``ids[1:]`` fed after a compressed cache (teacher forcing), the cache restored afterwards."""
+    runtime = KVRuntime(model, None, masks=compressed.masks)
+    saved_layers, saved_masks = snapshot(compressed.cache), compressed.masks.snapshot()
+    try:
+        with runtime.attached():
+            positions = (compressed.seen + torch.arange(ids.shape[1], device=ids.device)).unsqueeze(0)
+            logits = model(input_ids=ids, past_key_values=compressed.cache, position_ids=positions,
+                           use_cache=True).logits
+    finally:
+        restore(compressed.cache, saved_layers)
+        compressed.masks.restore(saved_masks)
+    return mean_nll(logits[0, :-1], ids[0, 1:])
+
+
+def _perplexity(worker: Any, sample: Any, prompt: Any, methods: list) -> list[dict]:
+    model, tok = worker.model, worker.tokenizer
+    ids = tok(sample.continuation, return_tensors="pt", add_special_tokens=False).input_ids.to(worker.device)
+    with PeakMemory(worker.device) as prefill_peak:
+        pre = tz.kv.prefill(model, tok, prompt.context, [m for _, _, m in methods if m is not None])
+    rows = []
+    for spec, ratio, method in methods:
+        with PeakMemory(worker.device) as peak:
+            compressed = pre.compress(method)
+            start = time.perf_counter()
+            nll, scored = continuation_nll(model, compressed, ids)
+            synchronize(worker.device)
+            seconds = time.perf_counter() - start
+        achieved = compressed.achieved_ratio
+        rows.append(measurement(
+            spec, ratio, tokens_in=pre.n_tokens, tokens_kept=pre.n_tokens * (1 - achieved), achieved_ratio=achieved,
+            prefill_seconds=pre.seconds, compress_seconds=compressed.compress_seconds, decode_seconds=seconds,
+            new_tokens=0, cache_bytes_before=pre.bytes, cache_bytes=compressed.bytes,
+            peak_rss_bytes=max(peak.rss, prefill_peak.rss), peak_cuda_bytes=peak.cuda, rss_peak_scope=peak.scope,
+            nll=nll, tokens_scored=scored))
+    return rows

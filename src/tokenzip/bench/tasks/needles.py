@@ -1,0 +1,69 @@
+"""Needles for the needle-in-a-haystack family (RULER, Hsieh et al. 2024, arXiv 2404.06654)."""
+
+from __future__ import annotations
+
+import random
+
+from tokenzip.bench.tasks import words as w
+from tokenzip.bench.tasks.base import Question, filler_render
+from tokenzip.bench.tasks.haystack import Filler
+from tokenzip.errors import TokenzipError, unknown_name
+
+VALUE_KINDS = ("number", "uuid", "word")
+
+
+def check_kind(kind: str) -> None:
+    if kind not in VALUE_KINDS:
+        raise unknown_name("needle value kind", kind, VALUE_KINDS)
+
+
+def check_count(name: str, n: int, low: int = 1) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < low:
+        raise TokenzipError(f"{name} must be an integer >= {low}, got {n!r}")
+
+
+def instruction(kind: str) -> str:
+    return (f"Some special magic {kind}s are hidden within the following text. Make sure to memorize it. "
+            f"I will quiz you about the {kind}s afterwards.\n")
+
+
+def needle(key: str, value: str, kind: str) -> str:
+    return f"One of the special magic {kind}s for {key} is: {value}."
+
+
+def distinct(rng: random.Random, make, n: int) -> list[str]:
+    """``n`` different values from ``make(rng)``."""
+    out: list[str] = []
+    while len(out) < n:
+        v = make(rng)
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def keys_and_values(rng: random.Random, n_keys: int, n_values: int, kind: str) -> tuple[list[str], list[str]]:
+    keys = distinct(rng, w.key_phrase, n_keys)
+    values = distinct(rng, lambda r: w.value(r, kind), n_values)
+    if kind == "word":  # a value must not be one of the keys
+        while set(values) & set(keys):
+            values = distinct(rng, lambda r: w.value(r, kind), n_values)
+    return keys, values
+
+
+def ask_one(key: str, value: str, kind: str) -> Question:
+    return Question(f"What is the special magic {kind} for {key} mentioned in the provided text?", [value],
+                    f"The special magic {kind} for {key} mentioned in the provided text is")
+
+
+def ask_all(keys: list[str], values: list[str], kind: str) -> Question:
+    named = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+    return Question(f"What are all the special magic {kind}s for {named} mentioned in the provided text?", values,
+                    f"The special magic {kind}s for {named} mentioned in the provided text are")
+
+
+def layout(rng: random.Random, haystack: str, kind: str, needles: list[str]):
+    """``render``/``unit_parts`` for needles at random depths in a haystack; also the depths."""
+    filler = Filler(haystack, rng)
+    depths = [rng.random() for _ in needles]
+    render, unit_parts = filler_render(instruction(kind), filler, list(zip(depths, needles)), sep=filler.sep)
+    return render, unit_parts, depths

@@ -1,0 +1,41 @@
+"""``niah_multikey``: several needles with different keys; the question asks for one (RULER's niah_multikey)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenzip.bench.tasks import needles as nd
+from tokenzip.bench.tasks.base import Draft, Task
+from tokenzip.bench.tasks.haystack import HAYSTACKS
+from tokenzip.bench.tasks.registry import register_task
+from tokenzip.errors import unknown_name
+
+
+@register_task
+@dataclass
+class NiahMultikey(Task):
+    """``keys`` needles (one target, the others distractors) at random depths; asked for the target's value."""
+
+    name = "niah_multikey"
+    description = "several needles with different keys (distractors); asked for one key's value"
+    max_new_tokens = 16
+
+    haystack: str = "prose"
+    value: str = "number"
+    keys: int = 4
+
+    def __post_init__(self) -> None:
+        if self.haystack not in HAYSTACKS:
+            raise unknown_name("haystack", self.haystack, HAYSTACKS)
+        nd.check_kind(self.value)
+        nd.check_count("keys", self.keys)
+        if self.value == "uuid":
+            self.max_new_tokens = 40
+
+    def draft(self, rng, index, length, count):
+        keys, values = nd.keys_and_values(rng, self.keys, self.keys, self.value)
+        needles = [nd.needle(k, v, self.value) for k, v in zip(keys, values)]
+        render, unit_parts, depths = nd.layout(rng, self.haystack, self.value, needles)
+        target = rng.randrange(self.keys)
+        return Draft([nd.ask_one(keys[target], values[target], self.value)], render, unit_parts,
+                     {"depth": round(depths[target], 3), "distractors": self.keys - 1})

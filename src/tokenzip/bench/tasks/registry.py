@@ -1,0 +1,83 @@
+"""The task registry: tasks are found by name, with parameters in the name (``niah_single:haystack=prose``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import pkgutil
+from typing import Any
+
+from tokenzip.bench.tasks.base import Task
+from tokenzip.errors import TokenzipError, unknown_name
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task available by its ``name`` (a new task is one file with one of these)."""
+    if not cls.name or not cls.description:
+        raise TypeError(f"{cls.__name__} needs a name and a description")
+    if cls.name in TASKS and TASKS[cls.name] is not cls:
+        raise TypeError(f"task {cls.name!r} is registered twice")
+    TASKS[cls.name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    """Import every module of this package: each task file registers itself."""
+    import tokenzip.bench.tasks as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name:key=value,key=value"`` -> ``(name, params)``; values are read as JSON when they parse."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise TokenzipError(f"a task is named by a non-empty string, got {spec!r}")
+    name, _, rest = spec.strip().partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        if "=" not in item:
+            raise TokenzipError(f"task parameters are key=value pairs; got {item!r} in {spec!r}")
+        key, value = (s.strip() for s in item.split("=", 1))
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return name, params
+
+
+def get_task(spec: str | Task) -> Task:
+    """A task object from a spec string such as ``"kv_retrieval"`` or ``"niah_single:haystack=prose"``."""
+    if isinstance(spec, Task):
+        return spec
+    _load_all()
+    name, params = parse_spec(spec)
+    if name not in TASKS:
+        raise unknown_name("task", name, TASKS, hint="`tokenzip bench --list-tasks` shows them.")
+    cls = TASKS[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise TokenzipError(f"task {name} has no parameter {', '.join(map(repr, unknown))}; "
+                            f"its parameters are: {', '.join(sorted(fields)) or '(none)'}")
+    for key, value in params.items():
+        default = fields[key].default
+        if default is not dataclasses.MISSING and type(default) is float and type(value) is int:
+            params[key] = float(value)
+        elif default is not dataclasses.MISSING and type(value) is not type(default):
+            raise TokenzipError(f"task {name}: {key} should be a {type(default).__name__}, got {value!r}")
+    return cls(**params)
+
+
+def list_tasks() -> list[dict[str, Any]]:
+    """Rows for ``--list-tasks``: name, kind, metric, parameters and description."""
+    _load_all()
+    rows = []
+    for name, cls in sorted(TASKS.items()):
+        params = ", ".join(f"{k}={v}" for k, v in cls().params().items())
+        rows.append({"task": name, "kind": cls.kind, "metric": cls.metric, "params": params,
+                     "description": cls.description})
+    return rows

@@ -1,0 +1,110 @@
+"""A worker holds one loaded model and turns jobs (a sample and the method/ratio pairs it still needs) into rows.
+
+The same class runs in the main process, in each process of the local pool and inside each Ray
+actor, so every backend writes identical rows (timings aside).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tokenzip.bench.measure import environment
+from tokenzip.bench.metrics import string_score
+from tokenzip.bench.prompting import Prompt, format_sample
+from tokenzip.bench.stages import adapter
+from tokenzip.bench.tasks.base import Sample, build_sample
+from tokenzip.bench.tasks.registry import get_task
+
+
+@dataclass
+class Job:
+    """One sample and the ``(method spec, ratio)`` pairs still to measure on it."""
+
+    sample: Sample
+    prompt: Prompt
+    pairs: list[tuple[str, float]] = field(default_factory=list)
+
+
+class Worker:
+    """Loads the model once (and warms it up), then runs jobs."""
+
+    def __init__(self, config: Any, loaded: tuple[Any, Any] | None = None) -> None:
+        from tokenzip.bench.models import load, max_positions
+
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = config.device
+        self.model, self.tokenizer = loaded if loaded is not None else load(config.model, config.dtype, config.device)
+        self.stage = adapter(config.stage)
+        self.max_length = min(512, max_positions(self.model) or 512)
+        self._scorer = None
+        self.environment = environment(self.device)
+        if config.warmup:
+            self.warm_up()
+
+    def max_new_tokens(self, sample: Sample) -> int:
+        return self.config.max_new_tokens or sample.max_new_tokens
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def scorer(self) -> Any:
+        """The prompt stage's token scorer: the model under test."""
+        if self._scorer is None:
+            from tokenzip.prompt.scorer import CausalScorer
+
+            self._scorer = CausalScorer(self.model, self.tokenizer)
+        return self._scorer
+
+    @torch.no_grad()
+    def warm_up(self) -> None:
+        """One untimed uncompressed run on a short input, so no row pays for first-call overheads."""
+        kind = "embedding:corpus=11" if self.config.stage == "layers" and _is_encoder(self.model) else "niah_single"
+        sample = build_sample(get_task(kind), self.count, 48 if kind.startswith("embedding") else 256, 0, seed=-1)
+        sample.max_new_tokens = 2
+        self.stage.run(self, sample, format_sample(sample, self.tokenizer, self.config.prompt_style), [("none", 0.0)])
+
+    def run(self, job: Job) -> list[dict[str, Any]]:
+        """Rows for every pair of ``job`` (measured by the stage adapter, then scored here)."""
+        measured = self.stage.run(self, job.sample, job.prompt, job.pairs)
+        return [self.complete(job.sample, m) for m in measured]
+
+    def complete(self, sample: Sample, m: dict[str, Any]) -> dict[str, Any]:
+        identity = self.config.identity()
+        row: dict[str, Any] = {"key": row_key(sample, m["method"], m["ratio"]), "engine": "tokenzip", **identity,
+                               "task": sample.task, "task_kind": sample.kind, "length": sample.length,
+                               "sample": sample.index, "metric": sample.metric, "metadata": sample.metadata}
+        if sample.kind == "qa":
+            row["answers"] = [q.answers for q in sample.questions]
+            scores = [string_score(sample.metric, p, q.answers) for p, q in zip(m["predictions"], sample.questions)]
+            row["scores"] = scores
+            row["score"] = sum(scores) / len(scores)
+        elif sample.kind == "perplexity":
+            row["score"] = m["nll"]
+        else:
+            row["score"] = m["cosine"]
+        row.update(m)
+        row.update(self.environment, warmed_up=self.config.warmup,
+                   time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        return row
+
+
+def row_key(sample: Sample, method: str, ratio: float) -> str:
+    """The identity of a row inside a run directory."""
+    return f"{sample.id}|{method}|{float(ratio):g}"
+
+
+def _is_encoder(model: Any) -> bool:
+    from tokenzip.models.encoders import encoder_stack
+
+    return encoder_stack(model) is not None
+
+
+def default_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
