@@ -82,6 +82,7 @@ def test_align_catalogs(tmp_path, mo_writer):
     counts = {r["language"]: r for r in par.counts()}
     assert counts["de"]["kept"] == 3 and counts["de"]["available"] == 5
     assert counts["fr"]["available"] == 3
+    assert par.domains == {"system:app": 3}
 
 
 def test_align_catalogs_greedy_choice(tmp_path, mo_writer):

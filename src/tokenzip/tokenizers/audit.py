@@ -97,7 +97,8 @@ def audit(
     if parallel is not None:
         result.parallel_counts = parallel.counts()
         result.meta.update(reference=parallel.reference, parallel_source=parallel.source,
-                           parallel_strings=len(parallel), parallel_warnings=parallel.warnings)
+                           parallel_strings=len(parallel), parallel_warnings=parallel.warnings,
+                           parallel_domains=parallel.domains)
     for tok in tqdm(loaded, desc="auditing", unit="tokenizer", disable=not progress or len(loaded) < 2):
         row: dict[str, Any] = {"tokenizer": tok.name, "model": tok.model_type, "vocab": tok.vocab_size}
         if corpus is not None:

@@ -39,6 +39,7 @@ class ParallelText:
     source: str = ""
     available: dict[str, int] = field(default_factory=dict)  # strings each language had before alignment
     warnings: list[str] = field(default_factory=list)
+    domains: dict[str, int] = field(default_factory=dict)  # catalogs: strings kept per (source:domain)
 
     @property
     def languages(self) -> list[str]:
@@ -70,10 +71,16 @@ def _base(lang: str) -> str:
     return lang.split("_")[0].split("@")[0]
 
 
-def _read_catalog_table(catalogs: Sequence[Catalog], reference: str) -> tuple[dict, dict]:
-    """{key: English text} and {lang: {key: translation}} for the cleaned, non-trivial entries."""
-    english: dict[tuple[str, str, str], str] = {}
-    by_lang: dict[str, dict[tuple[str, str, str], str]] = {}
+def _read_catalog_table(catalogs: Sequence[Catalog], reference: str) -> tuple[dict[str, str], dict]:
+    """{English text: catalog it was first found in} and {lang: {English text: translation}}.
+
+    Strings are aligned by their cleaned source text, so a string shipped by several catalogs (or two
+    msgids that differ only in placeholders) counts once; the first catalog in sorted order gives its
+    translation.
+    """
+    origin: dict[str, str] = {}
+    cleaned: dict[str, str] = {}
+    by_lang: dict[str, dict[str, str]] = {}
     for cat in tqdm(catalogs, desc="reading catalogs", unit="file", disable=len(catalogs) < 200):
         if _is_reference(cat.language, reference):
             continue  # English variants (en_GB, en@quot) re-spell the source; the source itself is the reference
@@ -84,15 +91,18 @@ def _read_catalog_table(catalogs: Sequence[Catalog], reference: str) -> tuple[di
             continue
         table = by_lang.setdefault(cat.language, {})
         for msgid, msgstr in entries.items():
-            key = (cat.source, cat.domain, msgid)
-            if key not in english:
-                english[key] = clean_ui_string(msgid)
-            if not english[key]:
+            english = cleaned.get(msgid)
+            if english is None:
+                english = cleaned[msgid] = clean_ui_string(msgid)
+            if not english:
+                continue
+            origin.setdefault(english, f"{cat.source}:{cat.domain}")
+            if english in table:
                 continue
             text = clean_ui_string(msgstr)
-            if text and text != english[key]:
-                table[key] = text
-    return english, by_lang
+            if text and text != english:
+                table[english] = text
+    return origin, by_lang
 
 
 def _select_languages(by_lang: dict[str, dict], count: int, distinct_base: bool) -> list[str]:
@@ -139,7 +149,7 @@ def from_catalogs(
             "Python packages). Install some (e.g. `pip install django`) or pass parallel files, one per language "
             "and aligned by line: --parallel en.txt de.txt ..."
         )
-    english, by_lang = _read_catalog_table(catalogs, reference)
+    origin, by_lang = _read_catalog_table(catalogs, reference)
     warnings: list[str] = []
     if languages:
         wanted = [normalize_language(lang) for lang in languages]
@@ -151,8 +161,7 @@ def from_catalogs(
         chosen = sorted(set(wanted))
     else:
         chosen = _select_languages(by_lang, count, distinct_base)
-    common = set(english) if not chosen else set.intersection(*(set(by_lang[lang]) for lang in chosen))
-    common = {k for k in common if english[k]}
+    common = set(origin) if not chosen else set.intersection(*(set(by_lang[lang]) for lang in chosen))
     if not common:
         raise TokenzipError(
             f"the languages {', '.join(chosen)} have no catalog string in common; choose fewer languages "
@@ -161,16 +170,18 @@ def from_catalogs(
     if len(chosen) < count and not languages:
         warnings.append(f"only {len(chosen)} languages share catalog strings (asked for {count})")
     keys = sorted(common)
-    texts = {reference: [english[k] for k in keys]}
+    texts = {reference: keys}
     texts.update({lang: [by_lang[lang][k] for k in keys] for lang in chosen})
     available = {lang: len(by_lang[lang]) for lang in chosen}
-    available[reference] = sum(1 for v in english.values() if v)
-    sources = sorted({k[0] for k in keys})
-    domains = len({(k[0], k[1]) for k in keys})
+    available[reference] = len(origin)
+    domains: dict[str, int] = {}
+    for k in keys:
+        domains[origin[k]] = domains.get(origin[k], 0) + 1
+    sources = sorted({d.split(":", 1)[0] for d in domains})
     for w in warnings:
         log.warning("tokenzip: %s", w)
-    return ParallelText(texts, reference, f"gettext catalogs ({', '.join(sources)}; {domains} domains)", available,
-                        warnings)
+    return ParallelText(texts, reference, f"gettext catalogs ({', '.join(sources)}; {len(domains)} domains)",
+                        available, warnings, domains)
 
 
 def language_of_file(path: Path) -> str:
