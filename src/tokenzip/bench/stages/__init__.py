@@ -24,6 +24,8 @@ def build_method(stage: str, spec: str, ratio: float) -> Method | None:
     name, params = parse_spec(spec)
     if name == NONE:
         return None
+    if name.startswith(f"{stage}."):  # "layers.random" in the layers stage
+        name = name[len(stage) + 1:]
     if "ratio" in params or "budget" in params:
         raise TokenzipError(f"method {spec!r}: give ratios with --ratios, not inside the method spec")
     return get_method(name, stage=stage, ratio=ratio, **params)

@@ -28,6 +28,7 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
     rows = []
     for spec, ratio in pairs:
         name, params = parse_spec(spec)
+        name = name.removeprefix("prompt.")
         method = build_method("prompt", spec, ratio)
         with PeakMemory(worker.device) as peak:
             result = None

@@ -1,0 +1,59 @@
+"""The report renders from a committed fixture (tokenzip and kvpress rows with hand-chosen scores)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tokenzip.bench.report import aggregate, load_rows, pareto, write_report
+from tokenzip.errors import TokenzipError
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run"
+
+
+def test_aggregates_are_the_hand_computed_ones():
+    rows = load_rows(FIXTURE)
+    assert len(rows) == 16
+    by = {(e["engine"], e["method"]): e for e in aggregate(rows)}
+    # tokenzip: none scores 1, 1, 1, 0 and snapkv 1, 0, 0.5, 1 on the same four samples
+    assert by[("tokenzip", "none")]["score"] == 75.0
+    assert by[("tokenzip", "snapkv")]["score"] == 62.5
+    assert by[("tokenzip", "snapkv")]["vs none"] == pytest.approx(100 * 62.5 / 75)
+    assert by[("tokenzip", "snapkv")]["retention"] == pytest.approx(50.0)  # (1 + 0 + 0.5) / 3
+    # kvpress rows are read against kvpress's own uncompressed rows: 1, 1, 1, 1 vs 1, 1, 0, 0
+    assert by[("kvpress", "kvpress:snapkv")]["vs none"] == 50.0
+    assert by[("kvpress", "kvpress:snapkv")]["retention"] == 50.0
+    assert by[("tokenzip", "snapkv")]["cache_MiB"] == pytest.approx(2000000 / 2**20)
+    assert by[("tokenzip", "snapkv")]["latency_s"] == pytest.approx(1.41)
+
+
+def test_report_files(tmp_path):
+    pytest.importorskip("matplotlib")
+    written = write_report(FIXTURE, tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| kvpress:snapkv" in markdown and "## Score per task" in markdown
+    assert "depth 0.0-0.2" in markdown and "depth 0.8-1.0" in markdown
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "<table>" in html and "src='plots/" not in html
+    for name in ("score_vs_ratio", "score_vs_latency", "score_vs_memory"):
+        assert written[name].read_bytes().startswith(b"\x89PNG")
+    assert not list(tmp_path.glob(".*tmp*")) and not list((tmp_path / "plots").glob(".*tmp*"))
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(TokenzipError, match="not a directory"):
+        load_rows(tmp_path / "missing")
+    with pytest.raises(TokenzipError, match="holds no"):
+        load_rows(tmp_path)
+    run = tmp_path / "copy"
+    shutil.copytree(FIXTURE, run)
+    with open(run / "rows.jsonl", "a") as f:
+        f.write('{"key": "unfinished')
+    assert len(load_rows(run)) == 16
+
+
+def test_pareto_front():
+    points = [(1.0, 50.0), (2.0, 60.0), (1.5, 40.0), (3.0, 60.0), (0.5, 10.0)]
+    assert pareto(points) == [(0.5, 10.0), (1.0, 50.0), (2.0, 60.0)]
