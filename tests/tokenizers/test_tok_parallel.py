@@ -91,6 +91,14 @@ def test_align_catalogs_greedy_choice(tmp_path, mo_writer):
     assert par.languages == ["en", "de", "ja"] and len(par) == 4
 
 
+def test_alignment_sizes(tmp_path, mo_writer):
+    from tokenzip.tokenizers.parallel import alignment_sizes
+
+    rows = alignment_sizes([1, 2, 3], catalogs=_catalogs(tmp_path, mo_writer))
+    # de alone: 5 strings; de + ja: 4; de + ja + fr: 3 ("Quit" is a French copy of the source)
+    assert [(r["languages"], r["strings"]) for r in rows] == [(1, 5), (2, 4), (3, 3)]
+
+
 def test_align_catalogs_errors(tmp_path, mo_writer):
     catalogs = _catalogs(tmp_path, mo_writer)
     with pytest.raises(TokenzipError, match="no translated catalog strings for language.*ko"):

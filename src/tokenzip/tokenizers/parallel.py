@@ -232,3 +232,18 @@ def from_files(paths: Iterable[str | Path], reference: str | None = None) -> Par
         warnings.append(f"dropped {sizes[reference] - len(keep)} lines empty in some language")
     texts = {lang: [v[i].strip() for i in keep] for lang, v in lines.items()}
     return ParallelText(texts, reference, f"files ({len(paths)} languages)", dict(sizes), warnings)
+
+
+def alignment_sizes(counts: Sequence[int], catalogs: Sequence[Catalog] | None = None,
+                    reference: str = REFERENCE) -> list[dict[str, object]]:
+    """How many catalog strings stay aligned when ``from_catalogs`` picks each number of languages
+    in ``counts`` (the catalogs are read once)."""
+    catalogs = list(catalogs) if catalogs is not None else find_catalogs()
+    origin, by_lang = _read_catalog_table(catalogs, reference)
+    rows = []
+    for count in counts:
+        chosen = _select_languages(by_lang, count, distinct_base=True)
+        common = set.intersection(*(set(by_lang[lang]) for lang in chosen)) if chosen else set(origin)
+        rows.append({"languages": len(chosen), "strings": len(common),
+                     "english_bytes": sum(len(k.encode("utf-8")) for k in common)})
+    return rows
