@@ -331,9 +331,11 @@ def duplication_aware_keep(
     left = (keep - kept.sum(-1)).clamp(min=0)
     n_pivots = has_pivot.sum(-1).clamp(min=1)
     share, extra = left // n_pivots, left % n_pivots
+    pivot_units = unit.gather(1, safe[..., None].expand(-1, -1, unit.shape[-1]))  # (B, P, C)
+    sims = pivot_units @ unit.transpose(1, 2)  # (B, P, N): cosine of every token to every pivot
     for p in range(pivots.shape[1]):
         quota = (share + (p < extra).long()) * has_pivot[:, p]
-        sim = (unit * unit.gather(1, safe[:, p, None, None].expand(-1, 1, unit.shape[-1]))).sum(-1)  # (B, N)
+        sim = sims[:, p]
         free = candidates & ~kept
         order = sim.masked_fill(~free, float("inf")).argsort(dim=-1, stable=True)
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=order.device).expand_as(order))

@@ -217,7 +217,7 @@ class Runtime:
         pruned = (dest < 0) & st.valid
         represent = old_to_new  # the slot standing for each old slot's tokens at the output
         if self.restore == "nearest" and bool(pruned.any()):
-            nearest = nearest_staying(hidden, stays)
+            nearest = nearest_staying(hidden, stays, pruned)
             represent = torch.where(pruned, new_slot.gather(1, nearest), old_to_new)
         if self.restore == "exit" and bool(pruned.any()):
             if st.exited is None:
@@ -264,11 +264,18 @@ class Runtime:
         return torch.where((st.proxy >= 0)[..., None], out, fill)
 
 
-def nearest_staying(hidden: torch.Tensor, stays: torch.Tensor) -> torch.Tensor:
-    """For every slot, the staying slot with the most similar hidden state (cosine): (B, M) old slot indices."""
+def nearest_staying(hidden: torch.Tensor, stays: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
+    """For every pruned slot, the staying slot with the most similar hidden state (cosine).
+
+    Returns (B, M) old slot indices (meaningful where ``pruned``); only the pruned rows are compared.
+    """
+    b, m, c = hidden.shape
     unit = torch.nn.functional.normalize(hidden.float(), dim=-1)
-    sim = (unit @ unit.transpose(1, 2)).masked_fill(~stays[:, None, :], float("-inf"))
-    return sim.argmax(dim=-1)
+    p = int(pruned.sum(-1).max())
+    rows = (~pruned).to(torch.int8).argsort(dim=-1, stable=True)[:, :p]  # the pruned slots first
+    sim = unit.gather(1, rows[..., None].expand(-1, -1, c)) @ unit.transpose(1, 2)  # (B, P, M)
+    best = sim.masked_fill(~stays[:, None, :], float("-inf")).argmax(dim=-1)
+    return torch.zeros(b, m, dtype=torch.long, device=hidden.device).scatter_(1, rows, best)
 
 
 @contextlib.contextmanager
