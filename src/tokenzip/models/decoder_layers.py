@@ -74,6 +74,13 @@ class _Forward:
 @contextlib.contextmanager
 def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
     """Attach ``runtime`` to a decoder (or LLaVA's language model), prefill and decoding."""
+    from tokenzip.models import attention
+
+    if id(stack.model) in attention._ACTIVE:
+        raise TokenzipError(
+            "this decoder is already hooked by another tokenzip method (a KV-cache or another layers method); "
+            "combining an in-model pruning method with others on one decoder is not supported yet: use one at a time"
+        )
     adapter: DecoderAdapter = stack.extra["adapter"]
     llava = stack.extra.get("llava")
     masks = CacheMasks()

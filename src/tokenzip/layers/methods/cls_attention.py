@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tokenzip.errors import TokenzipError
 from tokenzip.layers.base import LayersMethod, Step
 from tokenzip.reduce import keep_top_scores
 from tokenzip.registry import register
@@ -33,6 +34,14 @@ class ClsAttention(LayersMethod):
 
     def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:
         return () if kind == "vlm" else super().default_layers(kind, num_layers)
+
+    def reduction_layers(self, kind: str, num_layers: int) -> list[int]:
+        if kind == "vlm" and (self.layers is not None or self.removed is not None):
+            raise TokenzipError(
+                "cls_attention on a VLM prunes image tokens once, before the language model (the language "
+                "model has no [CLS]); layers=/removed= do not apply: use ratio= or budget="
+            )
+        return super().reduction_layers(kind, num_layers)
 
     def reduce(self, step: Step) -> torch.Tensor:
         return step.prune(keep_top_scores(step.need("cls_attention"), step.candidates, step.remove))
