@@ -314,8 +314,8 @@ def export_tasks(path: str | os.PathLike, model: str = "gemma-3-270m", tasks: Se
 
     Each line: ``context`` (tokenized with the tokenizer's special tokens, e.g. BOS), ``question`` and
     ``answer_prefix`` (appended right after it, without special tokens), ``answer`` (list),
-    ``max_new_tokens``, ``metric``, ``task``, ``length``, ``index``, ``id`` and ``"formatted": true``
-    (so ``--tasks-file`` reads it back unchanged).
+    ``max_new_tokens``, ``metric``, ``task``, ``length``, ``index``, ``id``, ``context_tokens`` (with the
+    special tokens) and ``"formatted": true`` (so ``--tasks-file`` reads it back unchanged).
     """
     from tokenzip.bench.models import load_tokenizer
 
@@ -334,7 +334,8 @@ def export_tasks(path: str | os.PathLike, model: str = "gemma-3-270m", tasks: Se
                 "id": sample.id, "task": sample.task, "length": sample.length, "index": sample.index,
                 "context": prompt.context, "question": question, "answer_prefix": prefix, "answer": q.answers,
                 "max_new_tokens": sample.max_new_tokens, "metric": sample.metric, "formatted": True,
-                "model": model, "seed": seed, "metadata": sample.metadata}, ensure_ascii=False))
+                "model": model, "seed": seed, "context_tokens": len(tokenizer(prompt.context).input_ids),
+                "metadata": sample.metadata}, ensure_ascii=False))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, "\n".join(lines) + "\n")
