@@ -35,7 +35,7 @@ def test_ratio_zero_generation_equals_the_unmodified_model(decoder):
         assert torch.equal(generate(model, inputs, tz.get_method(name, ratio=0.0)), reference), name
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma3", "phi3"])
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
 @pytest.mark.parametrize("name", ["fastv", "dart", "layers.random"])
 def test_pruned_generation_batch_rows_match_batch_one(family, name):
     model, tok = tiny_model(family)
