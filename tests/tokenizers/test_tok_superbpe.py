@@ -7,7 +7,7 @@ import json
 from tokenzip.tokenizers.bpe import bpe_state, train_bpe, truncated
 from tokenzip.tokenizers.pretokenize import splitter, token_bytes
 from tokenzip.tokenizers.replay import check_against_stock
-from tokenzip.tokenizers.superbpe import learn_merges, superword_allowed, words_in
+from tokenzip.tokenizers.superbpe import learn_merges, superword_allowed, superword_veto, words_in
 
 
 def test_words_in():
@@ -23,6 +23,9 @@ def test_allowed():
     assert superword_allowed(b" in the end of")
     assert not superword_allowed(b" in the end of it")
     assert not superword_allowed(b"note: the")
+    assert superword_veto(b" a b c", max_words=2) == "words"
+    assert superword_veto(b"a: b", max_words=2) == "forbidden"
+    assert superword_veto(b" a b", max_words=2) is None
 
 
 def _vocab(*tokens: bytes) -> list[bytes]:
@@ -34,7 +37,7 @@ def test_learn_merges_most_frequent_first_with_counts():
     vocab = _vocab(b"a", b"b", b"c")
     seqs = [[0, 1], [0, 1, 2], [1, 2]]
     counts = [5, 2, 3]
-    log = learn_merges(seqs, counts, vocab, target_size=5, allowed=lambda t: True, progress=False)
+    log = learn_merges(seqs, counts, vocab, target_size=5, veto=lambda t: None, progress=False)
     # pair counts: ab = 5 + 2 = 7, bc = 2 + 3 = 5 -> merge ab first (id 3)
     # then: "ab c" gives (ab, c) = 2, "bc" = 3 -> merge bc (id 4)
     assert log.merges == [(0, 1), (1, 2)]
@@ -48,7 +51,7 @@ def test_learn_merges_vetoes_colon_space_and_five_words():
     vocab = _vocab(b"x:", b" y", b"w1", b" w2", b" w3", b" w4", b" w5")
     seqs = [[0, 1], [2, 3, 4, 5, 6]]
     counts = [100, 50]
-    log = learn_merges(seqs, counts, vocab, target_size=len(vocab) + 10, allowed=superword_allowed, progress=False)
+    log = learn_merges(seqs, counts, vocab, target_size=len(vocab) + 10, veto=superword_veto, progress=False)
     made = vocab[7:]
     assert b"x: y" not in made and log.vetoed_forbidden == 1
     assert all(words_in(t) <= 4 for t in made)
@@ -58,7 +61,7 @@ def test_learn_merges_vetoes_colon_space_and_five_words():
 
 def test_learn_merges_stops_below_min_count():
     vocab = _vocab(b"a", b"b")
-    log = learn_merges([[0, 1]], [1], vocab, target_size=10, allowed=lambda t: True, progress=False)
+    log = learn_merges([[0, 1]], [1], vocab, target_size=10, veto=lambda t: None, progress=False)
     assert log.merges == []
     assert "twice" in log.stopped or "2 times" in log.stopped
 
@@ -133,3 +136,13 @@ def test_full_piece_table_is_reported(doc_texts):
     trained = train_tokenizer(train, "superbpe", 700, transition=500, progress=False, max_piece_types=2000)
     assert trained.info["dropped_piece_occurrences"] > 0
     assert any("piece table was full" in w for w in trained.warnings)
+
+
+def test_max_words_is_configurable(doc_texts):
+    from tokenzip.tokenizers.superbpe import train_superbpe
+
+    train, _ = doc_texts
+    tok, info = train_superbpe(train, vocab_size=1000, transition=600, max_words=2, progress=False)
+    vocab, _ = bpe_state(tok)
+    assert max(words_in(token_bytes(t)) for t in vocab if t != "<|endoftext|>") == 2
+    assert info["vetoed_over_max_words"] > 0 and info["max_words"] == 2

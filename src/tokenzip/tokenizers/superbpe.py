@@ -46,9 +46,19 @@ def words_in(token: bytes) -> int:
     return len(_NON_SPACE_RUN.findall(token))
 
 
+def superword_veto(token: bytes, max_words: int = MAX_WORDS, forbidden: Sequence[bytes] = FORBIDDEN) -> str | None:
+    """Why SuperBPE's constraints forbid ``token`` (``"words"``: more than ``max_words`` words;
+    ``"forbidden"``: contains a forbidden substring such as ``": "``), or None when it is allowed."""
+    if words_in(token) > max_words:
+        return "words"
+    if any(f in token for f in forbidden):
+        return "forbidden"
+    return None
+
+
 def superword_allowed(token: bytes, max_words: int = MAX_WORDS, forbidden: Sequence[bytes] = FORBIDDEN) -> bool:
     """SuperBPE's merge constraints: at most ``max_words`` words and none of the ``forbidden`` substrings."""
-    return words_in(token) <= max_words and not any(f in token for f in forbidden)
+    return superword_veto(token, max_words, forbidden) is None
 
 
 @dataclass
@@ -114,7 +124,7 @@ def learn_merges(
     counts: list[int],
     vocab: list[bytes],
     target_size: int,
-    allowed: Callable[[bytes], bool],
+    veto: Callable[[bytes], str | None],
     min_count: int = 2,
     progress: bool = True,
 ) -> MergeLog:
@@ -122,7 +132,7 @@ def learn_merges(
 
     ``sequences`` (token ids per distinct piece, modified in place) and ``vocab`` (bytes per id,
     appended to) describe the state after the existing merges. At each step the most frequent
-    adjacent pair whose merged token ``allowed`` accepts, and which is not already a token, is
+    adjacent pair whose merged token ``veto`` does not forbid, and which is not already a token, is
     merged everywhere (ties: smallest pair of ids).
     """
     if target_size > _MASK:
@@ -164,8 +174,9 @@ def learn_merges(
             result.vetoed_duplicate += 1
             banned.add(key)
             continue
-        if not allowed(token):
-            if words_in(token) > MAX_WORDS:
+        reason = veto(token)
+        if reason is not None:
+            if reason == "words":
                 result.vetoed_words += 1
             else:
                 result.vetoed_forbidden += 1
@@ -257,7 +268,7 @@ def train_superbpe(
         id_bytes[i] = b"\xff" + token.encode("utf-8") if token in specials else token_bytes(token)
     n_stage1 = len(vocab)
     result = learn_merges(sequences, counts, id_bytes, vocab_size,
-                          allowed=lambda t: superword_allowed(t, max_words), min_count=min_count, progress=progress)
+                          veto=lambda t: superword_veto(t, max_words), min_count=min_count, progress=progress)
     new_vocab = dict(vocab)
     for i in range(n_stage1, len(id_bytes)):
         new_vocab["".join(BYTE_TO_CHAR[b] for b in id_bytes[i])] = i
