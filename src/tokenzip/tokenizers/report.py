@@ -141,8 +141,8 @@ def audit_markdown(result: Any) -> str:
         lines.append("")
     if result.language_rows:
         names = result.meta["tokenizers"]
-        lines += [f"## Token premium vs English ({result.meta.get('parallel_strings')} aligned strings, "
-                  f"{len(result.parallel_counts)} languages)", "",
+        lines += [f"## Token premium vs {result.meta.get('reference')} ({result.meta.get('parallel_strings')} aligned "
+                  f"strings, {len(result.parallel_counts) - 1} other languages)", "",
                   f"Source: {result.meta.get('parallel_source')}.", "",
                   format_table(result.premium_summary(), markdown=True), "",
                   format_table(result.premium_table(), ["language", "byte premium", *names], markdown=True), ""]
