@@ -148,3 +148,21 @@ def test_left_padded_batch_matches_rows(tiny, family):
         single = tok(text, return_tensors="pt")
         alone = _generate(model, single, method, n=4)
         assert out[row, -4:].tolist() == alone[0, -4:].tolist()
+
+
+def test_llava_language_model_cache(tiny):
+    """The language model inside LLaVA: exact at ratio 0, compressed at 0.5 (image tokens included)."""
+    import numpy as np
+    from PIL import Image
+
+    model, processor = tiny("llava")
+    image = Image.fromarray((np.random.RandomState(0).rand(40, 40, 3) * 255).astype("uint8"))
+    inputs = processor(images=[image], text=["<image> describe the cat near the river"], return_tensors="pt")
+    reference = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert torch.equal(_generate(model, inputs, tz.get_method("snapkv", ratio=0.0), n=4), reference)
+    method = tz.get_method("snapkv", ratio=0.5)
+    with method.hook(model) as runtime:
+        out = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+        lengths = {layer_length(layer) for layer in runtime.cache.layers}
+    n = inputs.input_ids.shape[1]
+    assert out.shape[1] == n + 4 and lengths == {method.kept(n) + 3}
