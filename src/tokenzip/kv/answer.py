@@ -12,9 +12,10 @@ Because every post-prefill method depends only on what the uncompressed prefill 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import cache_bytes, layer_length, restore, snapshot
 from tokenzip.kv.runtime import KVRuntime, target_layers
 from tokenzip.models.attention import CacheMasks
+from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.registry import get_method
 
 
@@ -81,9 +83,7 @@ class Prefill:
         return {"entries_before": before, "entries_after": after}
 
     @property
-    def adapter(self) -> Any:
-        from tokenzip.models.decoders import DecoderAdapter
-
+    def adapter(self) -> DecoderAdapter:
         return DecoderAdapter(self.model)
 
 
@@ -102,6 +102,23 @@ class CompressedCache:
     @property
     def bytes(self) -> int:
         return cache_bytes(self.cache)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[Any]:
+        """Feed tokens after the compressed context inside the block (masks and routing attached); the cache
+        and its masks are put back as they were on exit, so the next question sees the same context."""
+        runtime = KVRuntime(self.model, None, masks=self.masks)
+        saved_layers, saved_masks = snapshot(self.cache), self.masks.snapshot()
+        try:
+            with runtime.attached():
+                yield self.cache
+        finally:
+            restore(self.cache, saved_layers)
+            self.masks.restore(saved_masks)
+
+    def positions(self, start: int, n: int, device: Any) -> torch.Tensor:
+        """Position ids ``(1, n)`` for tokens fed ``start`` tokens after the original context."""
+        return (self.seen + start + torch.arange(n, device=device)).unsqueeze(0)
 
     @property
     def achieved_ratio(self) -> float:
@@ -192,31 +209,24 @@ def answer_from(model: Any, tok: Any, compressed: CompressedCache, question: str
         ids = _encode(tok, question + answer_prefix, False, device)
     if ids.shape[1] == 0:
         raise TokenzipError("the question is empty")
-    runtime = KVRuntime(model, None, masks=compressed.masks)
-    limit = runtime.adapter.max_positions
+    limit = DecoderAdapter(model).max_positions
     if limit and compressed.seen + ids.shape[1] + max_new_tokens > limit:
         raise TokenzipError(f"context + question + {max_new_tokens} new tokens exceed the model's {limit} positions")
-    saved_layers, saved_masks = snapshot(compressed.cache), compressed.masks.snapshot()
     eos = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
     eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     out: list[int] = []
     start = time.perf_counter()
-    try:
-        with runtime.attached():
-            pos = compressed.seen
-            for _ in range(max_new_tokens):
-                positions = (pos + torch.arange(ids.shape[1], device=device)).unsqueeze(0)
-                logits = model(input_ids=ids, past_key_values=compressed.cache, position_ids=positions,
-                               use_cache=True, logits_to_keep=1).logits
-                pos += ids.shape[1]
-                token = int(logits[0, -1].argmax())
-                if token in eos:
-                    break
-                out.append(token)
-                ids = torch.tensor([[token]], device=device)
-    finally:
-        restore(compressed.cache, saved_layers)
-        compressed.masks.restore(saved_masks)
+    with compressed.serving() as cache:
+        fed = 0
+        for _ in range(max_new_tokens):
+            logits = model(input_ids=ids, past_key_values=cache, position_ids=compressed.positions(fed, ids.shape[1],
+                           device), use_cache=True, logits_to_keep=1).logits
+            fed += ids.shape[1]
+            token = int(logits[0, -1].argmax())
+            if token in eos:
+                break
+            out.append(token)
+            ids = torch.tensor([[token]], device=device)
     return tok.decode(out, skip_special_tokens=True), len(out), time.perf_counter() - start
 
 
