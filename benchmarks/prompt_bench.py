@@ -210,8 +210,8 @@ def report(args: argparse.Namespace) -> None:
     for r in rows:
         groups.setdefault((r["method"], r["ratio"]), []).append(r)
     lines = ["| method | ratio asked | achieved (mean) | " + " | ".join(tasks) + " | % of uncompressed (all) |"
-             " compressor tokens/s | compress s / sample | answer s / sample |",
-             "|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|"]
+             " compressor tokens/s | compress s / sample | answer s / sample | end-to-end s / sample |",
+             "|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|---|"]
     base_all = statistics.mean(base.values()) if base else 0.0
     order = sorted(groups, key=lambda k: (k[1], _method_order(k[0])))
     for method, ratio in order:
@@ -228,7 +228,8 @@ def report(args: argparse.Namespace) -> None:
             f"| {method} | {ratio:g} | {statistics.mean(r['achieved_ratio'] for r in rs):.3f} | "
             + " | ".join(per_task)
             + f" | {retained:.0f}% | {'-' if method == 'none' else f'{tps:.0f}'} | "
-            f"{secs / len(rs):.1f} | {statistics.mean(r['answer_seconds'] for r in rs):.1f} |"
+            f"{secs / len(rs):.1f} | {statistics.mean(r['answer_seconds'] for r in rs):.1f} | "
+            f"{statistics.mean(r['answer_seconds'] + r['compress_seconds'] for r in rs):.1f} |"
         )
     loads = [r["load"] for r in rows]
     lines.append("")

@@ -12,6 +12,9 @@ Scenarios via Prompt Compression", ACL, arXiv 2310.06839).
 4. Optional reordering (``reorder=True``): kept documents are output best first, which counters
    "lost in the middle".
 
+Documents are the text's paragraphs (or lines); a text with neither is cut into runs of whole
+sentences of about ``document_tokens`` tokens.
+
 One batched forward pass scores every document followed by the question (giving both the
 documents' plain self-information and the question's perplexity), a second one scores the kept
 documents after the question.
@@ -45,6 +48,7 @@ class LongLLMLingua(PromptMethod):
     coarse_factor: float = 1.5
     dynamic_ratio: float = 0.25
     reorder: bool = False
+    document_tokens: int = 96
 
     def priority(self, job: PromptJob) -> np.ndarray:
         if not job.question:
@@ -90,15 +94,32 @@ class LongLLMLingua(PromptMethod):
         return priority
 
     def _blocks(self, job: PromptJob) -> list[np.ndarray]:
-        """Documents, each split further if longer than the scorer's window."""
+        """Documents: paragraphs (or lines); a text without them is cut into runs of whole sentences
+        of about ``document_tokens`` tokens. Each is split further if longer than the scorer's window."""
         pieces, scorer = job.pieces, job.scorer
+        blocks = documents(pieces, levels=("paragraph", "line"))
+        if len(blocks) < 3:
+            blocks = self._sentence_runs(job, documents(pieces, levels=("sentence",)))
         out = []
-        for block in documents(pieces):
+        for block in blocks:
             n = len(scorer.ids(block_text(pieces, block)))
             parts = max(1, -(-n // (scorer.window - 64)))
             out += [p for p in np.array_split(block, parts) if len(p)]
         self._documents = out
         return out
+
+    def _sentence_runs(self, job: PromptJob, sentences: list[np.ndarray]) -> list[np.ndarray]:
+        runs, current, size = [], [], 0
+        for sentence in sentences:
+            n = max(1, (job.pieces.end[sentence[-1]] - job.pieces.start[sentence[0]]) // 4)  # ~4 characters a token
+            if current and size + n > self.document_tokens:
+                runs.append(np.concatenate(current))
+                current, size = [], 0
+            current.append(sentence)
+            size += n
+        if current:
+            runs.append(np.concatenate(current))
+        return runs
 
     def order(self, job: PromptJob) -> list[np.ndarray] | None:
         if not self.reorder or not job.question or not hasattr(self, "_rank"):
