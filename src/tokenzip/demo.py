@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--samples", type=int, default=5, help="samples per task and context length")
     parser.add_argument("--out", default="results/demo", help="run directory (resumable)")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--threads", type=int, help="torch threads per worker (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="torch threads per worker (default: as tokenzip bench)")
 
 
 def needle_prompt(tokenizer, n_tokens: int, number: int = 482913, seed: int = 0) -> str:

@@ -161,3 +161,35 @@ def test_tasks_file(tmp_path):
         read_tasks_file(tmp_path / "missing.jsonl")
     with pytest.raises(TokenzipError, match="cannot read the tasks file"):
         read_tasks_file(tmp_path)
+
+
+def test_a_new_task_is_one_small_dataclass(tiny_count):
+    """The README's example: register a task and it is available by name, with its parameters."""
+    from dataclasses import dataclass
+
+    from tokenzip.bench.tasks import TASKS, Draft, Question, Task, register_task
+    from tokenzip.bench.tasks.base import filler_render
+    from tokenzip.bench.tasks.haystack import Filler
+
+    @register_task
+    @dataclass
+    class Passkey(Task):
+        """A pass key hidden in noise (Mohtashami & Jaggi 2023, arXiv 2305.16300)."""
+
+        name = "passkey_test"
+        description = "a pass key hidden in noise"
+        max_new_tokens = 8
+        digits: int = 5
+
+        def draft(self, rng, index, length, count):
+            key = str(rng.randint(10 ** (self.digits - 1), 10**self.digits - 1))
+            render, parts = filler_render("There is a pass key hidden in this text.\n", Filler("noise", rng),
+                                          [(rng.random(), f"The pass key is {key}. Remember it.")])
+            return Draft([Question("What is the pass key?", [key], "The pass key is")], render, parts)
+
+    try:
+        sample = build_sample(get_task("passkey_test:digits=6"), tiny_count, 500, 0, seed=0)
+        assert abs(tiny_count(sample.context) - 500) <= 10
+        assert len(sample.questions[0].answers[0]) == 6 and sample.context.count(sample.questions[0].answers[0]) == 1
+    finally:
+        TASKS.pop("passkey_test")

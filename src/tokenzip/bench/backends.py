@@ -2,9 +2,10 @@
 
 ``local`` with one worker runs in the calling process. With ``workers=N`` it starts N spawned
 processes (each loads the model once and uses ``threads`` torch threads, by default the CPU count
-divided by N). ``ray`` starts N Ray actors, each holding a model (``ray.init(address=...)`` when an
-address is given, else the running Ray instance or a new local one); Ray is the optional extra
-``tokenzip[ray]``. Rows come back to the calling process, which alone writes the output file.
+divided by N, or 1 when the machine is already busier than its CPU count). ``ray`` starts N Ray
+actors, each holding a model (``ray.init(address=...)`` when an address is given, else the running
+Ray instance or a new local one); Ray is the optional extra ``tokenzip[ray]``. Rows come back to
+the calling process, which alone writes the output file.
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ def execute(config: Any, jobs: list[Job], loaded: tuple[Any, Any] | None = None)
         for job in jobs:
             yield worker.run(job)
     else:
-        if config.threads is None:
-            config.threads = default_threads(config.workers)
+        config.threads = config.threads or default_threads(config.workers)
         context = multiprocessing.get_context("spawn")
         with context.Pool(min(config.workers, len(jobs)), initializer=_init_pool_worker, initargs=(config,)) as pool:
             yield from pool.imap_unordered(_run_in_pool, jobs)

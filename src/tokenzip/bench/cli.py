@@ -57,7 +57,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--workers", type=int, default=1, help="parallel workers (processes, or Ray actors)")
     parser.add_argument("--backend", default="local", choices=("local", "ray"))
     parser.add_argument("--ray-address", help="Ray cluster address (default: a running or new local instance)")
-    parser.add_argument("--threads", type=int, help="torch threads per worker (default: CPUs / workers)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads per worker (default: CPUs / workers; 1 on a machine busier than its CPUs)")
     parser.add_argument("--max-new-tokens", type=int, help="override each task's answer length")
     parser.add_argument("--prompt-style", default="auto", choices=("auto", "completion", "chat"),
                         help="auto: the chat template when the tokenizer has one, else completion-style")

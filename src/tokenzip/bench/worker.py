@@ -37,8 +37,9 @@ class Worker:
         from tokenzip.bench.models import load, max_positions
 
         self.config = config
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        if config.threads is None:
+            config.threads = default_threads(config.workers)
+        torch.set_num_threads(config.threads)
         self.device = config.device
         self.model, self.tokenizer = loaded if loaded is not None else load(config.model, config.dtype, config.device)
         self.stage = adapter(config.stage)
@@ -107,4 +108,11 @@ def _is_encoder(model: Any) -> bool:
 
 
 def default_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    """Torch threads per worker: the CPUs divided among the workers, or 1 on a machine already busier than its
+    CPU count (intra-op threads that must share cores spin and run several times slower than one thread)."""
+    cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] >= cpus
+    except OSError:
+        busy = False
+    return 1 if busy else max(1, cpus // max(1, workers))
