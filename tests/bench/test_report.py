@@ -57,3 +57,22 @@ def test_report_errors(tmp_path):
 def test_pareto_front():
     points = [(1.0, 50.0), (2.0, 60.0), (1.5, 40.0), (3.0, 60.0), (0.5, 10.0)]
     assert pareto(points) == [(0.5, 10.0), (1.0, 50.0), (2.0, 60.0)]
+
+
+def test_task_kinds_get_their_own_summary(tmp_path):
+    import json
+
+    run = tmp_path / "mixed"
+    shutil.copytree(FIXTURE, run)
+    base = json.loads((FIXTURE / "rows.jsonl").read_text().splitlines()[0])
+    with open(run / "rows.jsonl", "a") as f:
+        for method, ratio, nll in (("none", 0.0, 2.0), ("snapkv", 0.5, 2.5)):
+            f.write(json.dumps(dict(base, task="perplexity", task_kind="perplexity", metric="nll", method=method,
+                                    ratio=ratio, score=nll, nll=nll, key=f"perplexity|1024|0|{method}|{ratio:g}",
+                                    metadata={})) + "\n")
+    rows = load_rows(run)
+    by = {(e["engine"], e["method"]): e for e in aggregate([r for r in rows if r["task_kind"] == "perplexity"])}
+    assert by[("tokenzip", "snapkv")]["vs none"] == pytest.approx(0.5)  # NLL increase in nats
+    markdown = write_report(run, tmp_path / "out", with_plots=False)["markdown"].read_text()
+    assert "## Summary: score (%, string match)" in markdown and "## Summary: NLL (nats" in markdown
+    assert "| snapkv         | 0.5   | 4 | 62.5" in markdown  # the QA summary is not mixed with NLL rows

@@ -163,8 +163,19 @@ def _score_header(rows: list[dict[str, Any]]) -> str:
             "embedding": "cosine to uncompressed"}.get(kind, "score")
 
 
+def by_kind(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows split by task kind (string-match QA, perplexity, embedding): their scores are not comparable."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r.get("task_kind", "qa"), []).append(r)
+    return dict(sorted(groups.items(), key=lambda item: item[0] != "qa"))
+
+
 def summary_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
-    """The main table: one line per method and ratio."""
+    """The main table: one line per method and ratio (one table per task kind)."""
+    groups = by_kind(rows)
+    if len(groups) > 1:
+        return "\n\n".join(f"{_score_header(g)}\n\n{summary_table(g, markdown)}" for g in groups.values())
     entries = aggregate(rows)
     columns = ["method", "ratio", "n", "score", "vs none", "retention", "achieved", "prefill_s", "compress_s",
                "decode_tok_s", "cache_MiB", "peak_RSS_MiB"]
@@ -229,6 +240,7 @@ def plots(rows: list[dict[str, Any]]) -> dict[str, bytes]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = next(iter(by_kind(rows).values()))  # QA rows when there are any
     entries = aggregate(rows)
     kind = _metric_kind(rows)
     higher_better = kind != "perplexity"
@@ -301,8 +313,10 @@ def _header(rows: list[dict[str, Any]], directory: Path) -> list[tuple[str, str]
 def render_markdown(rows: list[dict[str, Any]], directory: Path, plot_names: Iterable[str]) -> str:
     lines = ["# Benchmark report", ""]
     lines += [f"- **{k}**: {v}" for k, v in _header(rows, directory)]
-    lines += ["", f"## Summary: {_score_header(rows)}", "", summary_table(rows, markdown=True), "",
-              "`vs none`: the method's score as % of the uncompressed model's on the same samples (for NLL: the "
+    lines += [""]
+    for group in by_kind(rows).values():
+        lines += [f"## Summary: {_score_header(group)}", "", summary_table(group, markdown=True), ""]
+    lines += ["`vs none`: the method's score as % of the uncompressed model's on the same samples (for NLL: the "
               "increase in nats). `retention`: mean score on the samples the uncompressed model got fully right. "
               "`achieved`: fraction of tokens (kv: cache entries of the compressed layers) actually removed. "
               "Times and memory are medians per sample; peak RSS includes the model weights.", "",
@@ -331,8 +345,10 @@ def render_html(rows: list[dict[str, Any]], directory: Path, images: dict[str, b
              "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}",
              "</style></head><body><h1>tokenzip benchmark report</h1><ul>"]
     parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in _header(rows, directory)]
-    parts += ["</ul>", f"<h2>Summary: {html.escape(_score_header(rows))}</h2>",
-              _html_table(summary_table(rows, markdown=True)),
+    parts.append("</ul>")
+    for group in by_kind(rows).values():
+        parts += [f"<h2>Summary: {html.escape(_score_header(group))}</h2>", _html_table(summary_table(group, True))]
+    parts += [
               "<p><i>vs none</i>: score as % of the uncompressed model's on the same samples (NLL: increase in "
               "nats). <i>retention</i>: mean score on the samples the uncompressed model got fully right.</p>",
               "<h2>Score per task</h2>", _html_table(task_table(rows))]
