@@ -140,3 +140,13 @@ def test_restore_nearest_pruned_tokens_copy_the_most_similar_staying_token(tiny_
         stayed = ((state.source[b] >= 0) & real[b]).nonzero().flatten()
         nearest = stayed[(h[b, stayed] @ h[b, i]).argmax()]
         assert torch.equal(out[b, i], out[b, nearest])
+
+
+@pytest.mark.parametrize("name", ["tome", "pitome"])
+def test_merging_by_hidden_states_needs_no_attention_statistics(tiny_bert, batch, name):
+    model, _ = tiny_bert
+    method = tz.get_method(name, ratio=0.5, metric="hidden")
+    assert method.needs == frozenset()
+    assert torch.equal(run(model, batch, tz.get_method(name, ratio=0.0, metric="hidden")), run(model, batch))
+    out = run(model, batch, method)
+    assert method.last_report.ratio > 0.4 and out.shape[:2] == batch["input_ids"].shape

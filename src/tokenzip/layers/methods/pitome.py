@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 import torch
 
+from tokenzip.errors import TokenzipError
 from tokenzip.layers.base import LayersMethod, Step
 from tokenzip.reduce import soft_matching
 from tokenzip.registry import register
 from tokenzip.scoring import energy_scores
+
+METRICS = ("keys", "hidden")
 
 
 @register
@@ -22,7 +25,8 @@ class PiToMe(LayersMethod):
     (``margin``; by default ``0.9 - 0.9 * layer / num_layers``, lower in deeper layers as in the
     paper). The ``2r`` highest-energy candidates are mergeable: sorted by energy they alternate into
     sets A and B, and every A token merges into its most similar B token (size-weighted, with
-    proportional attention). The remaining candidates stay untouched at this layer.
+    proportional attention). The remaining candidates stay untouched at this layer. ``metric``:
+    similarity of keys (default) or of the layer's output hidden states.
     """
 
     name = "pitome"
@@ -34,9 +38,20 @@ class PiToMe(LayersMethod):
     margin: float | None = None
     alpha: float = 1.0
     prop_attn: bool = True
+    metric: str = "keys"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.metric not in METRICS:
+            raise TokenzipError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.metric == "hidden":
+            self.needs = frozenset()  # the layer's output is all it needs
+
+    def similarity_metric(self, step: Step) -> torch.Tensor:
+        return step.need("keys") if self.metric == "keys" else step.hidden
 
     def reduce(self, step: Step) -> torch.Tensor:
-        keys = step.need("keys")
+        keys = self.similarity_metric(step)
         margin = self.margin if self.margin is not None else 0.9 - 0.9 * step.layer / step.num_layers
         energy = energy_scores(keys, step.valid, margin, self.alpha).masked_fill(~step.candidates, float("-inf"))
         order = energy.argsort(dim=-1, descending=True, stable=True)  # mergeable = the first 2r

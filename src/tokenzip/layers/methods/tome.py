@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
+from tokenzip.errors import TokenzipError
 from tokenzip.layers.base import LayersMethod, Step
 from tokenzip.reduce import bipartite_soft_matching
 from tokenzip.registry import register
+
+METRICS = ("keys", "hidden")
 
 
 @register
@@ -20,7 +23,8 @@ class ToMe(LayersMethod):
     B token (cosine similarity of the layer's keys averaged over heads) and the ``r`` most similar
     pairs are merged (size-weighted average). Sizes are tracked and, with ``prop_attn``, later layers
     add ``log(size)`` to the attention logits so a merged token counts as the tokens it stands for.
-    At most half the candidates can merge at one layer.
+    At most half the candidates can merge at one layer. ``metric="hidden"`` matches tokens by the
+    layer's output hidden states instead of its keys (better for mean-pooled text embeddings).
     """
 
     name = "tome"
@@ -30,6 +34,17 @@ class ToMe(LayersMethod):
     merges = True
 
     prop_attn: bool = True
+    metric: str = "keys"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.metric not in METRICS:
+            raise TokenzipError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.metric == "hidden":
+            self.needs = frozenset()  # the layer's output is all it needs
+
+    def similarity_metric(self, step: Step) -> torch.Tensor:
+        return step.need("keys") if self.metric == "keys" else step.hidden
 
     def reduce(self, step: Step) -> torch.Tensor:
-        return bipartite_soft_matching(step.need("keys"), step.candidates, step.remove)
+        return bipartite_soft_matching(self.similarity_metric(step), step.candidates, step.remove)
