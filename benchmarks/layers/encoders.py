@@ -116,6 +116,8 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=METHODS)
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--schedule", default="constant")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra method parameters, e.g. metric=hidden")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--texts", type=int, default=64)
     parser.add_argument("--images", type=int, default=32)
@@ -128,13 +130,14 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     setup = minilm_setup if args.model == "minilm" else dinov2_setup
     model, run, quality, n_items, unit = setup(args, args.device)
+    extra_params = dict(item.split("=", 1) for item in args.set)
     load_before = os.getloadavg()
     full = run()
     full_maps = run.maps() if hasattr(run, "maps") else None
     rows = []
     for name in args.methods:
         for ratio in args.ratios:
-            method = tz.get_method(name, ratio=ratio, schedule=args.schedule)
+            method = tz.get_method(name, ratio=ratio, schedule=args.schedule, **extra_params)
             with tz.compress(model, method):
                 out = run()
                 extra = {"full_maps": full_maps, "out_maps": run.maps()} if full_maps is not None else {}
@@ -145,7 +148,8 @@ def main() -> int:
                     run()
 
             t = paired(run, compressed, args.pairs)
-            row = {"method": name.removeprefix("layers."), "ratio": ratio, "schedule": args.schedule,
+            row = {"method": name.removeprefix("layers.") + "".join(f" {k}={v}" for k, v in extra_params.items()),
+                   "ratio": ratio, "schedule": args.schedule,
                    "achieved_ratio": round(report.ratio, 4), "compute_fraction": round(report.compute_fraction, 4),
                    **{k: round(v, 4) for k, v in t.items()},
                    "speedup": round(t["baseline_seconds"] / t["seconds"], 3),
