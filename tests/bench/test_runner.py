@@ -175,3 +175,25 @@ def test_embedding_fidelity_on_an_encoder(tmp_path):
     by = {r["method"]: r for r in rows}
     assert by["none"]["cosine"] == pytest.approx(1.0) and by["none"]["neighbours"] == 1.0
     assert by["tome"]["cosine"] < 1.0 and by["tome"]["tokens_kept"] < by["tome"]["tokens_in"]
+
+
+def test_an_interrupted_run_keeps_its_finished_rows_and_resumes(tmp_path, tiny_llama, monkeypatch):
+    import tokenzip.kv as kv
+
+    real, calls = kv.answer_from, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of a sample's methods
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kv, "answer_from", failing)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        small_run(out, tiny_llama, warmup=False)
+    written = read_rows(out / "rows.jsonl")
+    assert [r["method"] for r in written] == ["none", "snapkv"]  # measured before the interruption: kept
+    monkeypatch.setattr(kv, "answer_from", real)
+    rows = small_run(out, tiny_llama, warmup=False)
+    assert len(rows) == 6 and comparable(rows[:2]) == comparable(written)

@@ -37,7 +37,8 @@ def execute(config: Any, jobs: list[Job], loaded: tuple[Any, Any] | None = None)
     elif config.workers == 1:
         worker = Worker(config, loaded)
         for job in jobs:
-            yield worker.run(job)
+            for row in worker.rows(job):  # written one by one: an interruption loses at most the current row
+                yield [row]
     else:
         config.threads = config.threads or default_threads(config.workers)
         context = multiprocessing.get_context("spawn")

@@ -52,7 +52,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--samples", type=int, default=20, help="samples per task and context length")
     parser.add_argument("--out", default="results/run1", help="run directory (rows.jsonl; resumable)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tasks-file", help="JSONL rows (context, question, answer) instead of --tasks")
+    parser.add_argument("--tasks-file", help="JSONL rows (context, question, answer), all used, instead of --tasks, "
+                                             "--context and --samples")
     parser.add_argument("--export-tasks", metavar="FILE", help="write the exact prompts and answers to FILE and stop")
     parser.add_argument("--workers", type=int, default=1, help="parallel workers (processes, or Ray actors)")
     parser.add_argument("--backend", default="local", choices=("local", "ray"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,12 +70,17 @@ class Worker:
         kind = "embedding:corpus=11" if self.config.stage == "layers" and _is_encoder(self.model) else "niah_single"
         sample = build_sample(get_task(kind), self.count, 48 if kind.startswith("embedding") else 256, 0, seed=-1)
         sample.max_new_tokens = 2
-        self.stage.run(self, sample, format_sample(sample, self.tokenizer, self.config.prompt_style), [("none", 0.0)])
+        list(self.stage.run(self, sample, format_sample(sample, self.tokenizer, self.config.prompt_style),
+                            [("none", 0.0)]))
+
+    def rows(self, job: Job) -> Iterator[dict[str, Any]]:
+        """Rows for every pair of ``job``, each as soon as it is measured (by the stage adapter; scored here)."""
+        for measured in self.stage.run(self, job.sample, job.prompt, job.pairs):
+            yield self.complete(job.sample, measured)
 
     def run(self, job: Job) -> list[dict[str, Any]]:
-        """Rows for every pair of ``job`` (measured by the stage adapter, then scored here)."""
-        measured = self.stage.run(self, job.sample, job.prompt, job.pairs)
-        return [self.complete(job.sample, m) for m in measured]
+        """All rows of ``job`` (for process pools and Ray actors, which return a job's rows at once)."""
+        return list(self.rows(job))
 
     def complete(self, sample: Sample, m: dict[str, Any]) -> dict[str, Any]:
         identity = self.config.identity()

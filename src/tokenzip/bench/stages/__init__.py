@@ -1,7 +1,7 @@
 """Stage adapters: how one stage's method is applied to a sample and how the model then answers.
 
-Each adapter module defines ``run(worker, sample, prompt, pairs) -> list[dict]``: one measurement
-dict per ``(method spec, ratio)`` pair, with the predictions and what it cost (see
+Each adapter module defines ``run(worker, sample, prompt, pairs)``, a generator of one measurement
+dict per ``(method spec, ratio)`` pair (yielded as soon as it is measured), with the predictions and what it cost (see
 :func:`measurement`). ``"none"`` (or ratio 0 for methods that do nothing at ratio 0) is the
 uncompressed model, measured the same way.
 """

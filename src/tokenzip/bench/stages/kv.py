@@ -12,6 +12,7 @@ continuation teacher-forced from the compressed cache.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -24,22 +25,22 @@ from tokenzip.kv.cache import restore, snapshot
 from tokenzip.kv.runtime import KVRuntime
 
 
-def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> list[dict]:
+def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> Iterator[dict]:
     model, tok = worker.model, worker.tokenizer
     methods = [(spec, ratio, build_method("kv", spec, ratio)) for spec, ratio in pairs]
     if sample.kind == "perplexity":
-        return _perplexity(worker, sample, prompt, methods)
+        yield from _perplexity(worker, sample, prompt, methods)
+        return
     questions = [q + p for q, p in prompt.questions]
     max_new = worker.max_new_tokens(sample)
     if worker.config.query_aware or not worker.config.shared_prefill:
-        rows = []
         for spec, ratio, method in methods:
             with PeakMemory(worker.device) as peak:
                 answers = tz.kv.answer(model, tok, prompt.context, questions, method,
                                        query_aware=worker.config.query_aware, max_new_tokens=max_new)
                 synchronize(worker.device)
             first = answers[0]
-            rows.append(measurement(
+            yield measurement(
                 spec, ratio, predictions=[a.text for a in answers], tokens_in=first.tokens_in,
                 tokens_kept=first.tokens_in * (1 - first.achieved_ratio), achieved_ratio=first.achieved_ratio,
                 prefill_seconds=sum(a.prefill_seconds for a in answers) if worker.config.query_aware
@@ -48,28 +49,26 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
                 else first.compress_seconds,
                 decode_seconds=sum(a.decode_seconds for a in answers), new_tokens=sum(a.new_tokens for a in answers),
                 cache_bytes_before=first.cache_bytes_before, cache_bytes=first.cache_bytes,
-                peak_rss_bytes=peak.rss, peak_cuda_bytes=peak.cuda, rss_peak_scope=peak.scope))
-        return rows
+                peak_rss_bytes=peak.rss, peak_cuda_bytes=peak.cuda, rss_peak_scope=peak.scope)
+        return
     with PeakMemory(worker.device) as prefill_peak:
         pre = tz.kv.prefill(model, tok, prompt.context, [m for _, _, m in methods if m is not None])
         synchronize(worker.device)
-    rows = []
     for spec, ratio, method in methods:
         with PeakMemory(worker.device) as peak:
             compressed = pre.compress(method)
             outputs = [tz.kv.answer_from(model, tok, compressed, q, max_new_tokens=max_new) for q in questions]
             synchronize(worker.device)
         achieved = compressed.achieved_ratio
-        rows.append(measurement(
+        yield measurement(
             spec, ratio, predictions=[text for text, _, _ in outputs], tokens_in=pre.n_tokens,
             tokens_kept=pre.n_tokens * (1 - achieved), achieved_ratio=achieved, prefill_seconds=pre.seconds,
             compress_seconds=compressed.compress_seconds, decode_seconds=sum(s for _, _, s in outputs),
             new_tokens=sum(n for _, n, _ in outputs), cache_bytes_before=pre.bytes, cache_bytes=compressed.bytes,
             peak_rss_bytes=max(peak.rss, prefill_peak.rss),
             peak_cuda_bytes=None if peak.cuda is None else max(peak.cuda, prefill_peak.cuda or 0),
-            rss_peak_scope=peak.scope))
+            rss_peak_scope=peak.scope)
         del compressed
-    return rows
 
 
 @torch.no_grad()
@@ -88,12 +87,11 @@ def continuation_nll(model: Any, compressed: Any, ids: torch.Tensor) -> tuple[fl
     return mean_nll(logits[0, :-1], ids[0, 1:])
 
 
-def _perplexity(worker: Any, sample: Any, prompt: Any, methods: list) -> list[dict]:
+def _perplexity(worker: Any, sample: Any, prompt: Any, methods: list) -> Iterator[dict]:
     model, tok = worker.model, worker.tokenizer
     ids = tok(sample.continuation, return_tensors="pt", add_special_tokens=False).input_ids.to(worker.device)
     with PeakMemory(worker.device) as prefill_peak:
         pre = tz.kv.prefill(model, tok, prompt.context, [m for _, _, m in methods if m is not None])
-    rows = []
     for spec, ratio, method in methods:
         with PeakMemory(worker.device) as peak:
             compressed = pre.compress(method)
@@ -102,10 +100,9 @@ def _perplexity(worker: Any, sample: Any, prompt: Any, methods: list) -> list[di
             synchronize(worker.device)
             seconds = time.perf_counter() - start
         achieved = compressed.achieved_ratio
-        rows.append(measurement(
+        yield measurement(
             spec, ratio, tokens_in=pre.n_tokens, tokens_kept=pre.n_tokens * (1 - achieved), achieved_ratio=achieved,
             prefill_seconds=pre.seconds, compress_seconds=compressed.compress_seconds, decode_seconds=seconds,
             new_tokens=0, cache_bytes_before=pre.bytes, cache_bytes=compressed.bytes,
             peak_rss_bytes=max(peak.rss, prefill_peak.rss), peak_cuda_bytes=peak.cuda, rss_peak_scope=peak.scope,
-            nll=nll, tokens_scored=scored))
-    return rows
+            nll=nll, tokens_scored=scored)

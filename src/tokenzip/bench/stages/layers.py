@@ -64,15 +64,16 @@ def _ids(tok: Any, text: str, special: bool, device: Any) -> torch.Tensor:
     return tok(text, return_tensors="pt", add_special_tokens=special).input_ids.to(device)
 
 
-def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> list[dict]:
+def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> Iterator[dict]:
     methods = [(spec, ratio, build_method("layers", spec, ratio)) for spec, ratio in pairs]
     if sample.kind == "embedding":
-        return _embedding(worker, sample, methods)
+        yield from _embedding(worker, sample, methods)
+        return
     if sample.kind == "perplexity":
-        return _perplexity(worker, sample, prompt, methods)
+        yield from _perplexity(worker, sample, prompt, methods)
+        return
     model, tok, device = worker.model, worker.tokenizer, worker.device
     context = _ids(tok, prompt.context, True, device)
-    rows = []
     for spec, ratio, method in methods:
         predictions, prefill, decode, new, kept, cache, tokens_in = [], 0.0, 0.0, 0, [], [], 0
         with PeakMemory(device) as peak:
@@ -95,9 +96,8 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
                 report = clock.reports[0] if clock.reports else None
                 kept.append(report.kept[0] if report else ids.shape[1])
                 cache.append(clock.cache_bytes)
-        rows.append(_row(spec, ratio, predictions, tokens_in, sum(kept), prefill, decode, new, cache, peak,
-                         clock.reports[0] if clock.reports else None))
-    return rows
+        yield _row(spec, ratio, predictions, tokens_in, sum(kept), prefill, decode, new, cache, peak,
+                   clock.reports[0] if clock.reports else None)
 
 
 def _row(spec, ratio, predictions, tokens_in, kept, prefill, decode, new, cache, peak, report) -> dict:
@@ -110,13 +110,12 @@ def _row(spec, ratio, predictions, tokens_in, kept, prefill, decode, new, cache,
 
 
 @torch.no_grad()
-def _perplexity(worker: Any, sample: Any, prompt: Any, methods: list) -> list[dict]:
+def _perplexity(worker: Any, sample: Any, prompt: Any, methods: list) -> Iterator[dict]:
     from transformers import DynamicCache
 
     model, tok, device = worker.model, worker.tokenizer, worker.device
     context = _ids(tok, prompt.context, True, device)
     continuation = _ids(tok, sample.continuation, False, device)
-    rows = []
     for spec, ratio, method in methods:
         with PeakMemory(device) as peak, ForwardClock(model, method).attached() as clock:
             cache = DynamicCache(config=model.config)
@@ -130,18 +129,16 @@ def _perplexity(worker: Any, sample: Any, prompt: Any, methods: list) -> list[di
         row = _row(spec, ratio, [], n, report.kept[0] if report else n,
                    clock.prefill_seconds, total - clock.prefill_seconds, 0, [clock.cache_bytes], peak, report)
         row.update(nll=nll, tokens_scored=scored)
-        rows.append(row)
-    return rows
+        yield row
 
 
 @torch.no_grad()
-def _embedding(worker: Any, sample: Any, methods: list) -> list[dict]:
+def _embedding(worker: Any, sample: Any, methods: list) -> Iterator[dict]:
     from tokenzip.models.encoders import embed
 
     model, tok, device = worker.model, worker.tokenizer, worker.device
     tokens_in = sum(len(ids) for ids in tok(sample.texts, truncation=True, max_length=worker.max_length).input_ids)
     reference = None
-    rows = []
     for spec, ratio, method in methods:
         with PeakMemory(device) as peak, ForwardClock(model, method).attached() as clock:
             vectors = embed(model, tok, sample.texts, max_length=worker.max_length)
@@ -155,8 +152,7 @@ def _embedding(worker: Any, sample: Any, methods: list) -> list[dict]:
         kept = sum(sum(r.kept) for r in clock.reports) if clock.reports else tokens_in
         ratio_done = (sum(sum(r.input_tokens) - sum(r.kept) for r in clock.reports) /
                       max(1, sum(sum(r.candidates) for r in clock.reports))) if clock.reports else 0.0
-        rows.append(measurement(
+        yield measurement(
             spec, ratio, tokens_in=tokens_in, tokens_kept=kept, achieved_ratio=ratio_done, prefill_seconds=seconds,
             compress_seconds=0.0, decode_seconds=0.0, new_tokens=0, peak_rss_bytes=peak.rss, peak_cuda_bytes=peak.cuda,
-            rss_peak_scope=peak.scope, cosine=fidelity["cosine"], neighbours=fidelity["neighbours"]))
-    return rows
+            rss_peak_scope=peak.scope, cosine=fidelity["cosine"], neighbours=fidelity["neighbours"])

@@ -9,6 +9,7 @@ protocol (prefill the context once, each question after it).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import tokenzip as tz
@@ -19,13 +20,12 @@ from tokenzip.bench.tasks.registry import parse_spec
 from tokenzip.errors import TokenzipError
 
 
-def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> list[dict]:
+def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> Iterator[dict]:
     if sample.kind != "qa":
         raise TokenzipError(f"task {sample.task} ({sample.kind}) measures the kv and layers stages, not prompt")
     model, tok = worker.model, worker.tokenizer
     max_new = worker.max_new_tokens(sample)
     question = "\n".join(q.text for q in sample.questions)
-    rows = []
     for spec, ratio in pairs:
         name, params = parse_spec(spec)
         name = name.removeprefix("prompt.")
@@ -45,11 +45,10 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
             synchronize(worker.device)
         before = result.tokens_before if result else worker.count(sample.context)
         after = result.tokens_after if result else before
-        rows.append(measurement(
+        yield measurement(
             spec, ratio, predictions=[t for t, _, _ in outputs], tokens_in=before, tokens_kept=after,
             achieved_ratio=result.ratio if result else 0.0, prefill_seconds=pre.seconds,
             compress_seconds=result.seconds if result else 0.0, decode_seconds=sum(s for _, _, s in outputs),
             new_tokens=sum(n for _, n, _ in outputs), cache_bytes_before=None, cache_bytes=pre.bytes,
             peak_rss_bytes=peak.rss, peak_cuda_bytes=peak.cuda, rss_peak_scope=peak.scope,
-            notes=list(result.notes) if result else []))
-    return rows
+            notes=list(result.notes) if result else [])
