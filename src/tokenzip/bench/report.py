@@ -48,14 +48,18 @@ def load_rows(directory: str | os.PathLike) -> list[dict[str, Any]]:
         raise TokenzipError(f"{directory} holds no *.jsonl rows (run `tokenzip bench --out {directory}` first)")
     rows, seen = [], set()
     for path in files:
+        ignored = 0
         for row in read_rows(path):
             if not isinstance(row, dict) or not {"key", "method", "ratio", "score"} <= set(row):
-                log.warning("%s: a row without key/method/ratio/score was ignored", path)
+                ignored += 1
                 continue
             ident = (row.get("engine", "tokenzip"), row["key"])
             if ident not in seen:
                 seen.add(ident)
                 rows.append(row)
+        if ignored:
+            log.warning("%s: %d lines are not bench rows (no key/method/ratio/score; e.g. exported tasks): ignored",
+                        path, ignored)
     if not rows:
         raise TokenzipError(f"{directory} holds no bench rows")
     return rows
