@@ -10,6 +10,12 @@ question-aware methods; the target model answers greedily from ``context + quest
     python benchmarks/prompt_bench.py run --tasks results/prompt/tasks.jsonl \
         --anchor results/prompt/llmlingua.jsonl --out results/prompt/rows.jsonl
     python benchmarks/prompt_bench.py report results/prompt/rows.jsonl
+    # compressor throughput alone, the two tools one after the other on the same contexts:
+    python benchmarks/prompt_bench.py speed --tasks results/prompt/tasks.jsonl --out results/prompt/speed.jsonl
+    bash benchmarks/anchors/llmlingua_run.sh results/prompt/tasks.jsonl results/prompt/speed-llmlingua.jsonl \
+        --ratios 0.5
+    python benchmarks/prompt_bench.py speed-report --tokenzip results/prompt/speed.jsonl \
+        --anchor results/prompt/speed-llmlingua.jsonl
 
 Tasks (``--samples`` each, contexts of about ``--context`` Gemma tokens):
 - ``qa``: short documents about invented towns; the question asks one fact of one document.
@@ -202,6 +208,41 @@ def run(args: argparse.Namespace) -> None:
                     emit(row, f"{amethod} (llmlingua pkg)", ratio, a["text"], tokens_after, a["seconds"], "llmlingua")
 
 
+def speed(args: argparse.Namespace) -> None:
+    """Compressor throughput only (no answering): every context once per method at ``--ratio``."""
+    import os
+
+    import tokenzip as tz
+
+    model, tokenizer = tz.load_model("gemma-3-270m")
+    rows = [json.loads(x) for x in Path(args.tasks).read_text().splitlines() if x.strip()]
+    tz.prompt.compress("warm up the scorer once.", ratio=0.5, method="llmlingua", scorer=(model, tokenizer))
+    with Path(args.out).open("a") as f:
+        for row in rows:
+            for method in args.methods.split(","):
+                r = tz.prompt.compress(row["context"], ratio=args.ratio, method=method, question=row["question"],
+                                       scorer=(model, tokenizer))
+                rec = {"id": row["id"], "method": method, "ratio": args.ratio, "seconds": r.seconds,
+                       "tokens": row["tokens"], "load": os.getloadavg()[0]}
+                f.write(json.dumps(rec) + "\n")
+                print(rec, flush=True)
+
+
+def speed_report(args: argparse.Namespace) -> None:
+    """Tokens/s per tool and method from ``speed`` and the anchor's JSONL files (same contexts)."""
+    groups: dict[tuple, list] = {}
+    for path, tool in ((args.tokenzip, "tokenzip"), (args.anchor, "llmlingua pkg")):
+        for x in Path(path).read_text().splitlines():
+            r = json.loads(x)
+            groups.setdefault((r["method"], tool), []).append(r)
+    print("| method | tool | contexts | input tokens | seconds | tokens/s | load (median) |")
+    print("|---|---|---|---|---|---|---|")
+    for (method, tool), rs in sorted(groups.items()):
+        tokens, secs = sum(r["tokens"] for r in rs), sum(r["seconds"] for r in rs)
+        print(f"| {method} | {tool} | {len(rs)} | {tokens} | {secs:.1f} | {tokens / secs:.1f} | "
+              f"{statistics.median(r['load'] for r in rs):.1f} |")
+
+
 def report(args: argparse.Namespace) -> None:
     rows = [json.loads(x) for x in Path(args.rows).read_text().splitlines() if x.strip()]
     tasks = sorted({r["task"] for r in rows}, key=lambda t: list(MAKERS).index(t))
@@ -261,8 +302,16 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true")
     p = sub.add_parser("report")
     p.add_argument("rows")
+    p = sub.add_parser("speed")
+    p.add_argument("--tasks", required=True)
+    p.add_argument("--methods", default="llmlingua,longllmlingua")
+    p.add_argument("--ratio", type=float, default=0.5)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("speed-report")
+    p.add_argument("--tokenzip", required=True)
+    p.add_argument("--anchor", required=True)
     args = parser.parse_args()
-    {"export": export, "run": run, "report": report}[args.command](args)
+    {"export": export, "run": run, "report": report, "speed": speed, "speed-report": speed_report}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import time
@@ -67,7 +68,9 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--gemma-dir", required=True)
     parser.add_argument("--view", default=None)
+    parser.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     args = parser.parse_args()
+    ratios = [float(x) for x in args.ratios.split(",")]
 
     import tiktoken
     import torch
@@ -107,7 +110,7 @@ def main() -> None:
     with out.open("a") as f:
         for row in rows:
             docs = documents(row["context"])
-            for ratio in RATIOS:
+            for ratio in ratios:
                 settings = {
                     "llmlingua": {},  # the package defaults (LLMLingua: context filter + iterative token level)
                     "longllmlingua": dict(  # the settings its README recommends for LongLLMLingua
@@ -125,6 +128,7 @@ def main() -> None:
                     if kwargs.get("question") and text.endswith(kwargs["question"]):
                         text = text[: -len(kwargs["question"])].rstrip("\n")
                     rec = {"id": row["id"], "method": method, "ratio": ratio, "text": text, "seconds": seconds,
+                           "tokens": row["tokens"], "load": os.getloadavg()[0],
                            "origin_tokens": result["origin_tokens"], "compressed_tokens": result["compressed_tokens"]}
                     f.write(json.dumps(rec) + "\n")
                     f.flush()
