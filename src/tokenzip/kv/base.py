@@ -147,3 +147,30 @@ class KVMethod(Method):
 
         with KVRuntime(model, self).attached() as runtime:
             yield runtime
+
+
+@dataclass
+class WrapperMethod(KVMethod):
+    """A method that wraps another one (``base``: a method name, built with the wrapper's ratio/budget, or
+    a method object) and changes how its scores are used."""
+
+    base: Any = "snapkv"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.base = build_base(self.base, self.ratio, self.budget, self.compress_sliding)
+
+    def query_window(self) -> int:
+        return self.base.query_window()
+
+    def wants_received(self) -> bool:
+        return self.base.wants_received()
+
+
+def build_base(base: Any, ratio: float, budget: int | None, compress_sliding: bool) -> KVMethod:
+    """The wrapped method: a name (built with the wrapper's ratio/budget) or a method object."""
+    if isinstance(base, KVMethod):
+        return base
+    from tokenzip.registry import get_method
+
+    return get_method(str(base), stage="kv", ratio=ratio, budget=budget, compress_sliding=compress_sliding)

@@ -7,21 +7,14 @@ from typing import Any
 
 import torch
 
-from tokenzip.kv.base import KVMethod, LayerContext
+from tokenzip.kv.base import LayerContext, WrapperMethod
 from tokenzip.reduce import keep_topk_per_head
-from tokenzip.registry import get_method, register
-
-
-def build_base(base: Any, ratio: float, budget: int | None, compress_sliding: bool) -> KVMethod:
-    """The wrapped method: a name (built with the wrapper's ratio/budget) or a method object."""
-    if isinstance(base, KVMethod):
-        return base
-    return get_method(str(base), stage="kv", ratio=ratio, budget=budget, compress_sliding=compress_sliding)
+from tokenzip.registry import register
 
 
 @register
 @dataclass
-class AdaKV(KVMethod):
+class AdaKV(WrapperMethod):
     """Spend a layer's budget on the best entries across all its KV heads (each head keeps at least
     ``floor`` of a uniform share), scored by ``base``.
 
@@ -37,16 +30,6 @@ class AdaKV(KVMethod):
 
     base: Any = "expected_attention"
     floor: float = 0.2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.base = build_base(self.base, self.ratio, self.budget, self.compress_sliding)
-
-    def query_window(self) -> int:
-        return self.base.query_window()
-
-    def wants_received(self) -> bool:
-        return self.base.wants_received()
 
     def score(self, ctx: LayerContext) -> torch.Tensor:
         return self.base.score(ctx)

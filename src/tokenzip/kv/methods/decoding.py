@@ -8,16 +8,15 @@ from typing import Any, ClassVar
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
+from tokenzip.kv.base import LayerContext, LayerResult, WrapperMethod
 from tokenzip.kv.cache import layer_length
-from tokenzip.kv.methods.adakv import build_base
 from tokenzip.reduce import gather_tokens
 from tokenzip.registry import register
 
 
 @register
 @dataclass
-class Decoding(KVMethod):
+class Decoding(WrapperMethod):
     """Compress after prefill with ``base``, then, while generating, whenever a compressed layer holds
     ``interval`` entries more than its target (``budget``, or ``kept(tokens seen)`` for a ratio), compress
     it back to the target with ``base``'s scores, using the last ``decode_window`` generated queries as
@@ -38,13 +37,6 @@ class Decoding(KVMethod):
         super().__post_init__()
         if self.interval < 1:
             raise TokenzipError(f"interval must be >= 1, got {self.interval}")
-        self.base = build_base(self.base, self.ratio, self.budget, self.compress_sliding)
-
-    def query_window(self) -> int:
-        return self.base.query_window()
-
-    def wants_received(self) -> bool:
-        return self.base.wants_received()
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         return self.base.compress_layer(ctx)

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenzip.errors import TokenzipError
-from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
+from tokenzip.kv.base import KVMethod, LayerContext, LayerResult, build_base
 from tokenzip.kv.cache import QuantizedLayer
-from tokenzip.kv.methods.adakv import build_base
 from tokenzip.registry import register
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
-from tokenzip.kv.methods.adakv import build_base
+from tokenzip.kv.base import LayerContext, LayerResult, WrapperMethod
 from tokenzip.reduce import merge_evicted
 from tokenzip.registry import register
 
 
 @register
 @dataclass
-class KVMerger(KVMethod):
+class KVMerger(WrapperMethod):
     """Select the entries to keep with ``base``; every evicted entry whose key has cosine similarity above
     ``threshold`` with a kept key is merged into the most similar one, with Gaussian-kernel weights.
 
@@ -27,16 +26,6 @@ class KVMerger(KVMethod):
 
     base: Any = "snapkv"
     threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.base = build_base(self.base, self.ratio, self.budget, self.compress_sliding)
-
-    def query_window(self) -> int:
-        return self.base.query_window()
-
-    def wants_received(self) -> bool:
-        return self.base.wants_received()
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         keep = self.keep_counts(ctx)
