@@ -62,6 +62,13 @@ def documents(context: str) -> list[str]:
     return [" ".join(sentences[i : i + 6]) for i in range(0, len(sentences), 6)]
 
 
+def question(row: dict) -> str:
+    """The question alone (``tokenzip bench --export-tasks`` wraps it in ``Question: ... Answer:``)."""
+    text = row["question"].strip()
+    text = re.sub(r"^Question:\s*", "", text)
+    return re.sub(r"\s*Answer:\s*$", "", text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("tasks")
@@ -114,7 +121,7 @@ def main() -> None:
                 settings = {
                     "llmlingua": {},  # the package defaults (LLMLingua: context filter + iterative token level)
                     "longllmlingua": dict(  # the settings its README recommends for LongLLMLingua
-                        question=row["question"], rank_method="longllmlingua", condition_in_question="after_condition",
+                        question=question(row), rank_method="longllmlingua", condition_in_question="after_condition",
                         reorder_context="sort", dynamic_context_compression_ratio=0.3, condition_compare=True,
                         context_budget="+100"),
                 }
@@ -128,7 +135,7 @@ def main() -> None:
                     if kwargs.get("question") and text.endswith(kwargs["question"]):
                         text = text[: -len(kwargs["question"])].rstrip("\n")
                     rec = {"id": row["id"], "method": method, "ratio": ratio, "text": text, "seconds": seconds,
-                           "tokens": row["tokens"], "load": os.getloadavg()[0],
+                           "tokens": row.get("tokens", row.get("context_tokens")), "load": os.getloadavg()[0],
                            "origin_tokens": result["origin_tokens"], "compressed_tokens": result["compressed_tokens"]}
                     f.write(json.dumps(rec) + "\n")
                     f.flush()
