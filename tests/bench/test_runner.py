@@ -197,3 +197,12 @@ def test_an_interrupted_run_keeps_its_finished_rows_and_resumes(tmp_path, tiny_l
     monkeypatch.setattr(kv, "answer_from", real)
     rows = small_run(out, tiny_llama, warmup=False)
     assert len(rows) == 6 and comparable(rows[:2]) == comparable(written)
+
+
+def test_a_failed_start_does_not_lock_the_directory(tmp_path, tiny_llama):
+    out = tmp_path / "run"
+    with pytest.raises(TokenzipError, match="shorter --context"):
+        small_run(out, tiny_llama, context=4090)  # config.json written, no rows
+    assert len(small_run(out, tiny_llama, seed=5, samples=1)) == 3  # another configuration may use it
+    with pytest.raises(TokenzipError, match="methods and tasks are lists"):
+        small_run(out, tiny_llama, seed=5, methods="snapkv")

@@ -184,7 +184,7 @@ def prepare_out(config: BenchConfig) -> set[str]:
     config_path = out / CONFIG
     rows = read_rows(out / ROWS)
     stored = None
-    if config_path.exists():
+    if config_path.exists() and rows:  # a configuration with no finished rows protects nothing
         try:
             stored = json.loads(config_path.read_text())["identity"]
         except (ValueError, KeyError, TypeError) as exc:
@@ -248,6 +248,8 @@ def run(model: str = "gemma-3-270m", stage: str = "kv", methods: Sequence[str] =
     from tokenzip.bench.measure import git_commit
     from tokenzip.bench.models import config_positions, load, load_tokenizer, max_positions
 
+    if isinstance(methods, str) or isinstance(tasks, str):
+        raise TokenzipError("methods and tasks are lists of names, e.g. methods=['snapkv'], tasks=['vt']")
     contexts = [context] if isinstance(context, int) else list(context)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -256,8 +258,6 @@ def run(model: str = "gemma-3-270m", stage: str = "kv", methods: Sequence[str] =
                          max_new_tokens=max_new_tokens, prompt_style=prompt_style, query_aware=query_aware,
                          shared_prefill=shared_prefill, dtype=dtype, device=device, workers=workers, backend=backend,
                          ray_address=ray_address, threads=threads, warmup=warmup, command=command)
-    if isinstance(methods, str) or isinstance(tasks, str):
-        raise TokenzipError("methods and tasks are lists of names, e.g. methods=['snapkv'], tasks=['vt']")
     config.validate()
     done = prepare_out(config)
     in_process = backend == "local" and workers == 1
