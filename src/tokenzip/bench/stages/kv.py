@@ -21,8 +21,6 @@ import tokenzip as tz
 from tokenzip.bench.measure import PeakMemory, synchronize
 from tokenzip.bench.metrics import mean_nll
 from tokenzip.bench.stages import build_method, measurement
-from tokenzip.kv.cache import restore, snapshot
-from tokenzip.kv.runtime import KVRuntime
 
 
 def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> Iterator[dict]:
@@ -74,16 +72,9 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
 @torch.no_grad()
 def continuation_nll(model: Any, compressed: Any, ids: torch.Tensor) -> tuple[float, int]:
     """Mean NLL of ``ids[1:]`` fed after a compressed cache (teacher forcing), the cache restored afterwards."""
-    runtime = KVRuntime(model, None, masks=compressed.masks)
-    saved_layers, saved_masks = snapshot(compressed.cache), compressed.masks.snapshot()
-    try:
-        with runtime.attached():
-            positions = (compressed.seen + torch.arange(ids.shape[1], device=ids.device)).unsqueeze(0)
-            logits = model(input_ids=ids, past_key_values=compressed.cache, position_ids=positions,
-                           use_cache=True).logits
-    finally:
-        restore(compressed.cache, saved_layers)
-        compressed.masks.restore(saved_masks)
+    with compressed.serving() as cache:
+        positions = compressed.positions(0, ids.shape[1], ids.device)
+        logits = model(input_ids=ids, past_key_values=cache, position_ids=positions, use_cache=True).logits
     return mean_nll(logits[0, :-1], ids[0, 1:])
 
 
