@@ -19,13 +19,19 @@ def keep_topk(scores: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, t
     ``scores`` ``(B, H, N)``; ``keep`` ``(B,)`` tokens kept per head in each batch row. Returns
     ``indices`` ``(B, H, K)`` with ``K = max(keep)``, sorted by position, and ``valid`` ``(B, H, K)``,
     true for the ``keep[b]`` best entries of row ``b`` (the rest pad the rectangle and are masked).
+    Ties go to the earlier token, so a left-padded row keeps what it keeps alone.
     """
     k = int(keep.max())
-    top = scores.topk(k, dim=-1)
+    top = ranked(scores)[..., :k]
     rank = torch.arange(k, device=scores.device)
     valid = rank[None, None, :] < keep.to(scores.device)[:, None, None]
-    order = top.indices.argsort(dim=-1)
-    return top.indices.gather(-1, order), valid.expand_as(top.indices).gather(-1, order)
+    order = top.argsort(dim=-1)
+    return top.gather(-1, order), valid.expand_as(top).gather(-1, order)
+
+
+def ranked(scores: torch.Tensor) -> torch.Tensor:
+    """Indices of ``scores`` best first along the last dimension, ties in position order (a stable sort)."""
+    return scores.sort(dim=-1, descending=True, stable=True).indices
 
 
 def keep_topk_per_head(
@@ -41,7 +47,7 @@ def keep_topk_per_head(
     b, h, n = scores.shape
     keep = keep.to(scores.device)
     guaranteed = (floor * keep).long()
-    rank_in_head = scores.argsort(dim=-1, descending=True).argsort(dim=-1)  # 0 = best of its head
+    rank_in_head = ranked(scores).argsort(dim=-1)  # 0 = best of its head
     boosted = torch.where(rank_in_head < guaranteed[:, None, None], torch.full_like(scores, float("inf")), scores)
     chosen = top_of_flat(boosted.reshape(b, h * n), h * keep).view(b, h, n)
     return select_chosen(scores, chosen)
@@ -49,7 +55,7 @@ def keep_topk_per_head(
 
 def top_of_flat(flat: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
     """Boolean mask of the ``total[b]`` highest entries of each row of ``flat`` ``(B, T)``."""
-    order = flat.argsort(dim=-1, descending=True)
+    order = ranked(flat)
     chosen = torch.zeros_like(flat, dtype=torch.bool)
     ranks = torch.arange(flat.shape[1], device=flat.device)[None, :].expand(flat.shape[0], -1)
     chosen.scatter_(1, order, ranks < total.to(flat.device)[:, None])

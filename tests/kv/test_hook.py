@@ -166,3 +166,34 @@ def test_llava_language_model_cache(tiny):
         lengths = {layer_length(layer) for layer in runtime.cache.layers}
     n = inputs.input_ids.shape[1]
     assert out.shape[1] == n + 4 and lengths == {method.kept(n) + 3}
+
+
+def _valid_entries(comp, adapter):
+    """Valid (kept) entries per compressed layer of a compressed prefill."""
+    counts = {}
+    for i in target_layers(adapter, False):
+        valid = comp.masks.valid.get(i)
+        counts[i] = (int(valid[0].sum()) if valid is not None
+                     else layer_length(comp.cache.layers[i]) * adapter.num_kv_heads)
+    return counts
+
+
+def test_wrappers_around_a_whole_model_method(tiny):
+    """KVzip scores with an extra pass after the whole prefill: wrappers and kivi's evict= must run that pass,
+    and kivi keeps exactly what KVzip alone keeps (its global allocation over layers)."""
+    model, tok = tiny("qwen2")
+    adapter = DecoderAdapter(model)
+    kvzip = tz.get_method("kvzip", ratio=0.5)
+    wrapped = [tz.get_method("kivi", bits=4, evict="kvzip", ratio=0.5),
+               tz.get_method("adakv", base="kvzip", ratio=0.5), tz.get_method("kvmerger", base="kvzip", ratio=0.5)]
+    pre = tz.kv.prefill(model, tok, TEXT, [kvzip, *wrapped])
+    alone = _valid_entries(pre.compress(kvzip), adapter)
+    for method in wrapped:
+        comp = pre.compress(method)
+        counts = _valid_entries(comp, adapter)
+        assert sum(counts.values()) == sum(alone.values()), method.name
+        if method.name == "kivi":
+            assert counts == alone
+        assert tz.kv.answer_from(model, tok, comp, QUESTION, max_new_tokens=3)[0]
+    with pytest.raises(TokenzipError, match="decoding cannot use kvzip"):
+        tz.get_method("decoding", base="kvzip", ratio=0.5)

@@ -96,6 +96,10 @@ class KVMethod(Method):
         """Whether this method needs the attention every key received during prefill."""
         return self.needs_received
 
+    def needs_whole_model(self) -> bool:
+        """Whether this method compresses after the whole prefill (all layers at once) instead of layer by layer."""
+        return self.whole_model
+
     def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
         """Hook for methods that need extra model passes before scoring (KVzip uses ``runtime.replay``)."""
 
@@ -165,6 +169,12 @@ class WrapperMethod(KVMethod):
 
     def wants_received(self) -> bool:
         return self.base.wants_received()
+
+    def needs_whole_model(self) -> bool:
+        return self.base.needs_whole_model()
+
+    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
+        self.base.prepare(runtime, contexts)
 
 
 def build_base(base: Any, ratio: float, budget: int | None, compress_sliding: bool) -> KVMethod:

@@ -104,7 +104,7 @@ class KVRuntime:
         self.seen += self._q
         if self.prefilling:
             self.cache = getattr(output, "past_key_values", None) or kwargs.get("past_key_values")
-            if self.method is not None and self.method.whole_model and self.cache is not None:
+            if self.method is not None and self.method.needs_whole_model() and self.cache is not None:
                 self.compress_all(self.cache)
             self.prefilling = False
 
@@ -136,7 +136,7 @@ class KVRuntime:
         if not self.prefilling:
             self.method.on_decode(self, cache, i)
             return
-        if self.method.whole_model:
+        if self.method.needs_whole_model():
             return
         ctx = self.context(cache, i)
         if self.method.is_noop(ctx.n_tokens):

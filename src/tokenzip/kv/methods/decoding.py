@@ -37,6 +37,9 @@ class Decoding(WrapperMethod):
         super().__post_init__()
         if self.interval < 1:
             raise TokenzipError(f"interval must be >= 1, got {self.interval}")
+        if self.base.needs_whole_model():
+            raise TokenzipError(f"decoding cannot use {self.base.name} as its base: it scores with an extra pass over "
+                                "the prefill, which decoding steps do not have; use knorm, snapkv, tova or h2o")
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
         return self.base.compress_layer(ctx)

@@ -50,6 +50,13 @@ class KIVI(KVMethod):
     def wants_received(self) -> bool:
         return bool(self.evict and self.evict.wants_received())
 
+    def needs_whole_model(self) -> bool:
+        return bool(self.evict and self.evict.needs_whole_model())
+
+    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
+        if self.evict is not None:
+            self.evict.prepare(runtime, contexts)
+
     def changes_storage(self) -> bool:
         return True
 
@@ -58,5 +65,14 @@ class KIVI(KVMethod):
             kept = self.evict.compress_layer(ctx)
         else:
             kept = LayerResult(ctx.keys, ctx.values, ctx.valid_per_head())
+        return self.quantize(kept)
+
+    def compress_model(self, contexts: list[LayerContext]) -> list[LayerResult]:
+        """Evict with ``evict``'s own allocation over the layers (KVzip's global top-k), then quantize."""
+        if self.evict is None or self.evict.is_noop(max(ctx.n_tokens for ctx in contexts)):
+            return [self.compress_layer(ctx) for ctx in contexts]
+        return [self.quantize(kept) for kept in self.evict.compress_model(contexts)]
+
+    def quantize(self, kept: LayerResult) -> LayerResult:
         layer = QuantizedLayer.from_tensors(kept.keys, kept.values, self.bits, self.residual, self.group)
         return LayerResult(kept.keys, kept.values, kept.valid, layer=layer)
