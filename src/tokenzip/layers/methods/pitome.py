@@ -7,18 +7,16 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenzip.errors import TokenzipError
-from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.layers.base import Step
+from tokenzip.layers.merging import MergingMethod
 from tokenzip.reduce import soft_matching
 from tokenzip.registry import register
 from tokenzip.scoring import energy_scores
 
-METRICS = ("keys", "hidden")
-
 
 @register
 @dataclass
-class PiToMe(LayersMethod):
+class PiToMe(MergingMethod):
     """Merge only tokens in crowded neighbourhoods; isolated, informative tokens are protected.
 
     Each candidate's energy is the mean ELU of its key similarity to every token minus a margin
@@ -31,24 +29,9 @@ class PiToMe(LayersMethod):
 
     name = "pitome"
     paper = "Tran et al., 2024, Accelerating Transformers with Spectrum-Preserving Token Merging, arXiv 2405.16148"
-    kinds = ("encoder", "vision")
-    needs = frozenset({"keys"})
-    merges = True
 
     margin: float | None = None
     alpha: float = 1.0
-    prop_attn: bool = True
-    metric: str = "keys"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.metric not in METRICS:
-            raise TokenzipError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if self.metric == "hidden":
-            self.needs = frozenset()  # the layer's output is all it needs
-
-    def similarity_metric(self, step: Step) -> torch.Tensor:
-        return step.need("keys") if self.metric == "keys" else step.hidden
 
     def reduce(self, step: Step) -> torch.Tensor:
         keys = self.similarity_metric(step)

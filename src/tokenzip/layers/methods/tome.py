@@ -6,17 +6,15 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenzip.errors import TokenzipError
-from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.layers.base import Step
+from tokenzip.layers.merging import MergingMethod
 from tokenzip.reduce import bipartite_soft_matching
 from tokenzip.registry import register
-
-METRICS = ("keys", "hidden")
 
 
 @register
 @dataclass
-class ToMe(LayersMethod):
+class ToMe(MergingMethod):
     """Merge similar tokens by bipartite soft matching on attention keys, with proportional attention.
 
     After each chosen layer, tokens alternate into sets A and B; every A token finds its most similar
@@ -29,22 +27,6 @@ class ToMe(LayersMethod):
 
     name = "tome"
     paper = "Bolya et al., 2023, Token Merging: Your ViT But Faster, arXiv 2210.09461"
-    kinds = ("encoder", "vision")
-    needs = frozenset({"keys"})
-    merges = True
-
-    prop_attn: bool = True
-    metric: str = "keys"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.metric not in METRICS:
-            raise TokenzipError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if self.metric == "hidden":
-            self.needs = frozenset()  # the layer's output is all it needs
-
-    def similarity_metric(self, step: Step) -> torch.Tensor:
-        return step.need("keys") if self.metric == "keys" else step.hidden
 
     def reduce(self, step: Step) -> torch.Tensor:
         return bipartite_soft_matching(self.similarity_metric(step), step.candidates, step.remove)

@@ -1,0 +1,38 @@
+"""What the token-merging methods (ToMe, PiToMe) share: the similarity they match tokens by, and sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from tokenzip.errors import TokenzipError
+from tokenzip.layers.base import LayersMethod, Step
+
+METRICS = ("keys", "hidden")
+
+
+@dataclass
+class MergingMethod(LayersMethod):
+    """Merges tokens by similarity: ``metric="keys"`` compares the layer's attention keys averaged over
+    heads (ToMe's choice), ``"hidden"`` the layer's output hidden states (better for mean-pooled text
+    embeddings). Merged tokens carry their sizes; with ``prop_attn`` later layers add ``log(size)`` to
+    the attention logits (proportional attention)."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("encoder", "vision")
+    needs: ClassVar[frozenset[str]] = frozenset({"keys"})
+    merges: ClassVar[bool] = True
+
+    prop_attn: bool = True
+    metric: str = "keys"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.metric not in METRICS:
+            raise TokenzipError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.metric == "hidden":
+            self.needs = frozenset()  # the layer's output is all it needs
+
+    def similarity_metric(self, step: Step) -> torch.Tensor:
+        return step.need("keys") if self.metric == "keys" else step.hidden
