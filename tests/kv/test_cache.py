@@ -195,3 +195,18 @@ def test_context_errors(tiny):
         tz.kv.answer(model, tok, "word " * 5000, "q?")
     with pytest.raises(TokenzipError, match="unknown kv method"):
         tz.kv.answer(model, tok, TEXT, "q?", "snapkvv")
+
+
+def test_kvzip_reconstruction_is_shared_across_ratios_and_charged(tiny):
+    model, tok = tiny("qwen2")
+    quarter, half = tz.get_method("kvzip", ratio=0.25), tz.get_method("kvzip", ratio=0.5)
+    shared = tz.kv.prefill(model, tok, TEXT, [quarter, half])
+    first = shared.compress(quarter)
+    assert len(shared.memo) == 1
+    (_, replay_seconds), = shared.memo.values()
+    second = shared.compress(half)  # reuses the reconstruction pass ...
+    assert len(shared.memo) == 1 and second.compress_seconds >= replay_seconds  # ... but is charged for it
+    fresh = tz.kv.prefill(model, tok, TEXT, [half]).compress(half)
+    for a, b in zip(second.cache.layers, fresh.cache.layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    assert first.achieved_ratio < second.achieved_ratio

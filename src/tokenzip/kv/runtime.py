@@ -52,6 +52,10 @@ class KVRuntime:
         self.input_ids: torch.Tensor | None = None
         self.cache: Any = None
         self.tokenizer: Any = None  # for methods that tokenize an instruction (KVzip)
+        # extra passes over one prefill (KVzip's reconstruction), shared by every method and ratio compressing
+        # it: key -> (result, seconds it took); ``charged_seconds`` adds the reused ones to the method's cost
+        self.memo: dict[Any, tuple[Any, float]] = {}
+        self.charged_seconds = 0.0
         self.seen = 0
         self.prefilling = False
         self.replaying = False
