@@ -76,3 +76,24 @@ def test_task_kinds_get_their_own_summary(tmp_path):
     markdown = write_report(run, tmp_path / "out", with_plots=False)["markdown"].read_text()
     assert "## Summary: score (%, string match)" in markdown and "## Summary: NLL (nats" in markdown
     assert "| snapkv         | 0.5   | 4 | 62.5" in markdown  # the QA summary is not mixed with NLL rows
+
+
+def test_task_table_splits_context_lengths():
+    from tokenzip.bench.report import task_table
+
+    rows = [dict(r) for r in load_rows(FIXTURE) if r.get("engine", "tokenzip") == "tokenzip"]
+    longer = [dict(r, length=r["length"] * 2) for r in rows]
+    for r in longer:  # at the longer length, snapkv fails every sample: 0% of the uncompressed score
+        if r["method"] == "snapkv":
+            r["score"] = 0.0
+    table = task_table(rows + longer)
+    length = rows[0]["length"]
+    def cells(line):
+        return [c.strip() for c in line.strip("|").split("|")]
+
+    snapkv = next(line for line in table.splitlines() if line.startswith("| snapkv"))
+    cells = dict(zip(cells(table.splitlines()[0]), cells(snapkv)))
+    for e in aggregate(rows, by=("task",)):
+        if e["method"] == "snapkv":
+            assert cells[f"{e['task']} {length}"] == f"{round(e['score'], 1):g} ({e['vs none']:.0f}%)"
+            assert cells[f"{e['task']} {2 * length}"] == "0 (0%)"
