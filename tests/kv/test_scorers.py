@@ -167,6 +167,10 @@ def test_global_topk_over_layers():
 def test_pyramid_budgets_shrink_with_depth_and_keep_the_mean():
     budgets = layer_budgets(4, 100, 1000, beta=4.0)
     assert budgets == sorted(budgets, reverse=True) and sum(budgets) == pytest.approx(400, abs=2)
+    # a low ratio: the steep line would ask more than the n entries of the first layer; flattened, same mean
+    budgets = layer_budgets(3, 1536, 2048, beta=20.0)
+    assert budgets[0] == 2048 and budgets == sorted(budgets, reverse=True)
+    assert sum(budgets) == pytest.approx(3 * 1536, abs=2)
 
 
 def test_merge_evicted_weighted_mean():

@@ -306,7 +306,9 @@ def _header(rows: list[dict[str, Any]], directory: Path) -> list[tuple[str, str]
     first = next((r for r in rows if r.get("engine", "tokenzip") == "tokenzip"), rows[0])
     info = [("model", str(first.get("model"))), ("stage", str(first.get("stage"))),
             ("device", str(first.get("device"))), ("versions", json.dumps(first.get("versions"))),
-            ("git commit", str(first.get("git_commit"))), ("seed", str(first.get("seed"))),
+            ("git commit", ", ".join(sorted({str(r.get("git_commit")) for r in rows
+                                              if r.get("engine", "tokenzip") == "tokenzip"}))),
+            ("seed", str(first.get("seed"))),
             ("rows", f"{len(rows)} ({', '.join(sorted({r.get('engine', 'tokenzip') for r in rows}))})"),
             ("tasks", ", ".join(sorted({r['task'] for r in rows}))),
             ("context lengths", ", ".join(str(x) for x in sorted({r['length'] for r in rows})))]
