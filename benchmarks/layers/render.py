@@ -1,4 +1,4 @@
-"""Render the JSON results of ``encoders.py`` / ``gemma.py`` as the markdown tables of ``benchmarks/layers.md``.
+"""Render the JSON results of ``encoders.py`` as the markdown tables of ``benchmarks/layers.md``.
 
     python benchmarks/layers/render.py benchmarks/layers/results/*.json
 """
@@ -17,9 +17,6 @@ COLUMNS = {
     + [("cosine", "cosine"), ("cosine_min", "min cosine"), ("top10_agreement", "top-10 agreement")],
     "dinov2": _COMMON + [("throughput", "images/s"), ("baseline_throughput", "base images/s")] + _SPEED
     + [("cls_cosine", "CLS cosine"), ("cls_cosine_min", "min CLS cosine"), ("saliency_corr", "saliency corr.")],
-    "gemma-3-270m": [("method", "method"), ("ratio", "ratio"), ("compute_fraction", "tokens/layer"),
-                     ("prefill_speedup", "prefill speed-up"), ("score", "score"), ("retention", "retention"),
-                     ("by_task", "by task")],
 }
 
 
