@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import tokenzip as tz
@@ -19,7 +21,8 @@ def reference(tmp_path_factory, tiny_llama):
 
 def test_local_pool_gives_the_same_rows(tmp_path, reference):
     rows = tz.bench.run(out=tmp_path / "pool", workers=2, **SWEEP)
-    assert len({r["pid"] for r in rows}) == 2  # really two processes
+    # measured in pool processes (which of the two takes which job is up to the pool: one may take both)
+    assert all(r["pid"] != os.getpid() for r in rows)
     assert comparable(rows) == reference
 
 
