@@ -88,12 +88,13 @@ def test_task_table_splits_context_lengths():
             r["score"] = 0.0
     table = task_table(rows + longer)
     length = rows[0]["length"]
+
     def cells(line):
         return [c.strip() for c in line.strip("|").split("|")]
 
     snapkv = next(line for line in table.splitlines() if line.startswith("| snapkv"))
-    cells = dict(zip(cells(table.splitlines()[0]), cells(snapkv)))
+    by_column = dict(zip(cells(table.splitlines()[0]), cells(snapkv)))
     for e in aggregate(rows, by=("task",)):
         if e["method"] == "snapkv":
-            assert cells[f"{e['task']} {length}"] == f"{round(e['score'], 1):g} ({e['vs none']:.0f}%)"
-            assert cells[f"{e['task']} {2 * length}"] == "0 (0%)"
+            assert by_column[f"{e['task']} {length}"] == f"{round(e['score'], 1):g} ({e['vs none']:.0f}%)"
+            assert by_column[f"{e['task']} {2 * length}"] == "0 (0%)"

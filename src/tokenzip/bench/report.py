@@ -190,20 +190,25 @@ def summary_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
     return format_table(_display(entries, columns), columns, markdown=markdown)
 
 
+def several_lengths(rows: list[dict[str, Any]]) -> bool:
+    """Whether the rows cover more than one context length (the task table then splits by length)."""
+    return len({r["length"] for r in rows}) > 1
+
+
 def task_table(rows: list[dict[str, Any]], markdown: bool = True) -> str:
     """Score per task (columns) for each method and ratio; per task and context length when there are several
     lengths, each cell then reads ``score (% of uncompressed on the same samples)``."""
-    lengths = {r["length"] for r in rows}
-    by = ("task", "length") if len(lengths) > 1 else ("task",)
+    per_length = several_lengths(rows)
+    by = ("task", "length") if per_length else ("task",)
     entries = aggregate(rows, by=by)
-    column = (lambda e: f"{e['task']} {e['length']}") if len(by) == 2 else (lambda e: e["task"])
+    column = (lambda e: f"{e['task']} {e['length']}") if per_length else (lambda e: e["task"])
     columns = [column(e) for e in sorted(entries, key=lambda e: tuple(e[b] for b in by))]
     table: dict[tuple, dict[str, Any]] = {}
     for e in entries:
         key = (e["engine"], e["method"], e["ratio"])
         table.setdefault(key, {"method": e["method"], "ratio": round(e["ratio"], 3)})
         score = round(e["score"], 1) if e["_kind"] == "qa" else round(e["score"], 3)
-        if len(by) == 2 and e["_kind"] == "qa" and e["method"] != "none" and e.get("vs none") is not None:
+        if per_length and e["_kind"] == "qa" and e["method"] != "none" and e.get("vs none") is not None:
             score = f"{score:g} ({e['vs none']:.0f}%)"
         table[key][column(e)] = score
     return format_table(list(table.values()), ["method", "ratio", *dict.fromkeys(columns)], markdown=markdown)
@@ -333,7 +338,7 @@ def render_markdown(rows: list[dict[str, Any]], directory: Path, plot_names: Ite
               "increase in nats). `retention`: mean score on the samples the uncompressed model got fully right. "
               "`achieved`: fraction of tokens (kv: cache entries of the compressed layers) actually removed. "
               "Times and memory are medians per sample; peak RSS includes the model weights.", "",
-              "## Score per task" + (" and context length" if len({r["length"] for r in rows}) > 1 else ""), "",
+              "## Score per task" + (" and context length" if several_lengths(rows) else ""), "",
               task_table(rows), ""]
     depth = depth_table(rows)
     if depth:

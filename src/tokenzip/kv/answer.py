@@ -55,7 +55,7 @@ class Prefill:
         cache = copy.copy(self.cache)
         cache.layers = snapshot(self.cache)
         masks = CacheMasks()
-        start = time.perf_counter()
+        start, reused_seconds = time.perf_counter(), 0.0
         if method is not None:
             if method.query_window() > self.window or (method.wants_received() and not self.received):
                 raise TokenzipError(
@@ -68,8 +68,8 @@ class Prefill:
             runtime.tokenizer, runtime.memo = self.tokenizer, self.memo
             with torch.no_grad(), runtime.attached():
                 runtime.compress_all(cache)
-            start -= runtime.charged_seconds  # reused work is charged as if this method had done it alone
-        seconds = time.perf_counter() - start
+            reused_seconds = runtime.charged_seconds  # reused work is charged as if this method had done it alone
+        seconds = time.perf_counter() - start + reused_seconds
         counts = self._kept(cache, masks, bool(method and method.compress_sliding))
         return CompressedCache(self.model, cache, masks, self.n_tokens, method, seconds, counts)
 
