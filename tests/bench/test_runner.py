@@ -68,6 +68,8 @@ def test_a_directory_of_another_configuration_is_refused(tmp_path, tiny_llama):
         small_run(out, tiny_llama, seed=1)
     with pytest.raises(TokenzipError, match="model: 'tiny:llama' there vs 'tiny:qwen2' now"):
         small_run(out, tiny_llama, model="tiny:qwen2")
+    with pytest.raises(TokenzipError, match="unknown model 'gemma-270m'.*gemma-3-270m"):  # the name, not the dir
+        small_run(out, tiny_llama, model="gemma-270m")
     assert (out / "rows.jsonl").read_bytes() == before
 
 

@@ -70,6 +70,11 @@ class BenchConfig:
                 "tasks_file_sha256": _sha256(self.tasks_file) if self.tasks_file else None}
 
     def validate(self) -> None:
+        from tokenzip.bench.models import TINY
+        from tokenzip.models.loading import check_model_name
+
+        if not self.model.startswith(TINY):  # an unknown model is refused before the run directory is read
+            check_model_name(self.model)
         if self.stage not in STAGES:
             raise TokenzipError(f"unknown stage {self.stage!r}; the bench runs: {', '.join(STAGES)}")
         if not self.methods:

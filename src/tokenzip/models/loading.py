@@ -47,25 +47,32 @@ def load_model(
     a local directory, or a Hugging Face id (which needs hub access). For the vision
     model the second element is an image processor.
     """
-    if not isinstance(name_or_path, str) or not name_or_path.strip():
-        raise TokenzipError("load_model needs a model name, a local path or a Hugging Face id")
+    check_model_name(name_or_path)
     torch_dtype = _dtype(dtype)
     if name_or_path in MODELS:
         module, function = MODELS[name_or_path].loader.split(":")
         model, tok = getattr(importlib.import_module(module), function)(torch_dtype, **kwargs)
     else:
-        path = Path(name_or_path).expanduser()
-        looks_like_id = name_or_path.count("/") == 1 and not path.exists() and not name_or_path.startswith((".", "/"))
-        if not path.exists() and not looks_like_id:
-            raise unknown_name(
-                "model", name_or_path, MODELS,
-                hint="Pass a short name, an existing local directory, or a Hugging Face id like 'org/name'.",
-            )
         model, tok = _load_hf(name_or_path, torch_dtype, **kwargs)
     if device is not None:
         model = model.to(device)
     model.eval()
     return model, tok
+
+
+def check_model_name(name_or_path: Any) -> None:
+    """Refuse, before any work, what is neither a short name, an existing local path nor a HF id."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise TokenzipError("load_model needs a model name, a local path or a Hugging Face id")
+    if name_or_path in MODELS:
+        return
+    path = Path(name_or_path).expanduser()
+    looks_like_id = name_or_path.count("/") == 1 and not path.exists() and not name_or_path.startswith((".", "/"))
+    if not path.exists() and not looks_like_id:
+        raise unknown_name(
+            "model", name_or_path, MODELS,
+            hint="Pass a short name, an existing local directory, or a Hugging Face id like 'org/name'.",
+        )
 
 
 def _load_hf(name_or_path: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
