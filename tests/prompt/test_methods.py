@@ -51,9 +51,10 @@ def test_multibyte_text_stays_whole(tiny, method, name):
     text = MULTILINGUAL[name]
     r = tz.prompt.compress(text, ratio=0.5, method=method, scorer=tiny, question="什么？")
     r.text.encode("utf-8", errors="strict")
-    out = [g for g in regex.findall(r"\X", r.text) if not g.isspace()]
     src = [g for g in regex.findall(r"\X", text) if not g.isspace()]
-    assert _subsequence(out, src), (method, name, r.text)  # whole graphemes, in order, none invented
+    for block in r.text.split("\n\n"):  # a reordering method moves blocks; each is a piece of the original
+        out = [g for g in regex.findall(r"\X", block) if not g.isspace()]
+        assert _subsequence(out, src), (method, name, r.text)  # whole graphemes, in order, none invented
     assert "\ufffd" not in r.text
     assert r.tokens_after <= r.budget and r.tokens_after < r.tokens_before
 
@@ -131,8 +132,13 @@ def test_longllmlingua_ranks_documents_by_the_question(context_scorer):
     assert {"secret", "vault", "code", "hidden"} <= kept
     assert not kept & {"bakery", "football", "museum", "river"}
     reordered = tz.prompt.compress(text, ratio=0.5, method="longllmlingua", scorer=scorer, target_tokenizer=str.split,
-                                   question="Where is the secret vault code hidden?", reorder=True)
+                                   question="Where is the secret vault code hidden?", reorder="sort")
     assert reordered.text.split()[0] in docs[2].split()
+    last = tz.prompt.compress(text, ratio=0.5, method="longllmlingua", scorer=scorer, target_tokenizer=str.split,
+                              question="Where is the secret vault code hidden?", reorder="best-last")
+    assert last.text.split("\n\n")[-1].split()[0] in docs[2].split() and len(last.text.split("\n\n")) >= 2
+    with pytest.raises(tz.TokenzipError, match="sort"):
+        tz.prompt.compress(text, ratio=0.5, method="longllmlingua", question="Where?", reorder=True)
 
 
 def test_extractive_keeps_the_relevant_sentence(context_scorer):
@@ -142,6 +148,41 @@ def test_extractive_keeps_the_relevant_sentence(context_scorer):
     r = tz.prompt.compress(text, budget=9, method="extractive", scorer=context_scorer({}), target_tokenizer=str.split,
                            question="What is the capital of France?")
     assert r.text == sentences[1]
+
+
+FACTS = ["The cat sleeps on the warm sofa all day.", "Paris is the capital city of France.",
+         "Bananas are yellow when they are ripe.", "The train leaves the station at noon."]
+
+
+def test_extractive_moves_the_most_relevant_sentence_before_the_question(context_scorer):
+    text = " ".join(FACTS)
+    question = "What is the capital of France?"
+    kept = [FACTS[0], FACTS[1], FACTS[3]]
+    r = tz.prompt.compress(text, budget=24, method="extractive", scorer=context_scorer({"bananas": 0.0}),
+                           target_tokenizer=str.split, question=question)
+    assert r.text == f"{FACTS[0]} {FACTS[3]}\n\n{FACTS[1]}"
+    plain = tz.prompt.compress(text, budget=24, method="extractive", scorer=context_scorer({"bananas": 0.0}),
+                               target_tokenizer=str.split, question=question, reorder="none")
+    assert plain.text == " ".join(kept)
+    with pytest.raises(tz.TokenzipError, match="best-last"):
+        tz.prompt.compress(text, ratio=0.5, method="extractive", question=question, reorder="first")
+
+
+def test_extractive_keeps_a_protected_number_with_its_sentence(context_scorer):
+    text = " ".join([*FACTS, "The museum was built in 1871 by the river."])
+    r = tz.prompt.compress(text, budget=18, method="extractive", scorer=context_scorer({}), target_tokenizer=str.split,
+                           question="What is the capital of France?")
+    assert r.text == f"The museum was built in 1871 by the river.\n\n{FACTS[1]}"
+    orphan = tz.prompt.compress(text, budget=18, method="extractive", scorer=context_scorer({}), reorder="none",
+                                target_tokenizer=str.split, question="What is the capital of France?",
+                                protected_first=False)
+    assert "1871" in orphan.text and "museum" not in orphan.text  # the number alone, without its sentence
+    squeezed = tz.prompt.compress(text, budget=9, method="extractive", scorer=context_scorer({}),
+                                  target_tokenizer=str.split, question="What is the capital of France?")
+    assert squeezed.text == "The museum was built in 1871 by the river."  # the relevant sentence no longer fits
+    tight = tz.prompt.compress(text, budget=3, method="extractive", scorer=context_scorer({}),
+                               target_tokenizer=str.split, question="What is the capital of France?")
+    assert tight.text == "1871"  # a protected span is never removed, even when its sentence cannot stay
 
 
 def test_longcodezip_keeps_the_function_the_query_needs(context_scorer):

@@ -140,11 +140,17 @@ def assemble(pieces: Pieces, kept_units: np.ndarray, order: list[np.ndarray] | N
     spans: list[list[int]] = []
     length = 0
 
+    block_break = False  # a new block starts: "\n\n" goes before its first emitted text
+
     def emit(s: int, e: int) -> None:
-        nonlocal length
+        nonlocal length, block_break
         s, e = int(s), int(e)
         if e <= s:
             return
+        if block_break:
+            out.append("\n\n")
+            length += 2
+            block_break = False
         if spans and spans[-1][1] == s and spans[-1][2] + (spans[-1][1] - spans[-1][0]) == length:
             spans[-1][1] = e
         else:
@@ -156,9 +162,7 @@ def assemble(pieces: Pieces, kept_units: np.ndarray, order: list[np.ndarray] | N
     first_content = content[0] if len(content) else len(pieces)
     last_content = content[-1] if len(content) else -1
     for b, block in enumerate(blocks):
-        if b > 0 and out:
-            out.append("\n\n")
-            length += 2
+        block_break = b > 0 and bool(out)
         prev = -1
         best_sep = -1
         for i in block:

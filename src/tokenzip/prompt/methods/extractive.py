@@ -5,8 +5,21 @@ Methods for Long Context Inference" (Jha et al., 2024, arXiv 2407.08892: up to 1
 With a question, a sentence's relevance is how predictable it makes the question (the question's
 mean self-information given the sentence, lower is better: LongLLMLingua's coarse criterion, arXiv
 2310.06839, at sentence level); without one, sentences are ranked by their mean self-information.
-Kept sentences stay in their original order; the result may fall short of the budget, never over
-it, by at most about one sentence.
+
+Two choices keep the selected text readable by a small model:
+
+- Sentences that hold a protected span (a number, a URL, a ``keep`` pattern) are kept before any
+  other (``protected_first``): the span can never be removed, and a number left without its
+  sentence ("1871.") reads as an answer to any question about a year. Only when those sentences
+  alone exceed the budget do their other words go.
+- With a question, the most relevant sentence is moved to the end, right before the question
+  (``reorder="best-last"``). LongLLMLingua reorders documents by relevance against "lost in the
+  middle" (Liu et al., 2023, arXiv 2307.03172: models use the start and the end of their context
+  best); for a prompt that ends with the question, the end is the nearest place. Only in ``text``
+  mode (JSON, Markdown and code keep their structure); ``reorder="none"`` keeps the original order.
+
+Kept sentences otherwise stay in their original order; the result may fall short of the budget,
+never over it, by at most about one sentence.
 """
 
 from __future__ import annotations
@@ -15,9 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tokenzip.prompt.base import PromptJob, PromptMethod, group_sentences
-from tokenzip.prompt.segment import WORD
+from tokenzip.errors import unknown_name
+from tokenzip.prompt.base import PromptJob, PromptMethod, documents, group_sentences
+from tokenzip.prompt.segment import FIXED, WORD
 from tokenzip.registry import register
+
+REORDERS = ("best-last", "none")
+PROTECTED_BONUS = 1e6  # above any relevance: sentences holding protected spans are kept first
 
 
 @register
@@ -29,10 +46,31 @@ class Extractive(PromptMethod):
     paper = "Jha et al., 2024, arXiv 2407.08892 (sentence selection); LongLLMLingua's criterion, arXiv 2310.06839"
     question_aware = True
 
+    reorder: str = "best-last"
+    protected_first: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reorder not in REORDERS:
+            raise unknown_name("extractive reorder", str(self.reorder), REORDERS)
+
     def prepare(self, job: PromptJob) -> None:
-        group_sentences(job.pieces)
+        pieces = job.pieces
+        protected = (pieces.kind == WORD) & (pieces.unit == FIXED)
+        sentence = group_sentences(pieces)
+        holds_protected = np.isin(sentence, sentence[protected]) & (pieces.unit >= 0)
+        self._holders = np.unique(pieces.unit[holds_protected])
 
     def priority(self, job: PromptJob) -> np.ndarray:
+        self._relevance = self.relevance(job)
+        priority = self._relevance.copy()
+        if self.protected_first:
+            priority[self._holders] += PROTECTED_BONUS
+        return priority
+
+    def relevance(self, job: PromptJob) -> np.ndarray:
+        """One number per sentence, higher is better: minus the question's mean self-information given
+        the sentence, or the sentence's own mean self-information without a question."""
         pieces = job.pieces
         if not job.question:
             return job.information(how="mean")
@@ -49,3 +87,17 @@ class Extractive(PromptMethod):
         window = scorer.window - len(question) - 2
         losses = scorer.surprisal([(scorer.ids(t)[-window:], question) for t in texts])
         return np.array([-float(x.mean()) for x in losses])
+
+    def order(self, job: PromptJob) -> list[np.ndarray] | None:
+        """The text in its order, then the most relevant sentence (with a question and ``best-last``)."""
+        if self.reorder == "none" or not job.question or job.mode != "text" or job.pieces.n_units == 0:
+            return None
+        sentences = documents(job.pieces, levels=("sentence",))
+        unit = job.pieces.unit
+        best = [float(self._relevance[unit[s][unit[s] >= 0]].max()) if (unit[s] >= 0).any() else -np.inf
+                for s in sentences]
+        top = int(np.argmax(best))
+        if len(sentences) < 2 or best[top] == -np.inf:
+            return None
+        rest = np.concatenate([s for i, s in enumerate(sentences) if i != top])
+        return [rest, sentences[top]]

@@ -9,11 +9,18 @@ Scenarios via Prompt Compression", ACL, arXiv 2310.06839).
    offset of +/- ``dynamic_ratio`` on the within-document rank of each word's score).
 3. Fine, contrastive scores: ``I(x_i | x_<i) - I(x_i | question, x_<i)``, how much more
    predictable the question makes each token; words are ranked by the mean over their tokens.
-4. Optional reordering (``reorder=True``): kept documents are output best first, which counters
-   "lost in the middle".
+4. Optional reordering against "lost in the middle" (Liu et al., 2023, arXiv 2307.03172):
+   ``reorder="sort"`` outputs the kept documents best first (the paper's reordering);
+   ``reorder="best-last"`` keeps the original order but moves the best document to the end, right
+   before the question that follows the context (the default: on 12 generated ``qa`` samples at 2x,
+   Gemma 3 270M as scorer and reader, it answered 10/12 with 48-token documents; with 96-token
+   documents 7/12, where ``sort`` answered 8/12 and the original order 5/12; see
+   benchmarks/prompt-gemma-3-270m.md); ``"none"`` keeps the original order.
+   Only in ``text`` mode.
 
 Documents are the text's paragraphs (or lines); a text with neither is cut into runs of whole
-sentences of about ``document_tokens`` tokens.
+sentences of about ``document_tokens`` tokens (48 by default, two or three sentences: finer
+documents let the coarse ranking drop more of what surrounds the relevant sentence).
 
 One batched forward pass scores every document followed by the question (giving both the
 documents' plain self-information and the question's perplexity), a second one scores the kept
@@ -27,12 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenzip.errors import unknown_name
 from tokenzip.prompt.base import PromptJob, PromptMethod, block_text, documents
 from tokenzip.prompt.methods.llmlingua import DROPPED, LLMLingua
 from tokenzip.reduce import linear_rank_offsets, percentile_ranks
 from tokenzip.registry import register
 from tokenzip.scoring import contrastive_information
 
+REORDERS = ("none", "sort", "best-last")
 INSTRUCTION = " We can get the answer to this question in the given documents."
 
 
@@ -47,8 +56,13 @@ class LongLLMLingua(PromptMethod):
 
     coarse_factor: float = 1.5
     dynamic_ratio: float = 0.25
-    reorder: bool = False
-    document_tokens: int = 96
+    reorder: str = "best-last"
+    document_tokens: int = 48
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reorder not in REORDERS:
+            raise unknown_name("longllmlingua reorder", str(self.reorder), REORDERS)
 
     def priority(self, job: PromptJob) -> np.ndarray:
         if not job.question:
@@ -122,6 +136,10 @@ class LongLLMLingua(PromptMethod):
         return runs
 
     def order(self, job: PromptJob) -> list[np.ndarray] | None:
-        if not self.reorder or not job.question or not hasattr(self, "_rank"):
+        if self.reorder == "none" or not job.question or job.mode != "text" or not hasattr(self, "_rank"):
             return None
+        if self.reorder == "best-last":
+            top = int(self._rank[0])
+            rest = [d for i, d in enumerate(self._documents) if i != top]
+            return [np.concatenate(rest), self._documents[top]] if rest else None
         return [self._documents[b] for b in self._rank]
