@@ -67,3 +67,13 @@ def test_non_utf8_input_is_refused(monkeypatch, capsys, tiny_dir, tmp_path):
     path.write_bytes("café".encode("latin-1"))
     code, _, err = run(monkeypatch, capsys, [str(path), "--scorer", tiny_dir])
     assert code == 2 and "UTF-8" in err
+
+
+def test_keep_order_turns_off_the_move_before_the_question(monkeypatch, capsys, tiny_dir, make_prose):
+    text = make_prose(200)
+    args = ["-", "--ratio", "0.5", "--method", "extractive", "--scorer", tiny_dir, "--question", "where is it?"]
+    _, moved, _ = run(monkeypatch, capsys, args, text)
+    _, kept, _ = run(monkeypatch, capsys, [*args, "--keep-order"], text)
+    assert "\n\n" in moved and "\n\n" not in kept
+    source = iter(text.split())
+    assert all(word in source for word in kept.split())  # a subsequence of the original words

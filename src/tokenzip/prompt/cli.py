@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -28,6 +29,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--keep", action="append", default=None, metavar="REGEX",
                         help="never remove matches of this regular expression (repeatable)")
     parser.add_argument("--no-protect", action="store_true", help="allow numbers, URLs and e-mail addresses to go")
+    parser.add_argument("--keep-order", action="store_true",
+                        help="question-aware methods: do not move the most relevant sentence or document to the end")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the text, counts and spans")
 
 
@@ -51,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
     from tokenzip.prompt import compress
 
     text = _read(args.file)
+    params = {"reorder": "none"} if args.keep_order and _reorders(args.method) else {}
     result = compress(
         text, ratio=args.ratio, budget=args.budget, question=args.question, method=args.method,
         scorer=args.scorer, target_tokenizer=args.target_tokenizer, keep=args.keep, mode=args.mode,
-        protect=False if args.no_protect else None,
+        protect=False if args.no_protect else None, **params,
     )
     if args.json:
         json.dump(result.to_dict(), sys.stdout, ensure_ascii=False)
@@ -68,3 +72,10 @@ def run(args: argparse.Namespace) -> int:
         for note in result.notes:
             print(f"tokenzip prompt: note: {note}", file=sys.stderr)
     return 0
+
+
+def _reorders(method: str) -> bool:
+    """Whether ``method`` has a ``reorder`` parameter (the others always keep the original order)."""
+    from tokenzip.registry import method_class
+
+    return "reorder" in {f.name for f in dataclasses.fields(method_class(method, stage="prompt"))}
