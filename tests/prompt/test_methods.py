@@ -185,6 +185,22 @@ def test_extractive_keeps_a_protected_number_with_its_sentence(context_scorer):
     assert tight.text == "1871"  # a protected span is never removed, even when its sentence cannot stay
 
 
+def test_extractive_scores_a_repeated_sentence_once(context_scorer):
+    class Counting(context_scorer):
+        sequences = 0
+
+        def surprisal(self, sequences):
+            self.sequences += len(sequences)
+            return super().surprisal(sequences)
+
+    scorer = Counting({})
+    text = " ".join(["The grass is green."] * 10 + [FACTS[1]] + ["The sky is blue."] * 10)
+    r = tz.prompt.compress(text, budget=10, method="extractive", scorer=scorer, target_tokenizer=str.split,
+                           question="What is the capital of France?")
+    assert scorer.sequences == 3  # three distinct sentences
+    assert FACTS[1] in r.text
+
+
 def test_longcodezip_keeps_the_function_the_query_needs(context_scorer):
     code = "\n\n".join(
         f"def {name}(x):\n    value = x + 1\n    {body}\n    return value\n"

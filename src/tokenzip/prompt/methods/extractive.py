@@ -85,8 +85,9 @@ class Extractive(PromptMethod):
         for u, (s, e) in first_last.items():
             texts[u] = pieces.text[s:e]
         window = scorer.window - len(question) - 2
-        losses = scorer.surprisal([(scorer.ids(t)[-window:], question) for t in texts])
-        return np.array([-float(x.mean()) for x in losses])
+        distinct, index = np.unique(np.array(texts, dtype=object), return_inverse=True)  # a repeated sentence once
+        losses = scorer.surprisal([(scorer.ids(t)[-window:], question) for t in distinct])
+        return np.array([-float(x.mean()) for x in losses])[index.reshape(-1)]
 
     def order(self, job: PromptJob) -> list[np.ndarray] | None:
         """The text in its order, then the most relevant sentence (with a question and ``best-last``)."""
