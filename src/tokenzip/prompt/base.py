@@ -138,6 +138,13 @@ def documents(pieces: Pieces, min_documents: int = 3, levels: tuple[str, ...] = 
     return _split(len(pieces), np.array(cuts, dtype=np.int64), cut_is_separator=False)
 
 
+def move_to_end(blocks: list[np.ndarray], top: int) -> list[np.ndarray] | None:
+    """An output order (see :meth:`PromptMethod.order`): the other blocks in the text's order, then
+    ``blocks[top]``, the place nearest a question that follows the text; None when there is only one."""
+    rest = [b for i, b in enumerate(blocks) if i != top]
+    return [np.concatenate(rest), blocks[top]] if rest else None
+
+
 def _split(n: int, cuts: np.ndarray, cut_is_separator: bool = True) -> list[np.ndarray]:
     blocks, start = [], 0
     for c in cuts:

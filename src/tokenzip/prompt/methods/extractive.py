@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tokenzip.errors import unknown_name
-from tokenzip.prompt.base import PromptJob, PromptMethod, documents, group_sentences
+from tokenzip.prompt.base import PromptJob, PromptMethod, documents, group_sentences, move_to_end
 from tokenzip.prompt.segment import FIXED, WORD
 from tokenzip.registry import register
 
@@ -93,12 +93,7 @@ class Extractive(PromptMethod):
         """The text in its order, then the most relevant sentence (with a question and ``best-last``)."""
         if self.reorder == "none" or not job.question or job.mode != "text" or job.pieces.n_units == 0:
             return None
+        best = int(np.argmax(self._relevance))  # units are sentences, in text order
         sentences = documents(job.pieces, levels=("sentence",))
-        unit = job.pieces.unit
-        best = [float(self._relevance[unit[s][unit[s] >= 0]].max()) if (unit[s] >= 0).any() else -np.inf
-                for s in sentences]
-        top = int(np.argmax(best))
-        if len(sentences) < 2 or best[top] == -np.inf:
-            return None
-        rest = np.concatenate([s for i, s in enumerate(sentences) if i != top])
-        return [rest, sentences[top]]
+        top = next(i for i, s in enumerate(sentences) if (job.pieces.unit[s] == best).any())
+        return move_to_end(sentences, top)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from tokenzip.errors import unknown_name
-from tokenzip.prompt.base import PromptJob, PromptMethod, block_text, documents
+from tokenzip.prompt.base import PromptJob, PromptMethod, block_text, documents, move_to_end
 from tokenzip.prompt.methods.llmlingua import DROPPED, LLMLingua
 from tokenzip.reduce import linear_rank_offsets, percentile_ranks
 from tokenzip.registry import register
@@ -139,7 +139,5 @@ class LongLLMLingua(PromptMethod):
         if self.reorder == "none" or not job.question or job.mode != "text" or not hasattr(self, "_rank"):
             return None
         if self.reorder == "best-last":
-            top = int(self._rank[0])
-            rest = [d for i, d in enumerate(self._documents) if i != top]
-            return [np.concatenate(rest), self._documents[top]] if rest else None
+            return move_to_end(self._documents, int(self._rank[0]))
         return [self._documents[b] for b in self._rank]
