@@ -1,0 +1,85 @@
+"""Pipeline spec grammar: parsing, canonical text, and the errors for bad specs."""
+
+from __future__ import annotations
+
+import pytest
+
+import tokenzip as tz
+from tokenzip import spec
+from tokenzip.errors import TokenzipError
+
+
+def test_full_spec_parses_into_one_method_per_stage() -> None:
+    s = spec.parse("prompt:extractive@0.5 | layers:fastv@0.3 | kv:kivi:bits=2,evict=kvzip@0.5")
+    assert [x.stage for x in s.stages] == ["prompt", "layers", "kv"]
+    kv = s.build("kv")
+    assert kv.name == "kivi" and kv.bits == 2 and kv.evict.name == "kvzip" and kv.ratio == 0.5
+    assert s.build("layers").ratio == 0.3 and s.build("prompt").name == "extractive"
+    assert s.build("kv") is not kv  # a fresh object each time: requests never share method state
+
+
+@pytest.mark.parametrize("text, canonical", [
+    ("kv:kvzip@0.5", "kv:kvzip@0.5"),
+    ("  kv : kivi : evict=kvzip , bits=4 @ 0.5 ", "kv:kivi:evict=kvzip@0.5"),  # default bits=4 dropped
+    ("kv:kivi:ratio=0.5,bits=2,evict=snapkv", "kv:kivi:bits=2,evict=snapkv@0.5"),
+    ("kv:snapkv:budget=512", "kv:snapkv:budget=512"),
+    ("kv:snapkv | prompt:head@0.25", "prompt:head@0.25 | kv:snapkv"),  # pipeline order
+    ("kv:snapkv@0", "kv:snapkv"),
+    ("none", "none"),
+    ("", "none"),
+])
+def test_canonical_text_round_trips(text: str, canonical: str) -> None:
+    parsed = spec.parse(text)
+    assert str(parsed) == canonical
+    assert spec.parse(str(parsed)) == parsed
+
+
+def test_value_coercion() -> None:
+    s = spec.parse("kv:expected_attention:use_covariance=true,n_future=256,sinks=2@0.5").get("kv")
+    params = s.kwargs
+    assert params == {"n_future": 256, "sinks": 2, "use_covariance": True}
+    assert isinstance(params["n_future"], int) and params["use_covariance"] is True
+    assert spec.parse("kv:pyramidkv:beta=2.5@0.5").get("kv").kwargs["beta"] == 2.5
+
+
+def test_empty_spec_is_falsy_and_has_no_methods() -> None:
+    s = spec.parse(None)
+    assert not s and s.get("kv") is None and s.build("prompt") is None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("kvv:snapkv@0.5", ["unknown pipeline stage 'kvv'", "kv"]),
+    ("tokenizers:bpe", ["unknown pipeline stage 'tokenizers'"]),
+    ("kv:snapk@0.5", ["unknown kv method 'snapk'", "snapkv"]),
+    ("kv:fastv@0.5", ["unknown kv method 'fastv'"]),
+    ("kv:snapkv@1.5", ["ratio", "1.5", "0 <= ratio < 1"]),
+    ("kv:snapkv@-0.1", ["ratio"]),
+    ("kv:snapkv@half", ["bad ratio 'half'", "budget=N"]),
+    ("kv:snapkv@0.5 | kv:knorm@0.5", ["two kv methods", "evict="]),
+    ("kv:snapkv:foo=1@0.5", ["no parameter 'foo'", "window_size"]),
+    ("kv:snapkv:window_size@0.5", ["bad parameter 'window_size'", "key=value"]),
+    ("kv:snapkv:window_size=4,window_size=8", ["given twice"]),
+    ("kv:kivi:bits=3", ["bits must be 2, 4 or 8"]),
+    ("kv:snapkv:budget=0", ["budget", "integer >= 1"]),
+    ("kv:snapkv:budget=64@0.5", ["both a ratio and a budget"]),
+    ("kv:snapkv:ratio=0.5@0.5", ["ratio twice"]),
+    ("kv:snapkv@0.5 |", ["empty stage"]),
+    ("snapkv", ["bad stage 'snapkv'", "stage:method"]),
+])
+def test_bad_specs_raise_clear_errors(text: str, words: list[str]) -> None:
+    with pytest.raises(TokenzipError) as err:
+        spec.parse(text)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+def test_non_string_spec_is_refused() -> None:
+    with pytest.raises(TokenzipError, match="pipeline spec is a string"):
+        spec.parse(0.5)  # type: ignore[arg-type]
+
+
+def test_from_methods_matches_text() -> None:
+    built = spec.from_methods(prompt="extractive@0.3", kv=tz.get_method("kivi", bits=2, evict="kvzip", ratio=0.5))
+    assert built == spec.parse("prompt:extractive@0.3 | kv:kivi:bits=2,evict=kvzip@0.5")
+    with pytest.raises(TokenzipError, match="expects a kv method"):
+        spec.from_methods(kv=tz.get_method("fastv", ratio=0.5))
