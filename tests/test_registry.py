@@ -86,3 +86,15 @@ def test_compress_rejects_non_model_methods(toy_methods):
     with pytest.raises(TokenzipError, match="at least one method"):
         with tz.compress(object()):
             pass
+
+
+def test_auto_ratio_only_where_the_method_can_choose(toy_methods):
+    with pytest.raises(TokenzipError, match="kv.toy cannot choose its own ratio.*ratio='auto'"):
+        tz.get_method("kv.toy", ratio="auto")
+    toy_methods[0].auto_ratio = True
+    try:
+        m = tz.get_method("kv.toy", ratio="auto")
+        assert m.ratio == "auto" and m.kept(50) == 50  # an auto method decides per context
+        assert "kv.toy" in registry.auto_methods()
+    finally:
+        toy_methods[0].auto_ratio = False

@@ -34,6 +34,15 @@ def check_ratio(ratio: float) -> float:
     return float(ratio)
 
 
+AUTO = "auto"  # ratio="auto": the method picks, per context (and layer), the largest ratio within a tolerance
+
+
+def auto_methods() -> list[str]:
+    """Names of the methods that accept ``ratio="auto"``."""
+    _load_all()
+    return sorted(f"{s}.{n}" for (s, n), cls in _REGISTRY.items() if cls.auto_ratio)
+
+
 def check_budget(budget: int | None) -> int | None:
     """Validate an absolute budget (number of tokens kept)."""
     if budget is None:
@@ -54,18 +63,30 @@ class Method:
     name: ClassVar[str] = ""
     stage: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    auto_ratio: ClassVar[bool] = False  # accepts ratio="auto": picks the ratio per context from an estimated loss
 
-    ratio: float = 0.0
+    ratio: float | str = 0.0
     budget: int | None = None
 
     def __post_init__(self) -> None:
-        self.ratio = check_ratio(self.ratio)
+        if self.ratio == AUTO:
+            if not self.auto_ratio:
+                raise TokenzipError(
+                    f"{self.stage}.{self.name} cannot choose its own ratio (it has no estimate of what a ratio loses); "
+                    f"give a number 0 <= ratio < 1, or use a method that accepts ratio='auto': "
+                    f"{', '.join(auto_methods()) or 'none registered'}"
+                )
+        else:
+            self.ratio = check_ratio(self.ratio)
         self.budget = check_budget(self.budget)
 
     def kept(self, n: int) -> int:
-        """Number of tokens kept out of ``n`` under this method's ratio or budget."""
+        """Number of tokens kept out of ``n`` under this method's ratio or budget (all ``n`` for ratio="auto",
+        which decides per context)."""
         if self.budget is not None:
             return min(n, self.budget)
+        if self.ratio == AUTO:
+            return n
         return n - int(n * self.ratio)
 
     def params(self) -> dict[str, Any]:
