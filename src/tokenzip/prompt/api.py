@@ -38,8 +38,9 @@ def compress(
     Extra keyword arguments are the method's parameters.
 
     Deletions happen only at word boundaries (single grapheme clusters in scripts written without
-    spaces), and the token count of the result is measured on the target tokenizer: it is within
-    2% (or 5 tokens) of the budget unless the protected content alone is larger (see ``notes``).
+    spaces; runs of more than 64 graphemes without a space are cut into 16-grapheme pieces), and the
+    token count of the result is measured on the target tokenizer: it is within 2% (or 5 tokens) of the
+    budget unless the protected content alone is larger or no unit fits at all (see ``notes``).
     """
     from tokenzip.prompt.modes import MODES, build_pieces, check_json, compile_patterns
 
@@ -102,6 +103,8 @@ def compress(
     if fit.tokens > target:
         notes.append(f"the protected and structural content alone is {fit.tokens} tokens, over the budget of "
                      f"{target}: nothing more can be removed (pass fewer keep patterns or protect=False)")
+    elif pieces.n_units and not fit.kept_units.any():
+        notes.append(nothing_fits_note(method_obj, mode, target, fit.text))
     if mode == "code":
         import ast
 
@@ -112,3 +115,12 @@ def compress(
     spans = [Span(*s) for s in fit.spans]
     return PromptResult(fit.text, n_before, fit.tokens, ratio_done, spans, target, method_obj.name, mode,
                         time.perf_counter() - started, notes)
+
+
+def nothing_fits_note(method: Any, mode: str, target: int, text: str) -> str:
+    """Why a compression kept none of the removable text: each of its units is larger than the budget."""
+    unit = "statement" if mode == "code" else method.unit
+    kept = "the result is empty" if not text.strip() else "only the fixed (protected, structural) content is left"
+    hint = " or a word-level method (llmlingua, selective_context, head)" if unit != "word" else ""
+    return (f"not one {unit} of the text fits in the budget of {target} tokens, so none was kept and {kept}: "
+            f"give a larger budget{hint}")

@@ -88,6 +88,7 @@ class PromptMethod(Method):
     stage: ClassVar[str] = "prompt"
     uses_scorer: ClassVar[bool] = True
     question_aware: ClassVar[bool] = False
+    unit: ClassVar[str] = "word"  # what a unit is, in notes (``prepare`` may regroup words into sentences)
 
     def prepare(self, job: PromptJob) -> None:
         """Regroup ``job.pieces.unit`` when the method works on coarser units (default: words)."""

@@ -3,7 +3,9 @@
 A text becomes a sequence of **pieces**, each a span of the original text:
 
 - ``WORD``: a word (a run of graphemes between spaces) or, in scripts written without spaces (Chinese,
-  Japanese, Thai, ...), a single grapheme cluster. Its trailing spaces and tabs are its *gap*.
+  Japanese, Thai, ...), a single grapheme cluster. Its trailing spaces and tabs are its *gap*. A run
+  longer than ``LONG_RUN`` graphemes (a hash, base64, a line with no spaces) is not a word: it is cut
+  into pieces of ``CHUNK`` graphemes, so a budget smaller than the run can still keep part of it.
 - ``SEP``: whitespace holding a line break (kept when text on both sides is kept, so lines and
   paragraphs survive without piling up empty lines).
 - ``STRUCT``: structure copied verbatim (JSON syntax and keys, Markdown headings and code fences).
@@ -33,6 +35,9 @@ _TOKEN = regex.compile(
     regex.VERSION1,
 )
 _SENTENCE_END = regex.compile(r"[.!?。！？…][\"'”’)\]」』]*$")
+_GRAPHEME = regex.compile(r"\X")
+LONG_RUN = 64  # graphemes: a longer run without spaces is cut into chunks
+CHUNK = 16  # graphemes per chunk of an over-long run
 
 
 @dataclass
@@ -83,8 +88,23 @@ class PieceBuilder:
                 else:  # horizontal space right after a piece: that piece's gap
                     ps, pe, _, pk = self.rows[-1]
                     self.rows[-1] = (ps, pe, e, pk)
+            elif e - s > LONG_RUN:
+                self.add_long_run(s, e)
             else:
                 self.add(s, e, WORD)
+
+    def add_long_run(self, start: int, end: int) -> None:
+        """A run without spaces: one word if it has at most ``LONG_RUN`` graphemes, else chunks of
+        ``CHUNK`` graphemes (cut at grapheme boundaries, joined back without a space)."""
+        bounds = [m.end() for m in _GRAPHEME.finditer(self.text, start, end)]
+        if len(bounds) <= LONG_RUN:
+            self.add(start, end, WORD)
+            return
+        cuts = [start, *bounds[CHUNK - 1 :: CHUNK]]
+        if cuts[-1] != end:
+            cuts.append(end)
+        for s, e in zip(cuts[:-1], cuts[1:]):
+            self.add(s, e, WORD)
 
     def build(self) -> Pieces:
         arr = np.array(self.rows, dtype=np.int64).reshape(-1, 4)

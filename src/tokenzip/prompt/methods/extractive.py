@@ -45,6 +45,7 @@ class Extractive(PromptMethod):
     name = "extractive"
     paper = "Jha et al., 2024, arXiv 2407.08892 (sentence selection); LongLLMLingua's criterion, arXiv 2310.06839"
     question_aware = True
+    unit = "sentence"
 
     reorder: str = "best-last"
     protected_first: bool = True
