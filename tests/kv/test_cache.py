@@ -33,7 +33,7 @@ def test_quantized_layer_shrinks_fp16_cache(bits, factor):
     full = 2 * keys.numel() * keys.element_size()
     assert full / layer.nbytes() >= factor, full / layer.nbytes()
     assert layer.stored() == 16384
-    k, _ = layer._full()
+    k, _ = layer.entries()
     assert k.shape == keys.shape
 
 

@@ -13,7 +13,6 @@ Because every post-prefill method depends only on what the uncompressed prefill 
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +22,10 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import KVMethod
-from tokenzip.kv.cache import cache_bytes, layer_length, restore, snapshot
+from tokenzip.kv.cache import cache_bytes, copy_cache, layer_length, restore, snapshot
 from tokenzip.kv.runtime import KVRuntime, target_layers
 from tokenzip.models.attention import CacheMasks
+from tokenzip.models.calling import cache_kwargs, new_cache
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.registry import get_method
 
@@ -52,8 +52,7 @@ class Prefill:
     def compress(self, method: KVMethod | str | None) -> CompressedCache:
         """Apply ``method`` to a copy of this prefill's cache (the prefill is left untouched)."""
         method = _as_method(method)
-        cache = copy.copy(self.cache)
-        cache.layers = snapshot(self.cache)
+        cache = copy_cache(self.cache)
         masks = CacheMasks()
         start, reused_seconds = time.perf_counter(), 0.0
         if method is not None:
@@ -185,12 +184,10 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
             f"the context has {ids.shape[1]} tokens but {type(model).__name__} allows {limit} positions; "
             "shorten it (or compress it first with tz.prompt.compress)"
         )
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
+    cache = new_cache(model)
     start = time.perf_counter()
     with runtime.attached():
-        runtime.adapter.decoder(input_ids=ids, past_key_values=cache, use_cache=True)
+        runtime.adapter.decoder(input_ids=ids, **cache_kwargs(runtime.adapter.decoder, cache), use_cache=True)
     seconds = time.perf_counter() - start
     return Prefill(model, tok, cache, dict(runtime.captures), ids, window, received, seconds, cache_bytes(cache))
 
@@ -214,22 +211,38 @@ def answer_from(model: Any, tok: Any, compressed: CompressedCache, question: str
     limit = DecoderAdapter(model).max_positions
     if limit and compressed.seen + ids.shape[1] + max_new_tokens > limit:
         raise TokenzipError(f"context + question + {max_new_tokens} new tokens exceed the model's {limit} positions")
-    eos = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
-    eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    out: list[int] = []
     start = time.perf_counter()
+    out = list(answer_tokens(model, compressed, ids, max_new_tokens))
+    return tok.decode(out, skip_special_tokens=True), len(out), time.perf_counter() - start
+
+
+def eos_ids(model: Any) -> set[int]:
+    """The token ids that end generation for ``model`` (its generation config's ``eos_token_id``)."""
+    eos = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
+    return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+
+@torch.no_grad()
+def answer_tokens(model: Any, compressed: CompressedCache, ids: torch.Tensor, max_new_tokens: int,
+                  stop: set[int] | None = None) -> Iterator[int]:
+    """Greedy token ids after feeding ``ids`` ``(1, n)`` to a compressed cache, yielded one at a time.
+
+    Stops at ``stop`` (default: the model's end-of-sequence ids, not yielded) or after ``max_new_tokens``.
+    The cache is restored when the generator finishes or is closed (e.g. a client went away).
+    """
+    stop = eos_ids(model) if stop is None else stop
     with compressed.serving() as cache:
         fed = 0
         for _ in range(max_new_tokens):
-            logits = model(input_ids=ids, past_key_values=cache, position_ids=compressed.positions(fed, ids.shape[1],
-                           device), use_cache=True, logits_to_keep=1).logits
+            positions = compressed.positions(fed, ids.shape[1], ids.device)
+            logits = model(input_ids=ids, position_ids=positions, use_cache=True, logits_to_keep=1,
+                           **cache_kwargs(model, cache)).logits
             fed += ids.shape[1]
             token = int(logits[0, -1].argmax())
-            if token in eos:
-                break
-            out.append(token)
-            ids = torch.tensor([[token]], device=device)
-    return tok.decode(out, skip_special_tokens=True), len(out), time.perf_counter() - start
+            if token in stop:
+                return
+            yield token
+            ids = torch.tensor([[token]], device=ids.device)
 
 
 def answer(model: Any, tok: Any, context: str, questions: str | Sequence[str], method: KVMethod | str | None = None,

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
-from tokenzip.kv.cache import layer_length, restore, snapshot
+from tokenzip.kv.cache import layer_entries, layer_length, restore, snapshot, store
 from tokenzip.models.attention import CacheMasks, route_attention
+from tokenzip.models.calling import cache_kwargs, call_cache, output_cache
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.scoring import received_attention
 
@@ -81,7 +82,7 @@ class KVRuntime:
     def _before_forward(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         if self.replaying:
             return None
-        cache = kwargs.get("past_key_values")
+        cache = call_cache(module, args, kwargs)
         ids = kwargs.get("input_ids", args[0] if args else None)
         embeds = kwargs.get("inputs_embeds")
         q = (ids if ids is not None else embeds).shape[1]
@@ -96,18 +97,15 @@ class KVRuntime:
             if isinstance(mask, torch.Tensor) and mask.ndim == 2 and not bool(mask.all()):
                 self.token_valid = mask.bool()
             self.input_ids = ids
-        elif self.compressed and kwargs.get("position_ids") is None:
-            device = (ids if ids is not None else embeds).device
-            kwargs["position_ids"] = (self.seen + torch.arange(q, device=device)).unsqueeze(0)
         self._q = q
-        return args, kwargs
+        return None
 
     def _after_forward(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
         if self.replaying:
             return
         self.seen += self._q
         if self.prefilling:
-            self.cache = getattr(output, "past_key_values", None) or kwargs.get("past_key_values")
+            self.cache = output_cache(output) or call_cache(module, args, kwargs)
             if self.method is not None and self.method.needs_whole_model() and self.cache is not None:
                 self.compress_all(self.cache)
             self.prefilling = False
@@ -134,7 +132,7 @@ class KVRuntime:
 
     def _after_attention(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
         i = module.layer_idx
-        cache = kwargs.get("past_key_values")
+        cache = call_cache(module, args, kwargs)
         if self.replaying or i not in self.targets or cache is None:
             return
         if not self.prefilling:
@@ -153,6 +151,7 @@ class KVRuntime:
         """The :class:`LayerContext` of layer ``i`` from its stored entries and this prefill's captures."""
         layer = cache.layers[i]
         stored = layer_length(layer)
+        keys, values = layer_entries(layer)
         capture = self.captures.get(i, {})
         valid = self.token_valid[:, -stored:] if self.token_valid is not None else None
         if self.masks.managed(i):  # already compressed once (decoding): its own validity, per head
@@ -161,7 +160,7 @@ class KVRuntime:
         received = capture.get("received")
         module = self.adapter.attention_modules[i]
         return LayerContext(
-            layer_idx=i, num_layers=self.adapter.num_layers, keys=layer.keys, values=layer.values,
+            layer_idx=i, num_layers=self.adapter.num_layers, keys=keys, values=values,
             queries=capture.get("queries"), token_valid=valid, scaling=module.scaling,
             is_sliding=self.adapter.is_sliding(i), adapter=self.adapter,
             received=received[..., -stored:] if received is not None else None,
@@ -169,11 +168,7 @@ class KVRuntime:
 
     def write(self, cache: Any, i: int, result: LayerResult) -> None:
         """Store a compressed layer in the cache and take over its attention mask."""
-        if result.layer is not None:
-            cache.layers[i] = result.layer
-        else:
-            layer = cache.layers[i]
-            layer.keys, layer.values = result.keys, result.values
+        store(cache, i, result.keys, result.values, result.layer)
         self.masks.manage(i, result.valid)
         self.compressed = True
 
@@ -200,8 +195,8 @@ class KVRuntime:
             mask = None
             if self.token_valid is not None:
                 mask = torch.cat([self.token_valid, self.token_valid.new_ones(input_ids.shape)], dim=-1).long()
-            self.adapter.decoder(input_ids=input_ids, past_key_values=cache, position_ids=positions,
-                                 attention_mask=mask, use_cache=True)
+            self.adapter.decoder(input_ids=input_ids, position_ids=positions, attention_mask=mask, use_cache=True,
+                                 **cache_kwargs(self.adapter.decoder, cache))
         finally:
             self.replaying = False
             self.extra_handlers = {}

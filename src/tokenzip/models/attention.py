@@ -41,16 +41,10 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
-def _mask(*args, attention_mask=None, kv_length: int = 0, kv_offset: int = 0, **kwargs):
-    # After compression the 2D padding mask still spans every token seen, while the cache holds fewer.
-    # Its last columns are the new tokens; the stored entries' validity is handled by CacheMasks.
-    if attention_mask is not None and attention_mask.ndim == 2 and attention_mask.shape[-1] > kv_offset + kv_length:
-        attention_mask = attention_mask[:, -(kv_offset + kv_length) :]
-    return sdpa_mask(*args, attention_mask=attention_mask, kv_length=kv_length, kv_offset=kv_offset, **kwargs)
-
-
 AttentionInterface.register(ATTN_NAME, _attention)
-AttentionMaskInterface.register(ATTN_NAME, _mask)
+# The masks transformers builds are sized by the cache layers (tokenzip's compressed layers report the
+# entries they hold); per-row / per-head validity of those entries is added by CacheMasks in the handlers.
+AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
 assert ATTN_NAME in ALL_MASK_ATTENTION_FUNCTIONS
 
 

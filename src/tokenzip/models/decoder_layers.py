@@ -32,6 +32,7 @@ import torch
 from tokenzip import scoring
 from tokenzip.errors import TokenzipError
 from tokenzip.models.attention import CacheMasks, route_attention
+from tokenzip.models.calling import call_cache
 from tokenzip.models.decoders import SUPPORTED, DecoderAdapter
 from tokenzip.models.inmodel import LayerStack, statistics
 
@@ -90,7 +91,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
 
     def before_decoder(module: Any, args: tuple, kwargs: dict) -> None:
         bound = signature.bind_partial(*args, **kwargs).arguments
-        cache = bound.get("past_key_values")
+        cache = call_cache(module, args, kwargs)
         fwd.prefill = cache is None or cache.get_seq_length() == 0
         embeds = bound.get("inputs_embeds")
         ids = bound.get("input_ids")

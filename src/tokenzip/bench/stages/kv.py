@@ -21,6 +21,7 @@ import tokenzip as tz
 from tokenzip.bench.measure import PeakMemory, synchronize
 from tokenzip.bench.metrics import mean_nll
 from tokenzip.bench.stages import build_method, measurement
+from tokenzip.models.calling import cache_kwargs
 
 
 def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> Iterator[dict]:
@@ -74,7 +75,7 @@ def continuation_nll(model: Any, compressed: Any, ids: torch.Tensor) -> tuple[fl
     """Mean NLL of ``ids[1:]`` fed after a compressed cache (teacher forcing), the cache restored afterwards."""
     with compressed.serving() as cache:
         positions = compressed.positions(0, ids.shape[1], ids.device)
-        logits = model(input_ids=ids, past_key_values=cache, position_ids=positions, use_cache=True).logits
+        logits = model(input_ids=ids, **cache_kwargs(model, cache), position_ids=positions, use_cache=True).logits
     return mean_nll(logits[0, :-1], ids[0, 1:])
 
 

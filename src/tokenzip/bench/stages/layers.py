@@ -23,6 +23,7 @@ from tokenzip.bench.measure import PeakMemory, synchronize
 from tokenzip.bench.metrics import embedding_fidelity, mean_nll
 from tokenzip.bench.stages import build_method, measurement
 from tokenzip.kv.cache import cache_bytes
+from tokenzip.models.calling import cache_kwargs, call_cache, new_cache, output_cache
 
 
 class ForwardClock:
@@ -43,7 +44,7 @@ class ForwardClock:
                 if not self.reports or self.method.last_report is not self.reports[-1]:
                     self.reports.append(self.method.last_report)
             if len(self.ends) == 1:
-                cache = getattr(output, "past_key_values", None) or kwargs.get("past_key_values")
+                cache = output_cache(output) or call_cache(module, args, kwargs)
                 self.cache_bytes = cache_bytes(cache) if cache is not None else None
 
         handle = self.model.register_forward_hook(after, with_kwargs=True)
@@ -111,16 +112,14 @@ def _row(spec, ratio, predictions, tokens_in, kept, prefill, decode, new, cache,
 
 @torch.no_grad()
 def _perplexity(worker: Any, sample: Any, prompt: Any, methods: list) -> Iterator[dict]:
-    from transformers import DynamicCache
-
     model, tok, device = worker.model, worker.tokenizer, worker.device
     context = _ids(tok, prompt.context, True, device)
     continuation = _ids(tok, sample.continuation, False, device)
     for spec, ratio, method in methods:
         with PeakMemory(device) as peak, ForwardClock(model, method).attached() as clock:
-            cache = DynamicCache(config=model.config)
-            model(input_ids=context, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            logits = model(input_ids=continuation, past_key_values=cache, use_cache=True).logits
+            cache = new_cache(model)
+            model(input_ids=context, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=1)
+            logits = model(input_ids=continuation, **cache_kwargs(model, cache), use_cache=True).logits
             synchronize(device)
             total = time.perf_counter() - clock.start
         nll, scored = mean_nll(logits[0, :-1], continuation[0, 1:])

@@ -1,0 +1,250 @@
+"""Cache layers that tokenzip owns: the public cache-layer contract of transformers, implemented here.
+
+transformers' ``DynamicCache`` holds one layer object per decoder layer and asks it for ``update``,
+``get_seq_length`` (tokens seen: where the next positions start), ``get_mask_sizes`` (the key length
+and offset of the mask it builds) and a few housekeeping calls. Once tokenzip has evicted or
+quantized a layer, it replaces that layer by one of these classes, which
+
+* keep their own dtype and device (nothing is read from transformers' layer fields later),
+* report the tokens *seen* as the sequence length, so the positions of later tokens (and
+  ``generate``'s bookkeeping) are those of the original context, with no position ids injected,
+* report mask sizes for the entries they really hold, offset so that the last column of the mask is
+  the newest token: the masks transformers builds have the size of the layer.
+
+Which of the held entries are valid (per batch row and KV head) is not expressible in one mask per
+layer type; it lives in :class:`tokenzip.models.attention.CacheMasks`, which builds each managed
+layer's mask inside tokenzip's registered attention function.
+
+This module and :mod:`tokenzip.models.calling` are the only places that know transformers' cache
+internals (the ``layers`` list and the layer fields of ``DynamicLayer``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from transformers.cache_utils import CacheLayerMixin
+
+from tokenzip.reduce import dequantize, quantize, quantized_bytes
+
+
+def tensor_bytes(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.numel() * t.element_size()
+
+
+def cache_layers(cache: Any) -> list[Any]:
+    """The per-decoder-layer objects of a transformers cache."""
+    return list(getattr(cache, "layers", []))
+
+
+def layer_length(layer: Any) -> int:
+    """Entries stored in a cache layer (not the number of tokens seen, which sliding layers also track)."""
+    if hasattr(layer, "stored"):
+        return layer.stored()
+    keys = getattr(layer, "keys", None)
+    return 0 if keys is None or keys.numel() == 0 else keys.shape[-2]
+
+
+def layer_entries(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full-precision keys and values a layer holds, ``(B, H_kv, S, D)`` each."""
+    if hasattr(layer, "entries"):
+        return layer.entries()
+    return layer.keys, layer.values
+
+
+def layer_bytes(layer: Any) -> int:
+    """Bytes a layer really holds (packed codes and metadata for quantized layers)."""
+    if hasattr(layer, "nbytes"):
+        return layer.nbytes()
+    return tensor_bytes(getattr(layer, "keys", None)) + tensor_bytes(getattr(layer, "values", None))
+
+
+def cache_bytes(cache: Any) -> int:
+    """Bytes held by a cache's key/value storage (packed codes and metadata for quantized layers)."""
+    return sum(layer_bytes(layer) for layer in cache_layers(cache))
+
+
+def snapshot(cache: Any) -> list[Any]:
+    """A cheap snapshot of every layer (tensors are shared: cache updates build new tensors)."""
+    return [copy.copy(layer) for layer in cache.layers]
+
+
+def restore(cache: Any, saved: list[Any]) -> None:
+    """Put a cache back to a snapshot taken with :func:`snapshot`."""
+    cache.layers[:] = [copy.copy(layer) for layer in saved]
+
+
+def copy_cache(cache: Any) -> Any:
+    """A shallow copy of ``cache`` whose layers can be replaced without touching the original."""
+    copied = copy.copy(cache)
+    copied.layers = snapshot(cache)
+    return copied
+
+
+def sliding_window_of(layer: Any) -> int | None:
+    """The window of a sliding-window layer (transformers' or tokenzip's), else None."""
+    if not getattr(layer, "is_sliding", False):
+        return None
+    return getattr(layer, "sliding_window", None) or getattr(layer, "window", None)
+
+
+def store(cache: Any, layer_idx: int, keys: torch.Tensor, values: torch.Tensor, layer: Any = None) -> None:
+    """Replace layer ``layer_idx`` by the entries tokenzip kept: ``layer`` when given (a quantized layer),
+    else a :class:`CompressedLayer` holding ``keys``/``values``. Tokens seen and the sliding window carry over."""
+    old = cache.layers[layer_idx]
+    seen = old.get_seq_length()
+    if layer is None:
+        layer = CompressedLayer(keys, values, seen, window=sliding_window_of(old))
+    else:
+        layer.seen = seen
+    cache.layers[layer_idx] = layer
+
+
+class CompressedLayer(CacheLayerMixin):
+    """A layer holding the entries tokenzip kept, ``(B, H_kv, S, D)``, after ``seen`` tokens went through it.
+
+    New tokens are appended. With ``window`` (a compressed sliding-window layer) only the newest
+    ``window - 1`` entries are kept after each update, as transformers' sliding layers do.
+    """
+
+    is_compileable = False
+    is_croppable = False
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, seen: int, window: int | None = None) -> None:
+        super().__init__()
+        self.keys, self.values = keys, values
+        self.seen = seen
+        self.window = window
+        self.is_sliding = window is not None
+        self.device, self.dtype = keys.device, keys.dtype
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device, self.dtype = key_states.device, key_states.dtype
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        keys = torch.cat([self.keys, key_states], dim=-2)
+        values = torch.cat([self.values, value_states], dim=-2)
+        self.seen += key_states.shape[-2]
+        if self.window is not None:
+            self.keys, self.values = keys[..., -(self.window - 1):, :], values[..., -(self.window - 1):, :]
+        else:
+            self.keys, self.values = keys, values
+        return keys, values
+
+    def stored(self) -> int:
+        return self.keys.shape[-2]
+
+    def get_seq_length(self) -> int:
+        return self.seen
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        # The held entries followed by the new tokens, aligned so that the new tokens sit at their positions.
+        return self.stored() + query_length, self.seen - self.stored()
+
+    def get_max_length(self) -> int:
+        return self.window if self.window is not None else -1
+
+    def reset(self) -> None:
+        self.keys, self.values = self.keys[..., :0, :], self.values[..., :0, :]
+        self.seen = 0
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("a compressed tokenzip cache layer cannot be cropped; restore a snapshot instead")
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self.keys = self.keys.repeat_interleave(repeats, dim=0)
+        self.values = self.values.repeat_interleave(repeats, dim=0)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.keys, self.values = self.keys[indices, ...], self.values[indices, ...]
+
+
+class QuantizedLayer(CompressedLayer):
+    """A cache layer stored as packed low-bit codes (KIVI, Liu et al., 2024, arXiv 2402.02750).
+
+    Keys are quantized per channel (groups of ``group`` tokens), values per token (groups of
+    ``value_group`` channels). The newest tokens, up to ``residual``, stay in full precision and
+    are quantized ``group`` at a time as they age. ``blocks`` hold the quantized ``(keys, values)``;
+    ZipCache stores salient tokens in a higher-precision block of their own.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, residual: int = 32, group: int = 128,
+                 value_group: int = 64, bits: int = 4) -> None:
+        super().__init__(keys[..., :0, :], values[..., :0, :], seen=0)
+        self.residual, self.group, self.value_group, self.bits = residual, group, value_group, bits
+        self.blocks: list[tuple[dict, dict]] = []
+        self.n_quantized = 0
+
+    @classmethod
+    def from_tensors(
+        cls, keys: torch.Tensor, values: torch.Tensor, bits: int, residual: int = 32, group: int = 128,
+        value_group: int = 64, blocks: list[tuple[torch.Tensor, torch.Tensor, int]] | None = None,
+    ) -> QuantizedLayer:
+        """Build from full-precision ``(B, H, N, D)`` tensors: all but the last ``residual`` tokens are
+        quantized at ``bits`` (only whole groups; the remainder stays in the residual). ``blocks`` adds
+        extra ``(keys, values, bits)`` groups stored ahead of these (ZipCache's salient tokens)."""
+        layer = cls(keys, values, residual=residual, group=group,
+                    value_group=math.gcd(value_group, keys.shape[-1]), bits=bits)
+        for k, v, b in blocks or []:
+            layer._add_block(k, v, b)
+        layer.keys, layer.values = keys, values
+        layer._flush()
+        layer.seen = layer.stored()
+        return layer
+
+    def _add_block(self, keys: torch.Tensor, values: torch.Tensor, bits: int) -> None:
+        n = keys.shape[-2]
+        if n == 0:
+            return
+        group = self.group if n % self.group == 0 else n  # a block of its own size when not a multiple
+        qk = quantize(keys, bits, dim=-2, group=group)
+        qv = quantize(values, bits, dim=-1, group=self.value_group)
+        self.blocks = [*self.blocks, (qk, qv)]
+        self.n_quantized += n
+
+    def _flush(self) -> None:
+        """Quantize whole groups of the oldest residual tokens until at most ``residual`` remain."""
+        excess = self.keys.shape[-2] - self.residual
+        n = (excess // self.group) * self.group if excess > 0 else 0
+        if n:
+            self._add_block(self.keys[..., :n, :], self.values[..., :n, :], self.bits)
+            self.keys, self.values = self.keys[..., n:, :], self.values[..., n:, :]
+
+    def entries(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every held entry dequantized (transient, for attention), oldest block first."""
+        ks = [dequantize(qk, self.dtype) for qk, _ in self.blocks] + [self.keys]
+        vs = [dequantize(qv, self.dtype) for _, qv in self.blocks] + [self.values]
+        return torch.cat(ks, dim=-2), torch.cat(vs, dim=-2)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        self.keys = torch.cat([self.keys, key_states], dim=-2)
+        self.values = torch.cat([self.values, value_states], dim=-2)
+        self.seen += key_states.shape[-2]
+        full = self.entries()  # dequantized transiently for this attention call
+        self._flush()
+        return full
+
+    def stored(self) -> int:
+        return self.n_quantized + self.keys.shape[-2]
+
+    def nbytes(self) -> int:
+        quantized = sum(quantized_bytes(qk) + quantized_bytes(qv) for qk, qv in self.blocks)
+        return quantized + tensor_bytes(self.keys) + tensor_bytes(self.values)
+
+    def reset(self) -> None:
+        super().reset()
+        self.blocks, self.n_quantized = [], 0
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        raise NotImplementedError("a quantized tokenzip cache layer cannot be expanded over the batch")
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        raise NotImplementedError("a quantized tokenzip cache layer cannot be reindexed over the batch")
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        raise NotImplementedError("beam search is not supported on a quantized tokenzip cache")
