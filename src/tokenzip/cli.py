@@ -35,6 +35,8 @@ def _extra_commands() -> None:
         ("report", "tokenzip.bench.cli", "render tables, plots and an HTML page from bench results"),
         ("prompt", "tokenzip.prompt.cli", "compress a text file (or stdin) before any model"),
         ("tokenizers", "tokenzip.tokenizers.cli", "audit tokenizers, train tokenizers that need fewer tokens"),
+        ("serve", "tokenzip.serve.cli", "an OpenAI-compatible server: compression per request, a compressed context "
+                                        "cache, a compressing proxy"),
     ):
         if importlib.util.find_spec(module) is not None:
             register_command(name, module, help)

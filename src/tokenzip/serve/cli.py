@@ -1,0 +1,56 @@
+"""`tokenzip serve`: run the OpenAI-compatible server (uvicorn), a compressing proxy, or Ray Serve replicas."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_COMPRESSION = "kv:kvzip@0.5"
+DEFAULT_PROXY_COMPRESSION = "prompt:extractive@0.5"
+
+
+def _bytes(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def configure(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--model", default="gemma-3-270m",
+                        help="short name, local path or HF id (in proxy mode: the name reported and forwarded)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--compression", default=None,
+                        help=f"default pipeline spec (default {DEFAULT_COMPRESSION!r}; with --upstream "
+                             f"{DEFAULT_PROXY_COMPRESSION!r}); 'none' for no compression")
+    parser.add_argument("--cache-bytes", type=_bytes, default=2 << 30,
+                        help="context cache size in bytes (k/m/g suffixes; 0 disables it), default 2g")
+    parser.add_argument("--max-queue", type=int, default=16, help="requests waiting or running before 429")
+    parser.add_argument("--upstream", help="proxy mode: URL of an OpenAI-compatible server (e.g. http://host:8080/v1)")
+    parser.add_argument("--scorer", default="gemma-3-270m", help="proxy mode: local model scoring the prompt stage")
+    parser.add_argument("--ray", action="store_true", help="deploy with Ray Serve (needs ray[serve])")
+    parser.add_argument("--replicas", type=int, default=2, help="with --ray: number of replicas")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tokenzip.errors import require
+
+    for module in ("fastapi", "uvicorn", "prometheus_client", "httpx"):
+        require(module, "serve")
+    compression = args.compression or (DEFAULT_PROXY_COMPRESSION if args.upstream else DEFAULT_COMPRESSION)
+    options = dict(model=args.model, compression=compression, cache_bytes=args.cache_bytes,
+                   max_queue=args.max_queue, upstream=args.upstream, scorer=args.scorer)
+    if args.ray:
+        from tokenzip.serve.ray_app import run_ray
+
+        return run_ray(options, args.host, args.port, args.replicas)
+    import uvicorn
+
+    from tokenzip.serve import build_app
+
+    app = build_app(**options)
+    print(f"tokenzip serve: {args.model} on http://{args.host}:{args.port} (compression {compression!r})",
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
