@@ -42,18 +42,29 @@ def window_attention(
     return torch.softmax(logits, dim=-1).nan_to_num(0.0)
 
 
-def observation_window_scores(attn: torch.Tensor, n_kv_heads: int, kernel: int = 5) -> torch.Tensor:
+def observation_window_scores(attn: torch.Tensor, n_kv_heads: int, kernel: int = 5,
+                              key_valid: torch.Tensor | None = None) -> torch.Tensor:
     """SnapKV (Li et al., 2024, arXiv 2404.14469): attention from the observation window, pooled.
 
     Mean over the window's queries, then 1-D average pooling over positions (``kernel`` wide, so
-    neighbours of important tokens are kept with them), then mean over each GQA group.
+    neighbours of important tokens are kept with them), then mean over each GQA group. The average
+    runs over the valid keys in reach only (``key_valid`` ``(B, N)``), so a left-padded row scores
+    exactly as the row alone.
     """
     scores = attn.mean(dim=2)  # (B, H_q, N)
     if kernel > 1:
         b, h, n = scores.shape
-        scores = F.avg_pool1d(scores.reshape(b * h, 1, n), kernel, stride=1, padding=kernel // 2,
-                              count_include_pad=False).reshape(b, h, n)
+        valid = torch.ones(b, 1, n, device=scores.device) if key_valid is None else key_valid[:, None, :].float()
+        scores = scores * valid
+        total = _window_sum(scores.reshape(b * h, 1, n), kernel).reshape(b, h, n)
+        count = _window_sum(valid, kernel).clamp_min(1.0)
+        scores = total / count * valid  # padding scores nothing
     return group_mean(scores, n_kv_heads)
+
+
+def _window_sum(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Sum over a centred window of ``kernel`` positions along the last axis of ``(R, 1, N)``."""
+    return F.avg_pool1d(x, kernel, stride=1, padding=kernel // 2, count_include_pad=True) * kernel
 
 
 def key_norm_scores(keys: torch.Tensor) -> torch.Tensor:
@@ -158,6 +169,26 @@ def replay_attention_max(queries: torch.Tensor, keys: torch.Tensor, scaling: flo
     return best.view(b, hkv, hq // hkv, n_context).amax(2)
 
 
+def replay_attention_mass(queries: torch.Tensor, keys: torch.Tensor, scaling: float, n_context: int,
+                          chunk: int = 256) -> torch.Tensor:
+    """The mean attention each context entry receives from KVzip's replay queries (same inputs as
+    :func:`replay_attention_max`), averaged over each GQA group: ``(B, H_kv, n_context)``. It is the share of the
+    reconstruction's attention an entry holds, what ``ratio="auto"`` weighs removal by."""
+    b, hq, r, _ = queries.shape
+    hkv = keys.shape[1]
+    k = keys.float().repeat_interleave(hq // hkv, dim=1)
+    s = k.shape[2] - r
+    total = torch.zeros(b, hq, n_context, device=keys.device)
+    pos_k = torch.arange(k.shape[2], device=keys.device)
+    for start in range(0, r, chunk):
+        q = queries[:, :, start : start + chunk].float()
+        logits = q @ k.transpose(-1, -2) * scaling
+        pos_q = s + start + torch.arange(q.shape[2], device=keys.device)
+        logits = logits.masked_fill(pos_k[None, :] > pos_q[:, None], float("-inf"))
+        total += torch.softmax(logits, dim=-1)[..., :n_context].sum(dim=2)
+    return group_mean(total / max(r, 1), hkv)
+
+
 def received_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float, chunk: int = 256) -> torch.Tensor:
     """H2O (Zhang et al., 2023, arXiv 2306.14048): attention each key receives, summed over all causal queries.
 
@@ -177,6 +208,121 @@ def received_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float
         total += torch.softmax(logits, dim=-1).sum(dim=2)
     return total
 
+
+# --- Query-agnostic scorers that need no second pass (Compactor, leverage, CUR, KVzip's replay from the prefill)
+
+
+def zscore(x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Standardise ``x`` ``(B, H, N)`` per batch row over its valid entries (all heads together); invalid -> 0."""
+    x = x.float()
+    w = torch.ones_like(x) if valid is None else valid.expand_as(x).float()
+    count = w.sum(dim=(1, 2), keepdim=True).clamp_min(1)
+    mean = (x * w).sum(dim=(1, 2), keepdim=True) / count
+    std = (((x - mean) * w) ** 2).sum(dim=(1, 2), keepdim=True).div(count).sqrt().clamp_min(1e-6)
+    return (x - mean) / std * w
+
+
+def gaussian_sketch(d: int, k: int, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A fixed ``(d, k)`` Gaussian sketch with entries N(0, 1/k) (seeded: the same keys give the same scores)."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(d, k, generator=g) / k**0.5).to(device)
+
+
+def leverage_scores(x: torch.Tensor, valid: torch.Tensor | None = None, sketch: int = 48, ridge: float = 1e-4,
+                    seed: int = 0) -> torch.Tensor:
+    """Statistical leverage of each row of ``x`` ``(B, H, N, D)`` per head: ``l_i = x_i^T (X^T X)^-1 x_i`` for the
+    centred rows, the diagonal of the hat matrix. ``0 <= l_i <= 1`` and the ``l_i`` sum to the rank: a row far
+    outside the span of the others has ``l ~ 1``; rows that repeat one direction share it.
+
+    Compactor (Chari & Van Durme, 2025, arXiv 2507.08143) approximates them with a right Gaussian sketch,
+    ``X -> X Phi`` with ``Phi`` ``(D, sketch)``; ``sketch=0`` (or ``>= D``) computes them exactly. ``ridge``,
+    relative to the mean diagonal of ``X^T X``, keeps the solve stable. ``valid`` ``(B, 1 or H, N)`` leaves padding
+    out of the mean and the Gram matrix (its scores are 0). Returns ``(B, H, N)``.
+    """
+    x = x.float()
+    w = torch.ones(*x.shape[:3], device=x.device) if valid is None else valid.expand(*x.shape[:3]).float()
+    mean = (x * w[..., None]).sum(2, keepdim=True) / w.sum(-1)[..., None, None].clamp_min(1)
+    x = (x - mean) * w[..., None]
+    if 0 < sketch < x.shape[-1]:
+        x = x @ gaussian_sketch(x.shape[-1], sketch, seed, x.device)
+    gram = x.transpose(-1, -2) @ x
+    k = gram.shape[-1]
+    scale = gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)[..., None, None]
+    chol = torch.linalg.cholesky(gram + ridge * scale * torch.eye(k, device=x.device))
+    solved = torch.cholesky_solve(x.transpose(-1, -2), chol)  # (X^T X)^-1 X^T
+    return (x * solved.transpose(-1, -2)).sum(-1).clamp_min(0) * w
+
+
+def noncausal_chunk_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float, chunk: int = 256,
+                              valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Compactor's non-causal attention (Chari & Van Durme, 2025, arXiv 2507.08143): the context is cut into chunks of
+    ``chunk`` tokens; inside a chunk every query attends to every key, before and after it; a key's score is the
+    attention it receives, summed over its chunk's queries.
+
+    ``queries`` ``(B, H_q, N, D)`` are the prefill's own queries, aligned with ``keys`` ``(B, H_kv, N, D)``;
+    ``valid`` ``(B, N)`` masks padding (as keys and as queries). Returns ``(B, H_q, N)``.
+    """
+    b, hq, n, d = queries.shape
+    k = keys.float().repeat_interleave(hq // keys.shape[1], dim=1)
+    pad = (-n) % chunk
+    ok = torch.ones(b, n, dtype=torch.bool, device=keys.device) if valid is None else valid.bool()
+    q = F.pad(queries.float(), (0, 0, 0, pad)).view(b, hq, -1, chunk, d)
+    k = F.pad(k, (0, 0, 0, pad)).view(b, hq, -1, chunk, d)
+    ok = F.pad(ok, (0, pad)).view(b, 1, -1, chunk)
+    logits = (q @ k.transpose(-1, -2) * scaling).masked_fill(~ok[..., None, :], float("-inf"))
+    attn = torch.softmax(logits, dim=-1).nan_to_num(0.0) * ok[..., :, None]
+    return attn.sum(dim=-2).reshape(b, hq, -1)[..., :n]
+
+
+def cur_norm_scores(keys: torch.Tensor, values: torch.Tensor, window: int = 16) -> torch.Tensor:
+    """CurDKV's fast proxy as in kvpress's CURPress (Sengupta et al., 2025, arXiv 2509.15038): squared row norms of
+    keys and of values, each normalised within windows of ``window`` tokens, multiplied. ``(B, H, N)``."""
+
+    def local(x: torch.Tensor) -> torch.Tensor:
+        b, h, n = x.shape
+        padded = F.pad(x, (0, (-n) % window)).view(b, h, -1, window)
+        return (padded / padded.sum(-1, keepdim=True).clamp_min(1e-12)).view(b, h, -1)[..., :n]
+
+    return local(keys.float().pow(2).sum(-1)) * local(values.float().pow(2).sum(-1))
+
+
+def self_replay_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float, shifted: torch.Tensor,
+                          valid: torch.Tensor | None = None, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """KVzip's reconstruction attention estimated from the prefill alone (no second pass).
+
+    In KVzip's replay (Kim et al., 2025, arXiv 2505.23416) the context is fed again after itself. The query that
+    re-reads token ``t`` sees every original key from ``Delta`` positions later, and the replayed keys before it
+    at their usual distances. Its hidden state up to the first global layer is the prefill's own (same local
+    window), so its query is the prefill's ``q_t`` rotated by ``Delta`` more positions (``shifted``). The row
+    of ``q_t`` is then: logits against every original key through ``shifted``, and the prefill's causal logits
+    against keys ``j <= t``, under one softmax. Scores are the attention on the original keys.
+
+    ``queries``, ``shifted`` ``(B, H_q, N, D)`` (post-RoPE at the prefill positions, and rotated by ``Delta``
+    more); ``keys`` ``(B, H_kv, N, D)``; ``valid`` ``(B, N)`` masks padding. Returns ``(max, mean)``, each
+    ``(B, H_kv, N)``: the largest attention any re-reading query pays each key (max over the GQA group, as
+    KVzip) and the mean over queries (the attention mass, averaged over the group).
+    """
+    b, hq, n, _ = queries.shape
+    hkv = keys.shape[1]
+    k = keys.float().repeat_interleave(hq // hkv, dim=1)
+    ok = torch.ones(b, n, dtype=torch.bool, device=keys.device) if valid is None else valid.bool()
+    best = torch.zeros(b, hq, n, device=keys.device)
+    total = torch.zeros(b, hq, n, device=keys.device)
+    positions = torch.arange(n, device=keys.device)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        rows = ok[:, start:stop]  # (B, C)
+        original = (shifted[:, :, start:stop].float() @ k.transpose(-1, -2) * scaling)
+        original = original.masked_fill(~ok[:, None, None, :], float("-inf"))
+        own = queries[:, :, start:stop].float() @ k[:, :, :stop].transpose(-1, -2) * scaling
+        causal = positions[None, :stop] <= positions[start:stop, None]
+        own = own.masked_fill(~(causal[None, None] & ok[:, None, None, :stop]), float("-inf"))
+        norm = torch.logsumexp(torch.cat([original, own], dim=-1), dim=-1, keepdim=True)
+        attn = (original - norm).exp().nan_to_num(0.0) * rows[:, None, :, None]
+        best = torch.maximum(best, attn.amax(dim=2))
+        total += attn.sum(dim=2)
+    mean = total / ok.sum(-1).clamp_min(1)[:, None, None]
+    return best.view(b, hkv, hq // hkv, n).amax(2), group_mean(mean, hkv)
 
 
 # ---------------------------------------------------------------------------------------------

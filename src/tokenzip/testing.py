@@ -155,8 +155,22 @@ def tiny_model(family: str, seed: int = 0) -> tuple[Any, Any]:
             model, tok = _tiny_vision(family)
         else:
             model, tok = _tiny_llava()
+        _spread_norm_weights(model)
     model.eval()
     return model, tok
+
+
+@torch.no_grad()
+def _spread_norm_weights(model: Any, spread: float = 0.5) -> None:
+    """Give every normalisation layer seeded, non-constant weights.
+
+    Freshly built norms have constant weights (Gemma's are zero, used as ``1 + w``), so after a
+    query/key norm every key has the same length and norm-based scores tie up to rounding: a test
+    would then be decided by float noise (a padded batch and a row alone round differently).
+    """
+    for name, param in model.named_parameters():
+        if param.ndim == 1 and "norm" in name.rsplit(".", 2)[-2].lower() and name.endswith("weight"):
+            param.add_(torch.randn_like(param) * spread)
 
 
 def _tiny_vision(family: str) -> tuple[Any, Any]:

@@ -22,7 +22,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import KVMethod
-from tokenzip.kv.cache import cache_bytes, copy_cache, layer_length, restore, snapshot
+from tokenzip.kv.cache import cache_bytes, copy_cache, layer_at, layer_length, restore, snapshot
 from tokenzip.kv.runtime import KVRuntime, target_layers
 from tokenzip.models.attention import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
@@ -75,9 +75,9 @@ class Prefill:
     def _kept(self, cache: Any, masks: CacheMasks, compress_sliding: bool) -> dict[str, float]:
         before = after = 0
         for i in target_layers(self.adapter, compress_sliding):
-            stored_before = layer_length(self.cache.layers[i])
+            stored_before = layer_length(layer_at(self.cache, i))
             valid = masks.valid.get(i)
-            layer = cache.layers[i]
+            layer = layer_at(cache, i)
             stored = layer_length(layer)
             before += stored_before
             after += stored if valid is None else float(valid.float().sum(-1).mean())

@@ -13,6 +13,7 @@ from tokenzip.models.cache_layers import (
     QuantizedLayer,
     cache_bytes,
     copy_cache,
+    layer_at,
     layer_entries,
     layer_length,
     restore,
@@ -21,5 +22,5 @@ from tokenzip.models.cache_layers import (
     tensor_bytes,
 )
 
-__all__ = ["CompressedLayer", "QuantizedLayer", "cache_bytes", "copy_cache", "layer_entries", "layer_length",
-           "restore", "snapshot", "store", "tensor_bytes"]
+__all__ = ["CompressedLayer", "QuantizedLayer", "cache_bytes", "copy_cache", "layer_at", "layer_entries",
+           "layer_length", "restore", "snapshot", "store", "tensor_bytes"]

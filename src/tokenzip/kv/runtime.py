@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
-from tokenzip.kv.cache import layer_entries, layer_length, restore, snapshot, store
+from tokenzip.kv.cache import layer_at, layer_entries, layer_length, restore, snapshot, store
 from tokenzip.models.attention import CacheMasks, route_attention
 from tokenzip.models.calling import cache_kwargs, call_cache, output_cache
 from tokenzip.models.decoders import DecoderAdapter
@@ -149,7 +149,7 @@ class KVRuntime:
     # --- compression -----------------------------------------------------------------------------
     def context(self, cache: Any, i: int) -> LayerContext:
         """The :class:`LayerContext` of layer ``i`` from its stored entries and this prefill's captures."""
-        layer = cache.layers[i]
+        layer = layer_at(cache, i)
         stored = layer_length(layer)
         keys, values = layer_entries(layer)
         capture = self.captures.get(i, {})

@@ -40,6 +40,11 @@ def cache_layers(cache: Any) -> list[Any]:
     return list(getattr(cache, "layers", []))
 
 
+def layer_at(cache: Any, layer_idx: int) -> Any:
+    """The cache layer of decoder layer ``layer_idx``."""
+    return cache.layers[layer_idx]
+
+
 def layer_length(layer: Any) -> int:
     """Entries stored in a cache layer (not the number of tokens seen, which sliding layers also track)."""
     if hasattr(layer, "stored"):

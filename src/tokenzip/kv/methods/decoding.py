@@ -9,7 +9,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import LayerContext, LayerResult, WrapperMethod
-from tokenzip.kv.cache import layer_length
+from tokenzip.kv.cache import layer_at, layer_length
 from tokenzip.reduce import gather_tokens
 from tokenzip.registry import register
 
@@ -52,7 +52,7 @@ class Decoding(WrapperMethod):
 
     def on_decode(self, runtime: Any, cache: Any, layer_idx: int) -> None:
         target = self.target(runtime.seen + 1)
-        if layer_length(cache.layers[layer_idx]) < target + self.interval:
+        if layer_length(layer_at(cache, layer_idx)) < target + self.interval:
             return
         ctx = runtime.context(cache, layer_idx)
         keep = torch.full((ctx.keys.shape[0],), target, device=ctx.keys.device)

@@ -35,5 +35,5 @@ class H2O(KVMethod):
         n = scores.shape[-1]
         n_recent = int(self.recent * self.kept(int(ctx.real_lengths().min())))
         if n_recent:
-            scores[..., n - n_recent :] = scores.max() + 1
+            scores[..., n - n_recent :] = scores.amax(dim=(1, 2), keepdim=True) + 1  # per row
         return scores

@@ -17,7 +17,7 @@ def window_scores(ctx: LayerContext, kernel: int) -> tuple[torch.Tensor, int]:
         raise RuntimeError("this method needs the last prefill queries; they were not captured")
     valid = ctx.token_valid if ctx.token_valid is not None and ctx.token_valid.ndim == 2 else None
     attn = window_attention(ctx.queries, ctx.keys, ctx.scaling, valid)
-    return observation_window_scores(attn, ctx.keys.shape[1], kernel), ctx.queries.shape[2]
+    return observation_window_scores(attn, ctx.keys.shape[1], kernel, valid), ctx.queries.shape[2]
 
 
 @register
@@ -41,5 +41,6 @@ class SnapKV(KVMethod):
 
     def score(self, ctx: LayerContext) -> torch.Tensor:
         scores, w = window_scores(ctx, self.kernel)
-        scores[..., scores.shape[-1] - w :] = scores.max() + 1  # protect the observation window
+        top = scores.amax(dim=(1, 2), keepdim=True) + 1  # per row: a batch scores each row as if alone
+        scores[..., scores.shape[-1] - w :] = top  # protect the observation window
         return scores

@@ -32,5 +32,5 @@ class VATP(KVMethod):
     def score(self, ctx: LayerContext) -> torch.Tensor:
         attn, w = window_scores(ctx, kernel=1)
         scores = attn * ctx.values.float().abs().sum(-1)
-        scores[..., scores.shape[-1] - w :] = scores.max() + 1
+        scores[..., scores.shape[-1] - w :] = scores.amax(dim=(1, 2), keepdim=True) + 1  # per row
         return scores
