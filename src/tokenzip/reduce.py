@@ -91,6 +91,26 @@ def keep_topk_global(scores: list[torch.Tensor], keep: list[torch.Tensor]) -> li
         start += size
     return out
 
+def keep_within_loss(scores: torch.Tensor, mass: torch.Tensor, tolerance: float, least: torch.Tensor) -> torch.Tensor:
+    """The fewest entries each batch row can keep so the estimated loss stays within ``tolerance``.
+
+    Entries are dropped worst ``scores`` first (``(B, H, N)``, invalid entries ``-inf``); dropping an entry loses
+    its share of ``mass`` (``(B, H, N)``, >= 0: attention paid to it, its leverage, ...). The loss of keeping the
+    top ``k`` per head is the share of each head's mass outside them, averaged over heads; the result is the
+    smallest ``k`` whose loss is ``<= tolerance``, and at least ``least`` ``(B,)``. Every valid entry counts
+    for a little (``1e-9`` of its head's mass), so ``tolerance=0`` keeps them all. Returns ``keep`` ``(B,)``.
+    """
+    finite = scores.isfinite()
+    m = mass.float().clamp_min(0) * finite
+    m = torch.where(finite, m + 1e-9 * m.sum(-1, keepdim=True).clamp_min(1e-30), m)
+    share = m / m.sum(-1, keepdim=True).clamp_min(1e-30)
+    kept = share.double().gather(-1, ranked(scores)).cumsum(-1)  # (B, H, N): mass of the top k+1
+    lost = (1 - kept).clamp_min(0).mean(1)  # (B, N): loss of keeping k+1 entries per head
+    enough = lost <= tolerance
+    first = torch.where(enough.any(-1), enough.float().argmax(-1) + 1, torch.full_like(least, scores.shape[-1]))
+    n_valid = finite.sum(-1).amax(-1)
+    return torch.minimum(torch.maximum(first.to(least.device), least), n_valid.to(least.device))
+
 
 def gather_tokens(x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """``x`` ``(B, H, N, D)`` at ``indices`` ``(B, H, K)`` -> ``(B, H, K, D)``."""

@@ -9,6 +9,7 @@ wrappers and quantizers override :meth:`KVMethod.compress_layer` or :meth:`KVMet
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ import torch
 
 from tokenzip.reduce import gather_tokens, keep_topk
 from tokenzip.registry import Method
+from tokenzip.scoring import rotate_half, unrotate
+
+ALL_QUERIES = 1 << 30  # query_window() of methods that need every prefill query (Compactor's non-causal attention)
 
 
 @dataclass
@@ -52,6 +56,36 @@ class LayerContext:
         """``token_valid`` as ``(B, 1 or H_kv, N)``."""
         v = self.token_valid
         return None if v is None else (v[:, None, :] if v.ndim == 2 else v)
+
+    def valid_tokens(self) -> torch.Tensor | None:
+        """``token_valid`` as ``(B, N)`` (an entry valid in the first head), or None when all are valid."""
+        v = self.token_valid
+        return None if v is None else (v if v.ndim == 2 else v[:, 0])
+
+    def positions(self) -> torch.Tensor:
+        """Position of each cached entry, ``(B, N)``: real tokens count from 0 (left padding is negative)."""
+        n = self.n_tokens
+        offset = (n - self.real_lengths())[:, None]
+        return torch.arange(n, device=self.keys.device)[None, :] - offset
+
+    def rotated(self, x: torch.Tensor, by: int) -> torch.Tensor:
+        """``x`` ``(B, H, n, D)``, post-RoPE, rotated ``by`` positions further (rotations compose); as it is when
+        there is no adapter (hand-built contexts)."""
+        if self.adapter is None:
+            return x.float()
+        cos, sin = self.adapter.rotary(self.layer_idx, torch.tensor([[by]], device=x.device), x)
+        return x.float() * cos[:, None].float() + rotate_half(x.float()) * sin[:, None].float()
+
+    def unrotated_keys(self) -> torch.Tensor:
+        """The keys before the rotary embedding, ``(B, H_kv, N, D)`` (as stored when there is no adapter: hand-built
+        contexts)."""
+        if self.adapter is None:
+            return self.keys.float()
+        rows = []
+        for b, pos in enumerate(self.positions().clamp_min(0)):
+            cos, sin = self.adapter.rotary(self.layer_idx, pos[None], self.keys)
+            rows.append(unrotate(self.keys[b : b + 1].float(), cos[:, None].float(), sin[:, None].float()))
+        return torch.cat(rows)
 
 
 @dataclass
@@ -111,8 +145,16 @@ class KVMethod(Method):
         """Entries kept per head in each batch row: ``kept(real length)``, ``(B,)``."""
         return torch.tensor([self.kept(int(n)) for n in ctx.real_lengths()], device=ctx.keys.device)
 
+    def own_queries(self, ctx: LayerContext) -> LayerContext:
+        """``ctx`` with only the last ``query_window()`` captured queries: a prefill shared with a method that needs
+        more (every query, for Compactor) must not widen another method's observation window."""
+        w = self.query_window()
+        if ctx.queries is None or not 0 < w < ctx.queries.shape[2]:
+            return ctx
+        return dataclasses.replace(ctx, queries=ctx.queries[:, :, -w:])
+
     def masked_scores(self, ctx: LayerContext) -> torch.Tensor:
-        scores = self.score(ctx).float().expand(*ctx.keys.shape[:3])
+        scores = self.score(self.own_queries(ctx)).float().expand(*ctx.keys.shape[:3])
         valid = ctx.valid_per_head()
         return scores if valid is None else scores.masked_fill(~valid, float("-inf"))
 

@@ -2,6 +2,8 @@
 
 from tokenzip.kv.methods import (  # noqa: F401
     adakv,
+    compactor,
+    cur,
     decoding,
     expected_attention,
     h2o,
@@ -10,6 +12,8 @@ from tokenzip.kv.methods import (  # noqa: F401
     knorm,
     kvmerger,
     kvzip,
+    kvzip_fast,
+    leverage,
     pyramidkv,
     random,
     snapkv,

@@ -48,8 +48,8 @@ class KVzip(KVMethod):
         for ctx in contexts:
             ctx.extra = {"kvzip": scores[ctx.layer_idx]}
 
-    def reconstruction_scores(self, runtime: Any, contexts: list[LayerContext]) -> dict[int, torch.Tensor]:
-        """Replay instruction + context after the prefill; per layer, each entry's largest attention."""
+    def replay_ids(self, runtime: Any) -> torch.Tensor:
+        """The reconstruction input: the instruction, then the context again (without its BOS)."""
         ids = runtime.input_ids
         bos = getattr(runtime.adapter.config, "bos_token_id", None)
         if bos is not None and bool((ids[:, 0] == bos).all()):
@@ -59,7 +59,13 @@ class KVzip(KVMethod):
             prompt = tokenizer(self.prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(ids.device)
             ids = torch.cat([prompt.expand(ids.shape[0], -1), ids], dim=1)
         else:
-            warnings.warn("kvzip: no tokenizer given; replaying the context without the instruction", stacklevel=3)
+            warnings.warn(f"{self.name}: no tokenizer given; the context is re-read without the instruction",
+                          stacklevel=4)
+        return ids
+
+    def reconstruction_scores(self, runtime: Any, contexts: list[LayerContext]) -> dict[int, torch.Tensor]:
+        """Replay instruction + context after the prefill; per layer, each entry's largest attention."""
+        ids = self.replay_ids(runtime)
         by_layer = {ctx.layer_idx: ctx for ctx in contexts}
         scores: dict[int, torch.Tensor] = {}
 
