@@ -263,19 +263,24 @@ class Engine:
         return Entry(compressed, len(ids), compressed.bytes, dense, rows)
 
     def _prompt_stage(self, job: Job, pm: specs.StageSpec) -> tuple[list[int], dict[str, Any]]:
-        import tokenzip as tz
-
-        start = time.perf_counter()
-        docs, before, after, spans = [], 0, 0, []
-        for doc in job.prompt.documents:
-            r = tz.prompt.compress(doc, ratio=pm.ratio if pm.budget is None else None, budget=pm.budget,
-                                   question=job.prompt.question, method=pm.method, scorer=(self.model, self.tok),
-                                   **pm.kwargs)
-            docs.append(r.text.rstrip() + doc[len(doc.rstrip()):])  # keep the separator before the question
-            before, after = before + r.tokens_before, after + r.tokens_after
-            spans.append(len(r.kept_spans))
+        docs, row = compress_documents(self.model, self.tok, job.prompt.documents, job.prompt.question, pm)
         context_text, _ = job.prompt.render(docs)
         ids = list(self.tok(context_text, add_special_tokens=not job.prompt.templated).input_ids)
-        row = {"stage": "prompt", "method": str(pm), "tokens_before": before, "tokens_after": after,
-               "context_tokens_after": len(ids), "seconds": time.perf_counter() - start}
-        return ids, row
+        return ids, dict(row, context_tokens_after=len(ids))
+
+
+def compress_documents(model: Any, tok: Any, docs: list[str], question: str | None,
+                       pm: specs.StageSpec) -> tuple[list[str], dict[str, Any]]:
+    """The prompt stage on each document, question-aware; returns the new documents and the stage's row."""
+    import tokenzip as tz
+
+    start = time.perf_counter()
+    out, before, after = [], 0, 0
+    for doc in docs:
+        r = tz.prompt.compress(doc, ratio=pm.ratio if pm.budget is None else None, budget=pm.budget,
+                               question=question, method=pm.method, scorer=(model, tok), **pm.kwargs)
+        out.append(r.text.rstrip() + doc[len(doc.rstrip()):])  # keep the separator before the question
+        before, after = before + r.tokens_before, after + r.tokens_after
+    row = {"stage": "prompt", "method": str(pm), "tokens_before": before, "tokens_after": after,
+           "seconds": time.perf_counter() - start}
+    return out, row
