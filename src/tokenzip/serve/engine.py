@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -156,7 +157,8 @@ class Engine:
 
     def describe(self) -> dict[str, Any]:
         """What /health reports."""
-        return {"model": self.name, "mode": "local", "compression": str(self.default_spec), "queue": self._pending,
+        return {"model": self.name, "mode": "local", "pid": os.getpid(), "compression": str(self.default_spec),
+                "queue": self._pending,
                 "max_queue": self.max_queue, "cache_entries": len(self.cache), "cache_bytes": self.cache.bytes,
                 "cache_max_bytes": self.cache.max_bytes, "max_positions": self.limit}
 
