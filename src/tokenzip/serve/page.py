@@ -26,6 +26,16 @@ def html(model: str, default_spec: str) -> str:
             .replace("{{DEFAULT}}", _html.escape(default_spec)))
 
 
+def _merge(spans: list[tuple[int, int]]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
 def explain(model: Any, tok: Any, text: str, question: str | None, spec: PipelineSpec) -> dict[str, Any]:
     """Run the spec's prompt and kv stages on ``text``; report kept spans and counts (model thread)."""
     import tokenzip as tz
@@ -37,7 +47,7 @@ def explain(model: Any, tok: Any, text: str, question: str | None, spec: Pipelin
     if pm is not None:
         r = tz.prompt.compress(text, ratio=pm.ratio if pm.budget is None else None, budget=pm.budget,
                                question=question, method=pm.method, scorer=(model, tok), **pm.kwargs)
-        kept_spans = [[s.start, s.end] for s in r.kept_spans]
+        kept_spans = _merge([(s.start, s.end) for s in r.kept_spans])  # in original order (methods may reorder)
         after_prompt = r.text
         stages.append({"stage": "prompt", "method": str(pm), "tokens_before": r.tokens_before,
                        "tokens_after": r.tokens_after, "ratio": r.ratio, "seconds": r.seconds, "notes": r.notes})
