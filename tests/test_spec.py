@@ -59,7 +59,7 @@ def test_empty_spec_is_falsy_and_has_no_methods() -> None:
     ("kv:snapkv:foo=1@0.5", ["no parameter 'foo'", "window_size"]),
     ("kv:snapkv:window_size@0.5", ["bad parameter 'window_size'", "key=value"]),
     ("kv:snapkv:window_size=4,window_size=8", ["given twice"]),
-    ("kv:kivi:bits=3", ["bits must be 2, 4 or 8"]),
+    ("kv:kivi:bits=3", ["parameter bits must be an integer, one of 2, 4, 8", "got 3"]),
     ("kv:snapkv:budget=0", ["budget", "integer >= 1"]),
     ("kv:snapkv:budget=64@0.5", ["both a ratio and a budget"]),
     ("kv:snapkv:ratio=0.5@0.5", ["ratio twice"]),

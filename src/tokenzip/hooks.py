@@ -9,27 +9,74 @@ from typing import Any
 from tokenzip.errors import TokenzipError
 from tokenzip.registry import Method
 
+# id(model) -> the kv method attached to it (one per model: two would each evict, multiplying their ratios)
+_KV_ATTACHED: dict[int, str] = {}
+
+_ONE_KV_METHOD = (
+    "Two kv methods would each evict from the same cache and multiply their ratios. Use one kv method per model: "
+    "to quantize what an eviction keeps, kivi with evict= (tz.get_method('kivi', evict='snapkv', ratio=0.5), "
+    "or 'kivi:evict=snapkv'); to change how a method's scores are used, a wrapper with base= (adakv, kvmerger, "
+    "decoding: tz.get_method('adakv', base='snapkv', ratio=0.5))."
+)
+
 
 @contextlib.contextmanager
 def compress(model: Any, *methods: Method) -> Iterator[Any]:
     """Apply kv-stage and layers-stage methods to ``model`` inside a ``with`` block.
 
-    Every hook is removed on exit, also when the block raises. Several methods compose, e.g. an
-    in-model pruning method and a KV-cache method. Prompt and tokenizer methods act on text, not on
-    a model: use ``tz.prompt.compress`` and ``tokenzip tokenizers`` for those.
+    Every hook is removed on exit, also when the block raises. An in-model pruning (layers) method and a
+    KV-cache method compose; two kv methods on one model (given together or in nested blocks) are refused.
+    Prompt and tokenizer methods act on text, not on a model: use ``tz.prompt.compress`` and
+    ``tokenzip tokenizers`` for those.
     """
     if not methods:
         raise TokenzipError(
             "compress(model, method) needs at least one method, e.g. tz.get_method('snapkv', ratio=0.5)"
         )
+    for method in methods:
+        if not isinstance(method, Method):
+            raise TokenzipError(f"expected a method from tz.get_method(...), got {type(method).__name__}")
+        if method.stage not in ("kv", "layers") or getattr(method, "hook", None) is None:
+            raise TokenzipError(
+                f"{method.stage}.{method.name} does not hook into a model; compress() takes kv and layers methods"
+            )
+    kv = [label(m) for m in methods if m.stage == "kv"]
+    if len(kv) > 1:
+        raise TokenzipError(f"compress() got {len(kv)} kv methods ({', '.join(kv)}). {_ONE_KV_METHOD}")
     with contextlib.ExitStack() as stack:
         for method in methods:
-            if not isinstance(method, Method):
-                raise TokenzipError(f"expected a method from tz.get_method(...), got {type(method).__name__}")
-            hook = getattr(method, "hook", None)
-            if method.stage not in ("kv", "layers") or hook is None:
-                raise TokenzipError(
-                    f"{method.stage}.{method.name} does not hook into a model; compress() takes kv and layers methods"
-                )
-            stack.enter_context(hook(model))
+            stack.enter_context(method.hook(model))
         yield model
+
+
+def label(method: Method) -> str:
+    """``kv.snapkv (ratio 0.5)``: a method's name with its ratio or budget, for messages."""
+    size = f"budget {method.budget}" if method.budget is not None else f"ratio {method.ratio}"
+    return f"{method.stage}.{method.name} ({size})"
+
+
+@contextlib.contextmanager
+def kv_attachment(model: Any, method: Method) -> Iterator[None]:
+    """Record ``method`` as the kv method attached to ``model`` inside the block (removed on exit, also on
+    error); refuse a model that is not a transformers model, or one that already has a kv method."""
+    check_kv_model(model)
+    key = id(model)
+    if key in _KV_ATTACHED:
+        raise TokenzipError(f"{label(method)} cannot be attached: {_KV_ATTACHED[key]} is already attached to this "
+                            f"model by an enclosing `with tz.compress(...)` block. {_ONE_KV_METHOD}")
+    _KV_ATTACHED[key] = label(method)
+    try:
+        yield
+    finally:
+        _KV_ATTACHED.pop(key, None)
+
+
+def check_kv_model(model: Any) -> None:
+    """The kv stage hooks Hugging Face decoders: refuse anything without a transformers config up front."""
+    if getattr(model, "config", None) is None:
+        from tokenzip.models.decoders import SUPPORTED
+
+        raise TokenzipError(
+            f"the kv stage works on Hugging Face decoder models ({', '.join(SUPPORTED)}, and LLaVA's language "
+            f"model); got a {type(model).__name__}, which has no transformers config. Load one with "
+            "tz.load_model(name) or transformers' AutoModelForCausalLM.from_pretrained(...)")

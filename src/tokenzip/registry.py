@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tokenzip.errors import TokenzipError, unknown_name
+from tokenzip.params import check_params
 
 STAGES = ("tokenizers", "prompt", "layers", "kv", "bench")
 
@@ -57,12 +58,15 @@ class Method:
     """Base of every method: a named, registered, parameterised way to remove tokens.
 
     Subclasses set the class attributes ``name``, ``stage`` and ``paper`` and add their own
-    dataclass fields as parameters.
+    dataclass fields as parameters, with their ranges in ``bounds`` and ``choices`` (see
+    :mod:`tokenzip.params`); every parameter is checked when the method is built.
     """
 
     name: ClassVar[str] = ""
     stage: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    bounds: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
     auto_ratio: ClassVar[bool] = False  # accepts ratio="auto": picks the ratio per context from an estimated loss
 
     ratio: float | str = 0.0
@@ -79,6 +83,11 @@ class Method:
         else:
             self.ratio = check_ratio(self.ratio)
         self.budget = check_budget(self.budget)
+        if self.budget is not None and (self.ratio == AUTO or self.ratio > 0):
+            raise TokenzipError(
+                f"{self.stage}.{self.name}: give either ratio={self.ratio!r} (the fraction of tokens removed) or "
+                f"budget={self.budget} (the tokens kept), not both")
+        check_params(self)
 
     def kept(self, n: int) -> int:
         """Number of tokens kept out of ``n`` under this method's ratio or budget (all ``n`` for ratio="auto",

@@ -188,10 +188,12 @@ class KVMethod(Method):
 
     @contextlib.contextmanager
     def hook(self, model: Any) -> Iterator[Any]:
-        """``with tz.compress(model, method)``: compress the cache after prefill, inside the block."""
+        """``with tz.compress(model, method)``: compress the cache after prefill, inside the block (one kv
+        method per model: a second one, nested, is refused before any forward pass)."""
+        from tokenzip.hooks import kv_attachment
         from tokenzip.kv.runtime import KVRuntime
 
-        with KVRuntime(model, self).attached() as runtime:
+        with kv_attachment(model, self), KVRuntime(model, self).attached() as runtime:
             yield runtime
 
 
@@ -220,9 +222,10 @@ class WrapperMethod(KVMethod):
 
 
 def build_base(base: Any, ratio: float, budget: int | None, compress_sliding: bool) -> KVMethod:
-    """The wrapped method: a name (built with the wrapper's ratio/budget) or a method object."""
+    """The wrapped method: a name (built with the wrapper's ratio or budget, whichever was set) or a method object."""
     if isinstance(base, KVMethod):
         return base
     from tokenzip.registry import get_method
 
-    return get_method(str(base), stage="kv", ratio=ratio, budget=budget, compress_sliding=compress_sliding)
+    size: dict[str, Any] = {"budget": budget} if budget is not None else {"ratio": ratio}
+    return get_method(str(base), stage="kv", compress_sliding=compress_sliding, **size)

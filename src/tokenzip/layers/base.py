@@ -105,13 +105,15 @@ class LayersMethod(Method):
     kinds: ClassVar[tuple[str, ...]] = KINDS
     needs: ClassVar[frozenset[str]] = frozenset()
     merges: ClassVar[bool] = False
+    bounds = {"protect": (0, None), "protect_last": (0, None)}
+    choices = {"schedule": tuple(SCHEDULES)}
 
     layers: tuple[int, ...] | None = None
     schedule: str = "constant"
     removed: tuple[int, ...] | None = None
     protect: int | None = None
     protect_last: int | None = None
-    restore: str | None = None
+    restore: str | bool | None = None
     last_report: LayersReport | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,8 +122,6 @@ class LayersMethod(Method):
             self.restore = "nearest" if self.restore else "none"
         if self.restore is not None and self.restore not in RESTORE:
             raise TokenzipError(f"restore must be one of {', '.join(RESTORE)} (or True/False), got {self.restore!r}")
-        if self.schedule not in SCHEDULES:
-            raise TokenzipError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if self.layers is not None:
             self.layers = _int_tuple("layers", self.layers, minimum=-10_000)
             if not self.layers:
@@ -130,10 +130,6 @@ class LayersMethod(Method):
             self.removed = _int_tuple("removed", self.removed, minimum=0)
             if self.ratio or self.budget is not None:
                 raise TokenzipError("give either removed=(counts per layer) or ratio/budget, not both")
-        for name in ("protect", "protect_last"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise TokenzipError(f"{name} must be a non-negative integer (tokens), got {value!r}")
 
     def params(self) -> dict[str, Any]:
         out = super().params()

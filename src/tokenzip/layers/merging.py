@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import torch
 
-from tokenzip.errors import TokenzipError
 from tokenzip.layers.base import LayersMethod, Step
 
 METRICS = ("keys", "hidden")
@@ -23,14 +22,13 @@ class MergingMethod(LayersMethod):
     kinds: ClassVar[tuple[str, ...]] = ("encoder", "vision")
     needs: ClassVar[frozenset[str]] = frozenset({"keys"})
     merges: ClassVar[bool] = True
+    choices = {"metric": METRICS}
 
     prop_attn: bool = True
     metric: str = "keys"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.metric not in METRICS:
-            raise TokenzipError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if self.metric == "hidden":
             self.needs = frozenset()  # the layer's output is all it needs
 

@@ -28,6 +28,8 @@ class AdaKV(WrapperMethod):
     name = "adakv"
     paper = "Feng et al. 2024, arXiv 2407.11550"
 
+    bounds = {"floor": (0.0, 1.0)}
+
     base: Any = "expected_attention"
     floor: float = 0.2
 

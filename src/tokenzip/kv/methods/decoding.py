@@ -29,14 +29,13 @@ class Decoding(WrapperMethod):
     name = "decoding"
     paper = "Zhang et al. 2023, arXiv 2306.14048 (decoding-time eviction)"
     decode_window: ClassVar[int] = 32
+    bounds = {"interval": (1, None)}
 
     base: Any = "knorm"
     interval: int = 32
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.interval < 1:
-            raise TokenzipError(f"interval must be >= 1, got {self.interval}")
         if self.base.needs_whole_model():
             raise TokenzipError(f"decoding cannot use {self.base.name} as its base: it scores with an extra pass over "
                                 "the prefill, which decoding steps do not have; use knorm, snapkv, tova or h2o")

@@ -28,6 +28,8 @@ class ExpectedAttention(KVMethod):
     name = "expected_attention"
     paper = "Devoto et al. 2025, arXiv 2510.00636"
 
+    bounds = {"window_size": (1, None), "n_future": (1, None), "sinks": (0, None)}
+
     window_size: int = 64
     n_future: int = 512
     sinks: int = 4

@@ -25,6 +25,7 @@ class H2O(KVMethod):
     name = "h2o"
     paper = "Zhang et al. 2023, arXiv 2306.14048"
     needs_received = True
+    bounds = {"recent": (0.0, 1.0)}
 
     recent: float = 0.5
 

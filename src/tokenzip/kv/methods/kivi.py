@@ -27,6 +27,9 @@ class KIVI(KVMethod):
     name = "kivi"
     paper = "Liu et al. 2024, arXiv 2402.02750"
 
+    bounds = {"group": (1, None), "residual": (0, None)}
+    choices = {"bits": (2, 4, 8)}
+
     bits: int = 4
     group: int = 128
     residual: int = 32
@@ -34,8 +37,7 @@ class KIVI(KVMethod):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.bits not in (2, 4, 8):
-            raise TokenzipError(f"kivi bits must be 2, 4 or 8, got {self.bits}")
+        check_group(self, self.group, self.bits)
         if self.compress_sliding:
             raise TokenzipError("kivi does not quantize sliding-window layers (they are bounded already)")
         if self.evict is None and (self.ratio > 0 or self.budget is not None):
@@ -76,3 +78,11 @@ class KIVI(KVMethod):
     def quantize(self, kept: LayerResult) -> LayerResult:
         layer = QuantizedLayer.from_tensors(kept.keys, kept.values, self.bits, self.residual, self.group)
         return LayerResult(kept.keys, kept.values, kept.valid, layer=layer)
+
+
+def check_group(method: KVMethod, group: int, bits: int) -> None:
+    """Keys are quantized in groups of ``group`` tokens, packed ``8 // bits`` codes to a byte along the group."""
+    per_byte = 8 // bits
+    if group % per_byte:
+        raise TokenzipError(f"{method.stage}.{method.name}: parameter group must be a multiple of {per_byte} at "
+                            f"{bits} bits ({per_byte} codes are packed to a byte), got {group}")

@@ -24,6 +24,8 @@ class KVMerger(WrapperMethod):
     name = "kvmerger"
     paper = "Wang et al. 2024, arXiv 2407.08454"
 
+    bounds = {"threshold": (-1.0, 1.0)}
+
     base: Any = "snapkv"
     threshold: float = 0.5
 

@@ -26,6 +26,8 @@ class PyramidKV(SnapKV):
     name = "pyramidkv"
     paper = "Cai et al. 2024, arXiv 2406.02069"
 
+    bounds = {"beta": (1.0, None)}
+
     beta: float = 20.0
 
     def keep_counts(self, ctx: LayerContext) -> torch.Tensor:

@@ -18,6 +18,8 @@ class RandomKV(KVMethod):
     name = "random"
     paper = "baseline"
 
+    bounds = {"seed": (0, None)}
+
     seed: int = 0
 
     def score(self, ctx: LayerContext) -> torch.Tensor:

@@ -33,6 +33,8 @@ class SnapKV(KVMethod):
     name = "snapkv"
     paper = "Li et al. 2024, arXiv 2404.14469"
 
+    bounds = {"window_size": (1, None), "kernel": (1, None)}
+
     window_size: int = 64
     kernel: int = 5
 

@@ -23,6 +23,8 @@ class StreamingLLM(KVMethod):
     name = "streaming_llm"
     paper = "Xiao et al. 2024, arXiv 2309.17453"
 
+    bounds = {"sinks": (0, None)}
+
     sinks: int = 4
 
     def score(self, ctx: LayerContext) -> torch.Tensor:

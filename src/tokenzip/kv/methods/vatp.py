@@ -24,6 +24,8 @@ class VATP(KVMethod):
     name = "vatp"
     paper = "Guo et al. 2024, arXiv 2406.12335"
 
+    bounds = {"window_size": (1, None)}
+
     window_size: int = 64
 
     def query_window(self) -> int:

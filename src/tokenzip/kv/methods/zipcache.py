@@ -9,6 +9,7 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
 from tokenzip.kv.cache import QuantizedLayer
+from tokenzip.kv.methods.kivi import check_group
 from tokenzip.reduce import gather_tokens
 from tokenzip.registry import register
 from tokenzip.scoring import normalized_attention, window_attention
@@ -30,6 +31,9 @@ class ZipCache(KVMethod):
     name = "zipcache"
     paper = "He et al. 2024, arXiv 2405.14256"
 
+    bounds = {"salient": (0.0, 1.0), "window_size": (1, None), "group": (1, None), "residual": (0, None)}
+    choices = {"high_bits": (2, 4, 8), "low_bits": (2, 4, 8)}
+
     salient: float = 0.2
     high_bits: int = 4
     low_bits: int = 2
@@ -39,11 +43,10 @@ class ZipCache(KVMethod):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_group(self, self.group, min(self.low_bits, self.high_bits))
         if self.ratio > 0 or self.budget is not None:
             raise TokenzipError("zipcache quantizes and removes no tokens: leave ratio at 0 (combine eviction "
                                 "with quantization through kivi(evict=...))")
-        if not 0 <= self.salient <= 1:
-            raise TokenzipError(f"salient is a fraction of tokens in [0, 1], got {self.salient}")
         if self.compress_sliding:
             raise TokenzipError("zipcache does not quantize sliding-window layers (they are bounded already)")
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenzip.errors import TokenzipError
 from tokenzip.layers.base import LayersMethod, Step
 from tokenzip.reduce import duplication_aware_keep
 from tokenzip.registry import register
@@ -28,13 +27,9 @@ class DART(LayersMethod):
     paper = ("Wen et al., 2025, Stop Looking for Important Tokens in Multimodal Language Models: "
              "Duplication Matters More, arXiv 2502.11494")
     needs = frozenset({"key_l1"})
+    bounds = {"pivots": (1, None)}
 
     pivots: int = 4
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.pivots, bool) or not isinstance(self.pivots, int) or self.pivots < 1:
-            raise TokenzipError(f"pivots must be an integer >= 1, got {self.pivots!r}")
 
     def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:
         if kind in ("decoder", "vlm"):

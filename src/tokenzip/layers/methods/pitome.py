@@ -30,6 +30,8 @@ class PiToMe(MergingMethod):
     name = "pitome"
     paper = "Tran et al., 2024, Accelerating Transformers with Spectrum-Preserving Token Merging, arXiv 2405.16148"
 
+    bounds = {"alpha": (0.0, None)}
+
     margin: float | None = None
     alpha: float = 1.0
 

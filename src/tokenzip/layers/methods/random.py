@@ -25,6 +25,8 @@ class RandomPrune(LayersMethod):
     paper = ("baseline; see Wen et al., 2025, Stop Looking for Important Tokens in Multimodal Language Models, "
              "arXiv 2502.11494")
 
+    bounds = {"seed": (0, None)}
+
     seed: int = 0
 
     def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:

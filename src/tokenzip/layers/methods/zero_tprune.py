@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenzip.errors import TokenzipError
 from tokenzip.layers.base import LayersMethod, Step
 from tokenzip.reduce import keep_top_scores, soft_matching
 from tokenzip.registry import register
@@ -31,13 +30,10 @@ class ZeroTPrune(LayersMethod):
     kinds = ("encoder", "vision")
     needs = frozenset({"attention", "keys"})
 
+    bounds = {"importance_share": (0.0, 1.0), "iterations": (1, None)}
+
     importance_share: float = 0.5
     iterations: int = 30
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= self.importance_share <= 1.0:
-            raise TokenzipError(f"importance_share must be in [0, 1], got {self.importance_share}")
 
     def reduce(self, step: Step) -> torch.Tensor:
         importance = weighted_pagerank(step.need("attention"), step.valid, self.iterations)

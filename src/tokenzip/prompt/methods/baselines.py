@@ -45,6 +45,8 @@ class RandomWords(PromptMethod):
     paper = "baseline"
     uses_scorer = False
 
+    bounds = {"seed": (0, None)}
+
     seed: int = 0
 
     def priority(self, job: PromptJob) -> np.ndarray:

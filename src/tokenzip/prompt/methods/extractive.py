@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tokenzip.errors import unknown_name
 from tokenzip.prompt.base import PromptJob, PromptMethod, documents, group_sentences, move_to_end
 from tokenzip.prompt.segment import FIXED, WORD
 from tokenzip.registry import register
@@ -47,13 +46,10 @@ class Extractive(PromptMethod):
     question_aware = True
     unit = "sentence"
 
+    choices = {"reorder": REORDERS}
+
     reorder: str = "best-last"
     protected_first: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.reorder not in REORDERS:
-            raise unknown_name("extractive reorder", str(self.reorder), REORDERS)
 
     def prepare(self, job: PromptJob) -> None:
         pieces = job.pieces

@@ -36,6 +36,8 @@ class LLMLingua(PromptMethod):
     name = "llmlingua"
     paper = "Jiang et al., 2023, arXiv 2310.05736"
 
+    bounds = {"iterative_size": (1, None), "context_tokens": (0, None), "coarse_factor": (0.0, None)}
+
     iterative_size: int = 1024
     context_tokens: int = 128
     coarse_factor: float = 2.0

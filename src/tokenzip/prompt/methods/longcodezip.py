@@ -38,6 +38,9 @@ class LongCodeZip(PromptMethod):
     paper = "Shi et al., 2025, arXiv 2510.00446"
     question_aware = True
 
+    bounds = {"coarse_factor": (0.0, None), "spike_std": (0.0, None), "dynamic_ratio": (0.0, 1.0),
+              "query_tokens": (1, None)}
+
     coarse_factor: float = 1.5
     spike_std: float = 1.0
     dynamic_ratio: float = 0.3

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tokenzip.errors import unknown_name
 from tokenzip.prompt.base import PromptJob, PromptMethod, block_text, documents, move_to_end
 from tokenzip.prompt.methods.llmlingua import DROPPED, LLMLingua
 from tokenzip.reduce import linear_rank_offsets, percentile_ranks
@@ -54,15 +53,13 @@ class LongLLMLingua(PromptMethod):
     paper = "Jiang et al., 2024, arXiv 2310.06839"
     question_aware = True
 
+    bounds = {"coarse_factor": (0.0, None), "dynamic_ratio": (0.0, 1.0), "document_tokens": (1, None)}
+    choices = {"reorder": REORDERS}
+
     coarse_factor: float = 1.5
     dynamic_ratio: float = 0.25
     reorder: str = "best-last"
     document_tokens: int = 48
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.reorder not in REORDERS:
-            raise unknown_name("longllmlingua reorder", str(self.reorder), REORDERS)
 
     def priority(self, job: PromptJob) -> np.ndarray:
         if not job.question:

@@ -1,0 +1,112 @@
+"""Method parameters are checked when a method is built, against their annotations and declared ranges.
+
+Every method is a dataclass, so its parameters' types are known from their annotations: an ``int``
+parameter takes integers only (not ``True``, not ``"4"``), a ``float`` parameter any finite number, a
+``bool`` ``True`` or ``False``, a ``str`` a string, and ``X | None`` also ``None``. Parameters of other
+types (``Any``, tuples, method objects) are checked by the method itself. A method declares ranges as
+class attributes, inherited and extended by subclasses::
+
+    bounds = {"window_size": (1, None)}   # inclusive; None: unbounded on that side
+    choices = {"bits": (2, 4, 8)}
+
+A bad value is a :class:`~tokenzip.errors.TokenzipError` naming the method, the parameter, the value
+with its type, and what is expected, raised by ``tz.get_method`` before any model runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+import types
+import typing
+from typing import Any
+
+from tokenzip.errors import TokenzipError
+
+_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def declared(cls: type, attribute: str) -> dict[str, Any]:
+    """A class attribute dict (``bounds``, ``choices``) merged over the class hierarchy, subclasses last."""
+    merged: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        merged.update(vars(klass).get(attribute, {}))
+    return merged
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not evaluate: leave those parameters to the method
+        return {}
+
+
+def _simple_types(hint: Any) -> tuple[tuple[type, ...], bool] | None:
+    """``(types, None allowed)`` for ``int``, ``float``, ``bool``, ``str`` and their unions with None; else None."""
+    if hint in _NAMES:
+        return (hint,), False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = typing.get_args(hint)
+        rest = tuple(m for m in members if m is not type(None))
+        if rest and all(m in _NAMES for m in rest):
+            return rest, len(rest) < len(members)
+    return None
+
+
+def _is(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    if kind is float:
+        return isinstance(value, numbers.Real) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _expected(kinds: tuple[type, ...], optional: bool, bound: tuple | None, choice: tuple | None) -> str:
+    text = " or ".join(_NAMES[k] for k in kinds)
+    if choice is not None:
+        text += ", one of " + ", ".join(map(repr, choice))
+    elif bound is not None:
+        lo, hi = bound
+        if lo is not None and hi is not None:
+            text += f" in [{lo}, {hi}]"
+        elif lo is not None:
+            text += f" >= {lo}"
+        elif hi is not None:
+            text += f" <= {hi}"
+    return text + (" (or None)" if optional else "")
+
+
+def _in_range(value: Any, bound: tuple | None, choice: tuple | None) -> bool:
+    if choice is not None:
+        return value in choice
+    if bound is None or isinstance(value, (bool, str)):
+        return True
+    lo, hi = bound
+    return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
+def check_params(method: Any, skip: tuple[str, ...] = ("ratio", "budget")) -> None:
+    """Check every init parameter of ``method`` (a method dataclass) against its annotation and declared range."""
+    cls = type(method)
+    hints, bounds, choices = _hints(cls), declared(cls, "bounds"), declared(cls, "choices")
+    for field in dataclasses.fields(method):
+        if not field.init or field.name in skip:
+            continue
+        simple = _simple_types(hints.get(field.name))
+        if simple is None:
+            continue
+        kinds, optional = simple
+        value = getattr(method, field.name)
+        if value is None and optional:
+            continue
+        bound, choice = bounds.get(field.name), choices.get(field.name)
+        if not any(_is(value, k) for k in kinds) or not _in_range(value, bound, choice):
+            raise TokenzipError(
+                f"{method.stage}.{method.name}: parameter {field.name} must be "
+                f"{_expected(kinds, optional, bound, choice)}, got {value!r} ({type(value).__name__})"
+            )

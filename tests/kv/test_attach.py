@@ -1,0 +1,73 @@
+"""One kv method per model: two (together or nested) are refused before any forward; non-models are refused."""
+
+import pytest
+import torch
+
+import tokenzip as tz
+from tokenzip.errors import TokenzipError
+from tokenzip.models.decoders import DecoderAdapter
+
+TEXT = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 4
+
+
+def counting_forwards(model):
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *_: calls.append(1))
+    return calls, handle
+
+
+def test_two_kv_methods_together_are_refused_before_any_hook(tiny):
+    model, tok = tiny("llama")
+    snapkv, streaming = tz.get_method("snapkv", ratio=0.5), tz.get_method("streaming_llm", ratio=0.75)
+    with pytest.raises(TokenzipError, match=r"got 2 kv methods \(kv.snapkv \(ratio 0.5\), kv.streaming_llm "
+                                            r"\(ratio 0.75\)\).*multiply their ratios.*kivi.*evict=.*base="):
+        with tz.compress(model, snapkv, streaming):
+            pass
+    assert not DecoderAdapter(model).decoder._forward_pre_hooks
+
+
+def test_nested_kv_methods_are_refused_before_any_forward(tiny):
+    """snapkv 0.5 inside streaming_llm 0.75 kept 22 of 172 entries, silently."""
+    model, tok = tiny("llama")
+    enc = tok(TEXT, return_tensors="pt")
+    calls, handle = counting_forwards(model)
+    try:
+        with tz.compress(model, tz.get_method("streaming_llm", ratio=0.75)):
+            with pytest.raises(TokenzipError, match="kv.snapkv \\(ratio 0.5\\) cannot be attached: "
+                                                    "kv.streaming_llm \\(ratio 0.75\\) is already attached.*one kv "
+                                                    "method per model"):
+                with tz.compress(model, tz.get_method("snapkv", ratio=0.5)):
+                    model.generate(**enc, max_new_tokens=2, do_sample=False)
+            assert not calls
+            # the outer method still works alone inside its block
+            model.generate(**enc, max_new_tokens=2, do_sample=False)
+    finally:
+        handle.remove()
+    # released on exit, also after an error inside the block: the next method attaches
+    with pytest.raises(KeyError):
+        with tz.compress(model, tz.get_method("knorm", ratio=0.5)):
+            raise KeyError("inside the block")
+    with tz.compress(model, tz.get_method("snapkv", ratio=0.5)):
+        model.generate(**enc, max_new_tokens=2, do_sample=False)
+
+
+def test_one_kv_method_per_model_not_per_process(tiny):
+    llama, tok = tiny("llama")
+    qwen, qtok = tiny("qwen2")
+    with tz.compress(llama, tz.get_method("snapkv", ratio=0.5)), tz.compress(qwen, tz.get_method("knorm", ratio=0.5)):
+        qwen.generate(**qtok(TEXT, return_tensors="pt"), max_new_tokens=2, do_sample=False)
+
+
+def test_wrappers_are_the_way_to_combine(tiny):
+    model, tok = tiny("llama")
+    enc = tok(TEXT, return_tensors="pt")
+    for method in (tz.get_method("kivi", evict="snapkv", ratio=0.5), tz.get_method("adakv", base="snapkv", ratio=0.5)):
+        with tz.compress(model, method):
+            model.generate(**enc, max_new_tokens=2, do_sample=False)
+
+
+def test_a_module_that_is_not_a_transformers_model_is_refused():
+    with pytest.raises(TokenzipError, match="kv stage works on Hugging Face decoder models \\(llama, .*got a Linear, "
+                                            "which has no transformers config"):
+        with tz.compress(torch.nn.Linear(2, 2), tz.get_method("snapkv", ratio=0.5)):
+            pass
