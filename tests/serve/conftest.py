@@ -40,3 +40,15 @@ def client(tiny_server: str) -> Any:
     import openai
 
     return openai.OpenAI(base_url=f"{tiny_server}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def needle_doc() -> str:
+    """About 600 Gemma tokens of filler with one fact: the archive room's code is 4817."""
+    return (
+        "The museum opened in 1901 and has three floors of paintings. Visitors often start on the ground floor. "
+        "The cafe serves soup and bread at noon. The garden behind the museum has old oak trees and a fountain. "
+    ) * 6 + "The secret code for the archive room is 4817. " + (
+        "The gift shop sells postcards and books. Guided tours leave every hour from the main hall. "
+        "The building was restored in 1985 after a small fire. School groups visit on weekdays. "
+    ) * 6

@@ -112,23 +112,14 @@ def llama_cpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.rmtree(gguf.parent, ignore_errors=True)
 
 
-NEEDLE_DOC = (
-    "The museum opened in 1901 and has three floors of paintings. Visitors often start on the ground floor. "
-    "The cafe serves soup and bread at noon. The garden behind the museum has old oak trees and a fountain. "
-) * 6 + "The secret code for the archive room is 4817. " + (
-    "The gift shop sells postcards and books. Guided tours leave every hour from the main hall. "
-    "The building was restored in 1985 after a small fire. School groups visit on weekdays. "
-) * 6
-
-
 @pytest.mark.slow
-def test_proxy_in_front_of_llama_cpp(llama_cpp: str) -> None:
+def test_proxy_in_front_of_llama_cpp(llama_cpp: str, needle_doc: str) -> None:
     import openai
 
     from tokenzip.serve import build_app
 
     question = "What is the secret code for the archive room?"
-    prompt = f"{NEEDLE_DOC}\n\nQuestion: {question}\nAnswer: The secret code is"
+    prompt = f"{needle_doc}\n\nQuestion: {question}\nAnswer: The secret code is"
     direct = openai.OpenAI(base_url=llama_cpp, api_key="unused", max_retries=0, timeout=300)
     plain = direct.completions.create(model="gemma-3-270m", prompt=prompt, max_tokens=6, temperature=0)
     assert "4817" in plain.choices[0].text
