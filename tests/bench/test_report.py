@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -52,6 +53,25 @@ def test_report_errors(tmp_path):
     with open(run / "rows.jsonl", "a") as f:
         f.write('{"key": "unfinished')
     assert len(load_rows(run)) == 16
+
+
+def test_damaged_rows_are_skipped_with_a_warning_naming_the_line(tmp_path, caplog):
+    """Bytes that are not UTF-8, or a score that is not a number, cost that row only (they crashed the report)."""
+    run = tmp_path / "copy"
+    shutil.copytree(FIXTURE, run)
+    lines = (run / "rows.jsonl").read_bytes().splitlines(keepends=True)
+    good = json.loads(lines[0])
+    lines[1] = lines[1].replace(b'"key"', b'"k\xe9y"')  # a Latin-1 byte
+    lines[2] = (json.dumps(dict(good, key="bad-score", score="high")) + "\n").encode()
+    lines[3] = (json.dumps(dict(good, key="bad-ratio", ratio=None)) + "\n").encode()
+    (run / "rows.jsonl").write_bytes(b"".join(lines))
+    with caplog.at_level("WARNING"):
+        rows = load_rows(run)
+    assert len(rows) == 16 - 3
+    assert "rows.jsonl, line 2: not UTF-8 text" in caplog.text
+    assert "rows.jsonl, line 3: a damaged row ('score' is 'high', not a number)" in caplog.text
+    assert "rows.jsonl, line 4: a damaged row ('ratio' is None, not a number)" in caplog.text
+    assert aggregate(rows)  # the report renders from what is left
 
 
 def test_pareto_front():

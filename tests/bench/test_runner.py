@@ -208,3 +208,64 @@ def test_a_failed_start_does_not_lock_the_directory(tmp_path, tiny_llama):
     assert len(small_run(out, tiny_llama, seed=5, samples=1)) == 3  # another configuration may use it
     with pytest.raises(TokenzipError, match="methods and tasks are lists"):
         small_run(out, tiny_llama, seed=5, methods="snapkv")
+
+
+def tasks_file(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_a_tasks_file_with_an_index_on_two_contexts_is_refused_before_any_row(tmp_path, tiny_llama):
+    """Both contexts would get the row key 'file|0|0': after an interruption the second would be skipped."""
+    rows = [{"context": "The key is 41. " * 5, "question": "Key?", "answer": "41", "index": 0},
+            {"context": "The key is 93. " * 5, "question": "Key?", "answer": "93", "index": 0}]
+    out = tmp_path / "run"
+    with pytest.raises(TokenzipError, match="lines 1 and 2: two different contexts"):
+        small_run(out, tiny_llama, tasks_file=tasks_file(tmp_path / "file.jsonl", rows))
+    assert not read_rows(out / "rows.jsonl")
+
+
+def test_every_sample_of_a_tasks_file_survives_an_interrupted_run(tmp_path, tiny_llama, monkeypatch):
+    import tokenzip.kv as kv
+
+    rows = [{"context": f"The key is {n}. " * 5, "question": "Key?", "answer": str(n)} for n in (41, 93, 57)]
+    path = tasks_file(tmp_path / "file.jsonl", rows)
+    real, calls = kv.answer_from, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kv, "answer_from", failing)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        small_run(out, tiny_llama, tasks_file=path, methods=["snapkv"], warmup=False)
+    monkeypatch.setattr(kv, "answer_from", real)
+    done = small_run(out, tiny_llama, tasks_file=path, methods=["snapkv"], warmup=False)
+    assert len(done) == 3 * 2 and len({r["key"] for r in done}) == 6
+    assert sorted({r["answers"][0][0] for r in done}) == ["41", "57", "93"]
+
+
+def test_a_huge_tasks_file_context_is_refused_before_it_is_tokenized(tmp_path, tiny_llama):
+    rows = [{"context": "word " * 400_000, "question": "Q?", "answer": "a"}]
+    path = tasks_file(tmp_path / "big.jsonl", rows)
+    with pytest.raises(TokenzipError, match=r"2,000,000 characters; its first 65,552 alone are .* more than the "
+                                            r"4,096 positions .*shorten the context on line 1 of the tasks file"):
+        small_run(tmp_path / "run", tiny_llama, tasks_file=path)
+    rows = [{"context": "word " * 4000, "question": "Q?", "answer": "a"}]  # short enough to count whole
+    with pytest.raises(TokenzipError, match="allows 4096; shorten the context on line 1 of the tasks file"):
+        small_run(tmp_path / "run", tiny_llama, tasks_file=tasks_file(tmp_path / "long.jsonl", rows))
+
+
+def test_a_damaged_rows_file_is_resumed_with_warnings(tmp_path, tiny_llama, caplog):
+    out = tmp_path / "run"
+    first = small_run(out, tiny_llama, methods=["snapkv"])
+    with open(out / "rows.jsonl", "ab") as f:
+        f.write(b'{"key": "caf\xe9 latin-1"}\n')  # bytes that are not UTF-8
+        f.write(b'{"key": ["not", "a", "string"]}\n')
+    with caplog.at_level("WARNING"):
+        again = small_run(out, tiny_llama, methods=["snapkv"])
+    assert comparable(again) == comparable(first)
+    assert "rows.jsonl, line 5: not UTF-8 text" in caplog.text

@@ -155,12 +155,54 @@ def test_tasks_file(tmp_path):
     with pytest.raises(TokenzipError, match="line 2: missing field 'answer'"):
         read_tasks_file(bad)
     bad.write_text(json.dumps({"context": "x", "question": "y", "answer": 3}) + "\n")
-    with pytest.raises(TokenzipError, match="line 1: field 'answer' must be a str or list"):
+    with pytest.raises(TokenzipError, match="line 1: field 'answer' must be a string or a list"):
         read_tasks_file(bad)
-    with pytest.raises(TokenzipError, match="cannot read the tasks file"):
+    with pytest.raises(TokenzipError, match="tasks file .*missing.jsonl does not exist"):
         read_tasks_file(tmp_path / "missing.jsonl")
-    with pytest.raises(TokenzipError, match="cannot read the tasks file"):
+    with pytest.raises(TokenzipError, match="is a directory, not a file"):
         read_tasks_file(tmp_path)
+
+
+def write_lines(path, *rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+QA = {"context": "Paris is in France.", "question": "Where is Paris?", "answer": "France"}
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("length", "abc", "line 2: field 'length' must be an integer, got 'abc' (str)"),
+    ("index", 1.5, "line 2: field 'index' must be an integer, got 1.5 (float)"),
+    ("index", True, "line 2: field 'index' must be an integer, got True (bool)"),
+    ("index", -1, "line 2: field 'index' must be an integer >= 0, got -1"),
+    ("length", -5, "line 2: field 'length' must be an integer >= 0"),
+    ("max_new_tokens", 0, "line 2: field 'max_new_tokens' must be an integer >= 1, got 0"),
+    ("max_new_tokens", "8", "line 2: field 'max_new_tokens' must be an integer"),
+    ("formatted", "yes", "line 2: field 'formatted' must be true or false"),
+    ("task", "", "line 2: field 'task' must be a non-empty name"),
+    ("answer_prefix", 3, "line 2: field 'answer_prefix' must be a string"),
+    ("metric", "best", "line 2: metric must be one of"),
+])
+def test_tasks_file_fields_are_checked_with_their_line(tmp_path, field, value, message):
+    path = write_lines(tmp_path / "t.jsonl", QA, dict(QA, context="Ice is cold.", **{field: value}))
+    with pytest.raises(TokenzipError, match=re.escape(message)):
+        read_tasks_file(path)
+
+
+def test_tasks_file_contexts_sharing_an_index_are_refused(tmp_path):
+    """Two contexts with one (task, length, index) would share their bench rows' key: refused with both lines."""
+    path = write_lines(tmp_path / "t.jsonl", dict(QA, index=3), dict(QA, context="Ice is cold.", index=3))
+    with pytest.raises(TokenzipError, match="lines 1 and 2: two different contexts .* index 3.*own 'index'"):
+        read_tasks_file(path)
+    path = write_lines(tmp_path / "t.jsonl", dict(QA, index=3), dict(QA, question="What is in France?", index=4))
+    with pytest.raises(TokenzipError, match="line 2: the same task and context as line 1, but another length/index"):
+        read_tasks_file(path)
+    # same index under different tasks or lengths is fine; a line without an index takes a free one
+    path = write_lines(tmp_path / "t.jsonl", dict(QA, index=1), dict(QA, context="B.", task="other", index=1),
+                       dict(QA, context="C.", index=1, length=100), dict(QA, context="D."), dict(QA, context="E."))
+    ids = [s.id for s in read_tasks_file(path)]
+    assert len(set(ids)) == 5 and ids[:3] == ["t|0|1", "other|0|1", "t|100|1"]
 
 
 def test_a_new_task_is_one_small_dataclass(tiny_count):

@@ -43,6 +43,9 @@ def test_generate_method_params_and_none(tiny_dir, capsys):
     (["--ratio", "1.2"], "ratio"),
     (["--param", "sinks"], "key=value"),
     (["--param", "nope=3"], "has no parameter 'nope'"),
+    (["--ratio", "0.5", "--budget", "5"], "give either --ratio 0.5 (the fraction of entries removed) or --budget 5"),
+    (["--param", "ratio=0.3"], "give ratio with --ratio"),
+    (["--method", "snapkv", "--param", "window_size=-1"], "kv.snapkv: parameter window_size must be an integer >= 1"),
 ])
 def test_generate_errors(tiny_dir, capsys, argv, message):
     base = ["generate", "--model", str(tiny_dir), "--context", str(tiny_dir / "context.txt"), "--question", "Q?"]
@@ -56,3 +59,16 @@ def test_generate_missing_context_and_model(tiny_dir, capsys):
     assert main(["generate", "--model", "gemma-270m", "--context", str(tiny_dir / "context.txt"),
                  "--question", "Q"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_generate_context_that_is_not_a_text_file(tiny_dir, tmp_path, capsys):
+    """Latin-1 bytes gave a UnicodeDecodeError traceback, a directory was reported as missing."""
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Le café est à côté.\nLa clé est 42.".encode("latin-1"))
+    base = ["generate", "--model", str(tiny_dir), "--question", "Q?", "--context"]
+    assert main([*base, str(latin1)]) == 2
+    err = capsys.readouterr().err
+    assert f"context file {latin1} is not UTF-8 text: invalid byte 0xe9 at byte 6 (line 1)" in err
+    assert "Traceback" not in err
+    assert main([*base, str(tmp_path)]) == 2
+    assert f"context file {tmp_path} is a directory, not a file" in capsys.readouterr().err

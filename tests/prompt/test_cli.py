@@ -52,7 +52,8 @@ def test_file_and_json_output(monkeypatch, capsys, tiny_dir, tmp_path):
 
 @pytest.mark.parametrize("args,stdin,message", [
     (["-", "--ratio", "1.5"], "some text", "ratio"),
-    (["missing-file.txt"], "", "no such file"),
+    (["missing-file.txt"], "", "input file missing-file.txt does not exist"),
+    (["."], "", "input file . is a directory, not a file"),
     (["-", "--mode", "json", "--method", "head"], "{not json", "valid JSON"),
     (["-", "--method", "nope"], "some text", "unknown prompt method"),
     (["-", "--keep", "(bad"], "some text", "regular expression"),

@@ -107,6 +107,29 @@ def test_cli_audit_errors(tmp_path, capsys):
     assert "no tokenizer 'nonsense-name'" in capsys.readouterr().err
 
 
+def test_cli_audit_checks_tokenizer_names_before_reading_any_corpus(monkeypatch, capsys):
+    """An unknown name read the 16 MB default corpus and every catalog first (23 s) before saying so."""
+    from tokenzip.tokenizers import corpus, parallel
+
+    def never(*args, **kwargs):
+        raise AssertionError("a corpus was read before the tokenizer names were checked")
+
+    monkeypatch.setattr(corpus, "default_corpus", never)
+    monkeypatch.setattr(corpus, "corpus_from_files", never)
+    monkeypatch.setattr(parallel, "from_catalogs", never)
+    assert main(["tokenizers", "audit", "gemma-3-270m-typo"]) == 2
+    assert "no tokenizer 'gemma-3-270m-typo'" in capsys.readouterr().err
+
+
+def test_cli_corpus_path_that_is_a_directory_or_not_utf8(tmp_path, capsys):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9".encode("latin-1"))
+    assert main(["tokenizers", "train", "--vocab", "300", "--out", str(tmp_path / "o"), str(tmp_path)]) == 2
+    assert f"corpus file {tmp_path} is a directory, not a file" in capsys.readouterr().err
+    assert main(["tokenizers", "train", "--vocab", "300", "--out", str(tmp_path / "o"), str(latin1)]) == 2
+    assert "is not UTF-8 text: invalid byte 0xe9 at byte 3 (line 1)" in capsys.readouterr().err
+
+
 def test_cli_help_without_subcommand(capsys):
     assert main(["tokenizers"]) == 0
     assert "audit" in capsys.readouterr().out

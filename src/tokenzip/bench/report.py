@@ -36,10 +36,51 @@ log = logging.getLogger(__name__)
 PLOTS = ("score_vs_ratio", "score_vs_latency", "score_vs_memory")
 
 
+REQUIRED = ("key", "method", "ratio", "score", "task", "length", "sample")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def row_problem(row: dict[str, Any]) -> str | None:
+    """What makes a bench row unusable (a field of the wrong type), or None for a good row."""
+    for name in ("key", "method", "task"):
+        if not isinstance(row[name], str):
+            return f"{name!r} is {row[name]!r}, not a string"
+    for name in ("ratio", "score"):
+        if not _number(row[name]):
+            return f"{name!r} is {row[name]!r}, not a number"
+    for name in ("length", "sample"):
+        if not isinstance(row[name], int) or isinstance(row[name], bool):
+            return f"{name!r} is {row[name]!r}, not an integer"
+    return None
+
+
+def bench_rows(path: Path) -> list[dict[str, Any]]:
+    """The usable bench rows of one JSONL file. Lines that are not bench rows (e.g. exported tasks) are
+    counted in one warning; a damaged row (unreadable, or a field of the wrong type) is skipped with a
+    warning naming the file and line."""
+    from tokenzip.bench.runner import numbered_rows
+
+    rows, ignored = [], 0
+    for number, row in numbered_rows(path):
+        if not isinstance(row, dict) or not set(REQUIRED) <= set(row):
+            ignored += 1
+            continue
+        problem = row_problem(row)
+        if problem:
+            log.warning("%s, line %d: a damaged row (%s); ignored", path, number, problem)
+            continue
+        rows.append(row)
+    if ignored:
+        log.warning("%s: %d lines are not bench rows (no %s; e.g. exported tasks): ignored",
+                    path, ignored, "/".join(REQUIRED))
+    return rows
+
+
 def load_rows(directory: str | os.PathLike) -> list[dict[str, Any]]:
     """Every row of every ``*.jsonl`` file in ``directory`` (duplicates of a key: the first one wins)."""
-    from tokenzip.bench.runner import read_rows
-
     directory = Path(directory)
     if not directory.is_dir():
         raise TokenzipError(f"{directory} is not a directory of bench results (run `tokenzip bench --out DIR`)")
@@ -48,18 +89,11 @@ def load_rows(directory: str | os.PathLike) -> list[dict[str, Any]]:
         raise TokenzipError(f"{directory} holds no *.jsonl rows (run `tokenzip bench --out {directory}` first)")
     rows, seen = [], set()
     for path in files:
-        ignored = 0
-        for row in read_rows(path):
-            if not isinstance(row, dict) or not {"key", "method", "ratio", "score"} <= set(row):
-                ignored += 1
-                continue
+        for row in bench_rows(path):
             ident = (row.get("engine", "tokenzip"), row["key"])
             if ident not in seen:
                 seen.add(ident)
                 rows.append(row)
-        if ignored:
-            log.warning("%s: %d lines are not bench rows (no key/method/ratio/score; e.g. exported tasks): ignored",
-                        path, ignored)
     if not rows:
         raise TokenzipError(f"{directory} holds no bench rows")
     return rows

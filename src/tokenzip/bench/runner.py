@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from tokenzip.bench.tasks.registry import get_task
 from tokenzip.bench.worker import Job, row_key
 from tokenzip.errors import TokenzipError
 from tokenzip.registry import check_ratio
+from tokenzip.textio import check_file
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,8 @@ class BenchConfig:
                 get_task(spec)
             if not self.contexts or any(isinstance(c, bool) or not isinstance(c, int) or c < 16 for c in self.contexts):
                 raise TokenzipError(f"context lengths are integers >= 16 tokens, got {self.contexts!r}")
-        elif not Path(self.tasks_file).is_file():
-            raise TokenzipError(f"the tasks file {self.tasks_file} does not exist")
+        else:
+            check_file(self.tasks_file, "tasks file")
         if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
             raise TokenzipError(f"samples must be an integer >= 1, got {self.samples!r}")
         if self.workers < 1:
@@ -135,6 +136,32 @@ def make_samples(config: BenchConfig, tokenizer: Any) -> list[Sample]:
             for length in config.contexts for spec in config.tasks for index in range(config.samples)]
 
 
+def shorten_hint(sample: Sample) -> str:
+    """What to do about a sample too long for the model: a generated one takes --context, a tasks file's is cut."""
+    source = sample.metadata.get("source")
+    if source:
+        return f"shorten the context on line {sample.metadata.get('line')} of the tasks file {source}"
+    return "ask for a shorter --context"
+
+
+def check_sizes(samples: Iterable[Sample], tokenizer: Any, limit: int, config: BenchConfig,
+                chars_per_token: int = 16) -> None:
+    """Refuse contexts far too long for the model before tokenizing them whole: only the first
+    ``(limit + 1) * chars_per_token`` characters of a longer context are tokenized to find out."""
+    if not limit:
+        return
+    head_chars = (limit + 1) * chars_per_token
+    for sample in samples:
+        if len(sample.context) <= head_chars:
+            continue  # check_lengths measures it exactly
+        n = len(tokenizer(sample.context[:head_chars], add_special_tokens=False).input_ids)
+        if n > limit:
+            raise TokenzipError(
+                f"sample {sample.id} has a context of {len(sample.context):,} characters; its first {head_chars:,} "
+                f"alone are {n:,} tokens, more than the {limit:,} positions {config.model} allows: "
+                f"{shorten_hint(sample)}")
+
+
 def check_lengths(samples: Iterable[Sample], prompts: Sequence[Any], tokenizer: Any, limit: int,
                   config: BenchConfig) -> None:
     """Refuse samples that do not fit in the model's positions (context + question + answer)."""
@@ -150,24 +177,30 @@ def check_lengths(samples: Iterable[Sample], prompts: Sequence[Any], tokenizer: 
         if n > limit:
             raise TokenzipError(
                 f"sample {sample.id} needs {n} positions (context, question and answer) but {config.model} allows "
-                f"{limit}; ask for a shorter --context")
+                f"{limit}; {shorten_hint(sample)}")
 
 
 # --- the run directory ------------------------------------------------------------------------------
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; an unfinished last line (a run killed mid-write) is skipped with a warning."""
+def numbered_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed JSON)`` of every line of a JSONL file. A damaged line (cut by an interrupted
+    write, or holding bytes that are not UTF-8) is skipped with a warning naming the file and line."""
     if not path.exists():
-        return []
-    rows = []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            log.warning("%s, line %d: not a complete row (an interrupted write?); ignored", path, number)
-    return rows
+        return
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield number, json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                log.warning("%s, line %d: not UTF-8 text (byte %d of the line); ignored", path, number, exc.start)
+            except ValueError:
+                log.warning("%s, line %d: not a complete row (an interrupted write?); ignored", path, number)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; damaged lines are skipped with a warning (see :func:`numbered_rows`)."""
+    return [row for _, row in numbered_rows(path)]
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -187,7 +220,7 @@ def prepare_out(config: BenchConfig) -> set[str]:
     out.mkdir(parents=True, exist_ok=True)
     identity = config.identity()
     config_path = out / CONFIG
-    rows = read_rows(out / ROWS)
+    rows = [r for r in read_rows(out / ROWS) if isinstance(r, dict)]
     stored = None
     if config_path.exists() and rows:  # a configuration with no finished rows protects nothing
         try:
@@ -204,7 +237,7 @@ def prepare_out(config: BenchConfig) -> set[str]:
     grid = {k: getattr(config, k) for k in ("methods", "ratios", "tasks", "contexts", "samples", "tasks_file")}
     record = {"identity": identity, "last_grid": grid, "command": config.command}
     _write_atomic(config_path, json.dumps(record, indent=2) + "\n")
-    return {r["key"] for r in rows if "key" in r}
+    return {r["key"] for r in rows if isinstance(r, dict) and isinstance(r.get("key"), str)}
 
 
 class RowWriter:
@@ -273,6 +306,7 @@ def run(model: str = "gemma-3-270m", stage: str = "kv", methods: Sequence[str] =
     else:
         tokenizer, limit = load_tokenizer(model), config_positions(model)
     sample_list = make_samples(config, tokenizer)
+    check_sizes(sample_list, tokenizer, limit, config)
     prompts = [format_sample(s, tokenizer, prompt_style) for s in sample_list]
     check_lengths(sample_list, prompts, tokenizer, limit, config)
     grid = config.pairs()
@@ -287,10 +321,10 @@ def run(model: str = "gemma-3-270m", stage: str = "kv", methods: Sequence[str] =
         print(f"tokenzip bench: {skipped} rows already in {config.out}, skipped; {total} to run", file=sys.stderr)
     if total:
         _execute(config, jobs, total, loaded if in_process else None, progress, git_commit(), backends)
-    rows = read_rows(Path(config.out) / ROWS)
-    if summary and rows:
-        from tokenzip.bench.report import summary_table
+    from tokenzip.bench.report import bench_rows, summary_table
 
+    rows = bench_rows(Path(config.out) / ROWS)
+    if summary and rows:
         print(summary_table(rows))
     return rows
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from tokenzip.errors import TokenzipError
+from tokenzip.textio import read_text
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -28,8 +28,9 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--model", default="gemma-3-270m", help="short name, local path or HF id")
     parser.add_argument("--method", default="snapkv", help="kv method (`tokenzip methods --stage kv`), or none")
-    parser.add_argument("--ratio", type=float, default=0.5, help="fraction of cache entries removed (0 <= r < 1)")
-    parser.add_argument("--budget", type=int, help="entries kept per head instead of a ratio")
+    parser.add_argument("--ratio", type=float, default=None,
+                        help="fraction of cache entries removed, 0 <= r < 1 (default 0.5)")
+    parser.add_argument("--budget", type=int, help="entries kept per head instead of a ratio (not with --ratio)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="extra method parameter")
     parser.add_argument("--context", required=True, help="text file with the context ('-' for stdin)")
     parser.add_argument("--question", required=True, action="append", help="question (repeat for several)")
@@ -39,24 +40,26 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object per answer")
 
 
+def size_params(ratio: float | None, budget: int | None) -> dict[str, Any]:
+    """``ratio`` or ``budget`` as method parameters (ratio 0.5 when neither is given); both is an error."""
+    if ratio is not None and budget is not None:
+        raise TokenzipError(f"give either --ratio {ratio} (the fraction of entries removed) or --budget {budget} "
+                            "(the entries kept), not both")
+    return {"budget": budget} if budget is not None else {"ratio": 0.5 if ratio is None else ratio}
+
+
 def run(args: argparse.Namespace) -> int:
     import tokenzip as tz
 
-    if args.context == "-":
-        context = sys.stdin.read()
-    else:
-        path = Path(args.context)
-        if not path.is_file():
-            raise TokenzipError(f"context file {path} does not exist")
-        context = path.read_text(encoding="utf-8")
+    sizes = size_params(args.ratio, args.budget)
+    context = read_text(args.context, "context file")
     method = None
     if args.method != "none":
         params = parse_params(args.param)
-        if args.budget is not None:
-            params["budget"] = args.budget
-        else:
-            params["ratio"] = args.ratio
-        method = tz.get_method(args.method, stage="kv", **params)
+        for name in ("ratio", "budget"):
+            if name in params:
+                raise TokenzipError(f"give {name} with --{name}, not as --param")
+        method = tz.get_method(args.method, stage="kv", **params, **sizes)
     model, tok = tz.load_model(args.model)
     answers = tz.kv.answer(model, tok, context, args.question, method, query_aware=args.query_aware,
                            max_new_tokens=args.max_new_tokens, answer_prefix=args.answer_prefix)

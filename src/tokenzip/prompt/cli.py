@@ -6,9 +6,8 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
-from tokenzip.errors import TokenzipError
+from tokenzip.textio import read_text
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
@@ -34,26 +33,10 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object with the text, counts and spans")
 
 
-def _read(path: str) -> str:
-    if path == "-":
-        data = sys.stdin.buffer.read()
-        where = "standard input"
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise TokenzipError(f"no such file: {path} (give a text file, or - to read standard input)")
-        data = p.read_bytes()
-        where = path
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TokenzipError(f"{where} is not UTF-8 text (byte {exc.start}): convert it to UTF-8 first") from exc
-
-
 def run(args: argparse.Namespace) -> int:
     from tokenzip.prompt import compress
 
-    text = _read(args.file)
+    text = read_text(args.file, "input file")
     params = {"reorder": "none"} if args.keep_order and _reorders(args.method) else {}
     result = compress(
         text, ratio=args.ratio, budget=args.budget, question=args.question, method=args.method,

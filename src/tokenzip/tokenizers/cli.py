@@ -95,8 +95,10 @@ def run_audit(args: argparse.Namespace) -> int:
     from tokenzip.table import format_table
     from tokenzip.tokenizers.audit import audit
     from tokenzip.tokenizers.corpus import corpus_from_files, default_corpus
+    from tokenzip.tokenizers.load import load_tokenizer
     from tokenzip.tokenizers.report import CORPUS_COLUMNS, write_audit_report
 
+    tokenizers = [load_tokenizer(t) for t in args.tokenizer]  # a wrong name fails before any corpus is read
     if args.corpus:
         corpus = corpus_from_files(args.corpus, heldout=0.0)
         texts, description = corpus.train, corpus.description
@@ -104,7 +106,7 @@ def run_audit(args: argparse.Namespace) -> int:
         corpus = default_corpus()
         texts, description = corpus.heldout, "held-out part of the default corpus (" + corpus.description + ")"
     par = _parallel(args)
-    result = audit(args.tokenizer, texts, par, curves=not args.no_curves)
+    result = audit(tokenizers, texts, par, curves=not args.no_curves)
     result.meta["corpus"] = description
     if args.json:
         print(json.dumps({"corpus": result.corpus_rows, "languages": result.language_rows, "curves": result.curves,

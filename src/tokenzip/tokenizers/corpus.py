@@ -29,6 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tokenzip.errors import TokenzipError
+from tokenzip.textio import read_text
 
 log = logging.getLogger(__name__)
 
@@ -188,17 +189,7 @@ def default_corpus(packages: Sequence[str] = DEFAULT_PACKAGES, max_bytes: int = 
 
 def read_text_file(path: str | Path) -> str:
     """A UTF-8 text file, or a TokenzipError that says what is wrong with it."""
-    path = Path(path)
-    if not path.exists():
-        raise TokenzipError(f"corpus file {path} does not exist")
-    if not path.is_file():
-        raise TokenzipError(f"corpus path {path} is not a file (give text files, one or more)")
-    try:
-        return path.read_text(encoding="utf-8")
-    except PermissionError as exc:
-        raise TokenzipError(f"corpus file {path} is not readable: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise TokenzipError(f"corpus file {path} is not UTF-8 text ({exc}); convert it to UTF-8 first") from exc
+    return read_text(path, "corpus file", stdin=False)
 
 
 def corpus_from_files(paths: Sequence[str | Path], heldout: float = DEFAULT_HELDOUT,

@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tokenzip.errors import TokenzipError
+from tokenzip.textio import read_text
 from tokenzip.tokenizers.catalogs import Catalog, find_catalogs, normalize_language, read_mo
 from tokenzip.tokenizers.clean import clean_ui_string
 
@@ -200,12 +201,7 @@ def from_files(paths: Iterable[str | Path], reference: str | None = None) -> Par
         raise TokenzipError("parallel files: give at least two files (one per language, aligned by line)")
     lines: dict[str, list[str]] = {}
     for path in paths:
-        if not path.is_file():
-            raise TokenzipError(f"parallel file {path} does not exist or is not a file")
-        try:
-            content = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TokenzipError(f"cannot read parallel file {path} as UTF-8 text: {exc}") from exc
+        content = read_text(path, "parallel file", stdin=False)
         lang = language_of_file(path)
         if lang in lines:
             raise TokenzipError(f"two parallel files for language {lang!r}; name them <language>.txt")

@@ -6,7 +6,10 @@ answer string is in the prediction; ``all``: the fraction of answer strings foun
 string or a list of strings. Lines with the same task and context become one sample whose questions
 are all answered from one prefill, like kvpress's grouping. Files written by ``tokenzip bench
 --export-tasks`` carry ``"formatted": true``: their context and question are already the exact
-text given to the model and are used as they are.
+text given to the model and are used as they are. ``length`` and ``index`` (integers >= 0) name a
+sample in the rows (``task|length|index``): two different contexts may not share them (a resumed run
+would take the second for the first), and a line without an index gets the next free one.
+Every field is checked, with the line number, before any model runs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from typing import Any
 
 from tokenzip.bench.tasks.base import METRICS, Question, Sample
 from tokenzip.errors import TokenzipError
+from tokenzip.textio import read_text
+
+_KINDS = {str: "a string", list: "a list", int: "an integer", bool: "true or false"}
 
 
 def _field(row: dict[str, Any], name: str, where: str, kinds: tuple[type, ...], required: bool = True) -> Any:
@@ -25,57 +31,106 @@ def _field(row: dict[str, Any], name: str, where: str, kinds: tuple[type, ...], 
             raise TokenzipError(f"{where}: missing field {name!r} (each line needs context, question, answer)")
         return None
     value = row[name]
-    if not isinstance(value, kinds) or isinstance(value, bool):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise TokenzipError(f"{where}: field {name!r} must be a {names}, got {type(value).__name__}")
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        expected = " or ".join(_KINDS[k] for k in kinds)
+        raise TokenzipError(f"{where}: field {name!r} must be {expected}, got {_short(value)} "
+                            f"({type(value).__name__})")
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _count(row: dict[str, Any], name: str, where: str, minimum: int) -> int | None:
+    """An optional integer field (``length``, ``index``, ``max_new_tokens``) of at least ``minimum``."""
+    value = _field(row, name, where, (int,), required=False)
+    if value is not None and value < minimum:
+        raise TokenzipError(f"{where}: field {name!r} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _parse_line(line: str, where: str) -> dict[str, Any]:
+    """One line's fields, each checked for type and range; optional ones absent are None."""
+    try:
+        row = json.loads(line)
+    except ValueError as exc:
+        raise TokenzipError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+    if not isinstance(row, dict):
+        raise TokenzipError(f"{where}: expected a JSON object with context, question and answer")
+    context = _field(row, "context", where, (str,))
+    question = _field(row, "question", where, (str,))
+    answer = _field(row, "answer", where, (str, list))
+    answers = [answer] if isinstance(answer, str) else answer
+    if not answers or not all(isinstance(a, str) and a for a in answers):
+        raise TokenzipError(f"{where}: 'answer' must be a non-empty string or a list of non-empty strings")
+    if not context.strip():
+        raise TokenzipError(f"{where}: the context is empty")
+    metric = _field(row, "metric", where, (str,), required=False) or "part"
+    if metric not in METRICS:
+        raise TokenzipError(f"{where}: metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    task = _field(row, "task", where, (str,), required=False)
+    if task is not None and not task.strip():
+        raise TokenzipError(f"{where}: field 'task' must be a non-empty name (or be left out: the file's name)")
+    return {"context": context, "question": question, "answers": answers, "metric": metric, "task": task,
+            "prefix": _field(row, "answer_prefix", where, (str,), required=False) or "",
+            "max_new": _count(row, "max_new_tokens", where, 1) or 32,
+            "length": _count(row, "length", where, 0), "index": _count(row, "index", where, 0),
+            "formatted": _field(row, "formatted", where, (bool,), required=False)}
+
+
+class _Samples:
+    """Samples by (task, context); each has a distinct id (task, length, index), which keys its bench rows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.by_context: dict[tuple[str, str], Sample] = {}
+        self.by_id: dict[str, Sample] = {}
+
+    def add(self, fields: dict[str, Any], number: int) -> None:
+        task = fields["task"] or self.path.stem
+        sample = self.by_context.get((task, fields["context"]))
+        if sample is None:
+            sample = self._new(task, fields, number)
+        elif fields["index"] not in (None, sample.index) or fields["length"] not in (None, sample.length):
+            raise TokenzipError(
+                f"{self.path}, line {number}: the same task and context as line {sample.metadata['line']}, but "
+                f"another length/index ({fields['length']}/{fields['index']} vs {sample.length}/{sample.index}); "
+                "lines with one context are questions about one sample: give them the same length and index")
+        sample.max_new_tokens = max(sample.max_new_tokens, fields["max_new"])
+        sample.questions.append(Question(fields["question"], fields["answers"], fields["prefix"]))
+
+    def _new(self, task: str, fields: dict[str, Any], number: int) -> Sample:
+        length = fields["length"] or 0
+        index = fields["index"]
+        if index is None:  # the next index this task and length do not use yet
+            index = sum(1 for s in self.by_id.values() if s.task == task)
+            while f"{task}|{length}|{index}" in self.by_id:
+                index += 1
+        metadata: dict[str, Any] = {"source": str(self.path), "line": number}
+        if fields["formatted"]:
+            metadata["formatted"] = True
+        sample = Sample(task=task, length=length, index=index, context=fields["context"],
+                        max_new_tokens=fields["max_new"], metric=fields["metric"], metadata=metadata)
+        other = self.by_id.get(sample.id)
+        if other is not None:
+            raise TokenzipError(
+                f"{self.path}, lines {other.metadata['line']} and {number}: two different contexts with the same "
+                f"task {task!r}, length {length} and index {index}; their bench rows would share one key, and a "
+                "resumed run would skip the second. Give each context its own 'index' (or 'task')")
+        self.by_context[(task, fields["context"])] = self.by_id[sample.id] = sample
+        return sample
 
 
 def read_tasks_file(path: str | Path) -> list[Sample]:
     """Samples from a JSONL file; a malformed line is an error naming the file and line number."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TokenzipError(f"cannot read the tasks file {path}: {exc}") from exc
-    samples: dict[tuple[str, str], Sample] = {}
+    lines = read_text(path, "tasks file", stdin=False).splitlines()
+    samples = _Samples(path)
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {number}"
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise TokenzipError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-        if not isinstance(row, dict):
-            raise TokenzipError(f"{where}: expected a JSON object with context, question and answer")
-        context = _field(row, "context", where, (str,))
-        question = _field(row, "question", where, (str,))
-        answer = _field(row, "answer", where, (str, list))
-        answers = [answer] if isinstance(answer, str) else answer
-        if not answers or not all(isinstance(a, str) and a for a in answers):
-            raise TokenzipError(f"{where}: 'answer' must be a non-empty string or a list of non-empty strings")
-        if not context.strip():
-            raise TokenzipError(f"{where}: the context is empty")
-        prefix = _field(row, "answer_prefix", where, (str,), required=False) or ""
-        task = _field(row, "task", where, (str,), required=False) or path.stem
-        max_new = _field(row, "max_new_tokens", where, (int,), required=False) or 32
-        metric = _field(row, "metric", where, (str,), required=False) or "part"
-        if metric not in METRICS:
-            raise TokenzipError(f"{where}: metric must be one of {', '.join(METRICS)}, got {metric!r}")
-        if max_new < 1:
-            raise TokenzipError(f"{where}: max_new_tokens must be >= 1")
-        key = (task, context)
-        if key not in samples:
-            index = sum(1 for t, _ in samples if t == task)
-            metadata = {"source": str(path), "line": number}
-            if row.get("formatted"):
-                metadata["formatted"] = True
-            samples[key] = Sample(task=task, length=int(row.get("length", 0) or 0), index=int(row.get("index", index)),
-                                  context=context, max_new_tokens=max_new, metric=metric, metadata=metadata)
-        sample = samples[key]
-        sample.max_new_tokens = max(sample.max_new_tokens, max_new)
-        sample.questions.append(Question(question, answers, prefix))
-    if not samples:
+        if line.strip():
+            samples.add(_parse_line(line, f"{path}, line {number}"), number)
+    if not samples.by_id:
         raise TokenzipError(f"the tasks file {path} holds no rows")
-    return list(samples.values())
+    return list(samples.by_id.values())

@@ -1,0 +1,51 @@
+"""Reading the user's text files: one function for every command, with errors that say what to do."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tokenzip.errors import TokenzipError
+
+STDIN = "-"
+
+
+def check_file(path: str | Path, what: str = "file") -> Path:
+    """``path`` as a :class:`Path` if it names something readable as a file; else a clear error.
+
+    A missing path, a directory and an unreadable file are told apart. Pipes and devices (``<(cmd)``,
+    ``/dev/stdin``) are accepted: they are read like files.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise TokenzipError(f"{what} {path} is a directory, not a file: give the path of a text file inside it")
+    if not p.exists():
+        raise TokenzipError(f"{what} {path} does not exist (check the path; '-' reads standard input where allowed)")
+    return p
+
+
+def decode_utf8(data: bytes, where: str) -> str:
+    """``data`` as UTF-8 text, or an error naming ``where``, the line and byte of the first invalid byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TokenzipError(
+            f"{where} is not UTF-8 text: invalid byte 0x{data[exc.start]:02x} at byte {exc.start} (line {line}). "
+            "Convert it to UTF-8 first, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`"
+        ) from exc
+
+
+def read_text(path: str | Path, what: str = "file", stdin: bool = True) -> str:
+    """The UTF-8 text of ``path`` (``"-"``: standard input, when ``stdin``); a :class:`TokenzipError` that
+    names ``what`` (e.g. "context file") and says what to do for a missing path, a directory, an
+    unreadable file or bytes that are not UTF-8."""
+    if stdin and str(path) == STDIN:
+        buffer = getattr(sys.stdin, "buffer", None)  # absent when stdin was replaced by a text stream
+        return decode_utf8(buffer.read(), "standard input") if buffer is not None else sys.stdin.read()
+    p = check_file(path, what)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise TokenzipError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    return decode_utf8(data, f"{what} {path}")
