@@ -38,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
 
     for module in ("fastapi", "uvicorn", "prometheus_client", "httpx"):
         require(module, "serve")
+    from tokenzip import spec
+    from tokenzip.errors import TokenzipError
+    from tokenzip.serve.errors import APIError
+
     compression = args.compression or (DEFAULT_PROXY_COMPRESSION if args.upstream else DEFAULT_COMPRESSION)
+    spec.parse(compression)  # a bad spec fails here, before any model loads
     options = dict(model=args.model, compression=compression, cache_bytes=args.cache_bytes,
                    max_queue=args.max_queue, upstream=args.upstream, scorer=args.scorer)
     if args.ray:
@@ -49,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     from tokenzip.serve import build_app
 
-    app = build_app(**options)
+    try:
+        app = build_app(**options)
+    except APIError as exc:  # e.g. a stage the server does not run
+        raise TokenzipError(f"--compression: {exc.message}") from None
     print(f"tokenzip serve: {args.model} on http://{args.host}:{args.port} (compression {compression!r})",
           flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
