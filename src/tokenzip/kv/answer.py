@@ -8,6 +8,8 @@ instead (one prefill per question).
 
 Because every post-prefill method depends only on what the uncompressed prefill computed, one
 :class:`Prefill` can serve many methods and ratios (:meth:`Prefill.compress` leaves it untouched).
+A chunked prefill (``chunk_size=``, :mod:`tokenzip.kv.chunked`) compresses while it reads the context, so
+it serves the one method it was given.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import cache_bytes, copy_cache, layer_at, layer_length, restore, snapshot
+from tokenzip.kv.chunked import check_chunk_size
 from tokenzip.kv.runtime import KVRuntime, target_layers
 from tokenzip.models.attention import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
@@ -32,7 +35,11 @@ from tokenzip.registry import get_method
 
 @dataclass
 class Prefill:
-    """An uncompressed prefill of one context, with the captures methods need. Reusable."""
+    """An uncompressed prefill of one context, with the captures methods need. Reusable.
+
+    After a chunked prefill (``chunk_size``), ``cache`` is already compressed by ``method``; ``seconds``
+    then include the compression between chunks, of which ``compress_seconds`` is the part.
+    """
 
     model: Any
     tokenizer: Any
@@ -44,16 +51,25 @@ class Prefill:
     seconds: float
     bytes: int
     memo: dict[Any, tuple[Any, float]] = field(default_factory=dict)  # extra passes shared by compress() calls
+    masks: Any = None  # validity of layers pruned inside the model during this prefill (a layers method)
+    method: KVMethod | None = None  # the method that compressed a chunked prefill
+    chunk_size: int | None = None
+    compress_seconds: float = 0.0
 
     @property
     def n_tokens(self) -> int:
         return self.input_ids.shape[1]
 
     def compress(self, method: KVMethod | str | None) -> CompressedCache:
-        """Apply ``method`` to a copy of this prefill's cache (the prefill is left untouched)."""
+        """Apply ``method`` to a copy of this prefill's cache (the prefill is left untouched); a chunked prefill
+        gives (a copy of) the cache it compressed while prefilling, for its own method only."""
         method = _as_method(method)
+        if self.chunk_size is not None:
+            return self._compressed_while_prefilling(method)
         cache = copy_cache(self.cache)
         masks = CacheMasks()
+        if self.masks is not None:
+            masks.restore(self.masks)
         start, reused_seconds = time.perf_counter(), 0.0
         if method is not None:
             if method.query_window() > self.window or (method.wants_received() and not self.received):
@@ -71,6 +87,24 @@ class Prefill:
         seconds = time.perf_counter() - start + reused_seconds
         counts = self._kept(cache, masks, bool(method and method.compress_sliding))
         return CompressedCache(self.model, cache, masks, self.n_tokens, method, seconds, counts)
+
+    def _compressed_while_prefilling(self, method: KVMethod | None) -> CompressedCache:
+        if not _same_method(method, self.method):
+            given = self.method.describe() if self.method else "no method"
+            raise TokenzipError(f"this prefill was compressed chunk by chunk by {given}; it cannot give "
+                                f"{method.describe() if method else 'the uncompressed cache'}: prefill again")
+        masks = CacheMasks()
+        if self.masks is not None:
+            masks.restore(self.masks)
+        cache = copy_cache(self.cache)
+        targets = target_layers(self.adapter, bool(method and method.compress_sliding))
+        after = 0.0
+        for i in targets:
+            valid = masks.valid.get(i)
+            stored = layer_length(layer_at(cache, i))
+            after += stored if valid is None else float(valid.float().sum(-1).mean())
+        counts = {"entries_before": self.n_tokens * len(targets), "entries_after": after}
+        return CompressedCache(self.model, cache, masks, self.n_tokens, method, self.compress_seconds, counts)
 
     def _kept(self, cache: Any, masks: CacheMasks, compress_sliding: bool) -> dict[str, float]:
         before = after = 0
@@ -130,7 +164,8 @@ class CompressedCache:
 
 @dataclass
 class KVAnswer:
-    """One answer and what it cost."""
+    """One answer and what it cost (after a chunked prefill, ``prefill_seconds`` include the compression
+    between chunks, ``compress_seconds`` of them)."""
 
     question: str
     text: str
@@ -147,6 +182,14 @@ class KVAnswer:
     @property
     def tokens_per_second(self) -> float:
         return self.new_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+
+def _same_method(a: KVMethod | None, b: KVMethod | None) -> bool:
+    """The same method and parameters, whatever the chunk size."""
+    if a is None or b is None:
+        return a is b
+    strip = lambda m: {k: v for k, v in m.params().items() if k != "chunk_size"}  # noqa: E731
+    return type(a) is type(b) and strip(a) == strip(b)
 
 
 def _as_method(method: KVMethod | str | None) -> KVMethod | None:
@@ -168,16 +211,35 @@ def _encode(tok: Any, text: str | torch.Tensor, special: bool, device: Any) -> t
 
 @torch.no_grad()
 def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence[KVMethod | str] = (),
-            window: int = 0, received: bool = False) -> Prefill:
-    """Prefill ``context`` without compression, keeping what ``methods`` will need to compress it."""
+            window: int = 0, received: bool = False, chunk_size: int | None = None) -> Prefill:
+    """Prefill ``context`` without compression, keeping what ``methods`` will need to compress it.
+
+    With ``chunk_size`` (or a method's own ``chunk_size``) the context is read ``chunk_size`` tokens at a
+    time and compressed by the one method given between chunks, so no compressed layer ever holds more than
+    its budget + one chunk (:mod:`tokenzip.kv.chunked`); without a method, the chunks are only read in turn.
+    """
     methods = [_as_method(m) for m in methods]
+    live = [m for m in methods if m is not None]
+    chunk_size = chunk_size if chunk_size is not None else next((m.chunk_size for m in live if m.chunk_size), None)
+    if chunk_size is not None:
+        check_chunk_size(chunk_size)
+        if len(live) > 1:
+            raise TokenzipError(f"a chunked prefill compresses while it reads the context, with one method; got "
+                                f"{len(live)} ({', '.join(m.name for m in live)}): prefill once per method")
+        if live:
+            live[0].check_chunks(chunk_size)
     window = max([window] + [m.query_window() for m in methods if m is not None])
     received = received or any(m is not None and m.wants_received() for m in methods)
     device = next(model.parameters()).device
     ids = _encode(tok, context, True, device)
     if ids.shape[1] == 0 or (isinstance(context, str) and not context.strip()):
         raise TokenzipError("the context is empty: give the text the questions are about")
-    runtime = KVRuntime(model, None, window=window, received=received)
+    method = live[0] if chunk_size is not None and live else None
+    if chunk_size is not None:
+        runtime = KVRuntime(model, method, chunk_size=chunk_size)
+        runtime.tokenizer = tok
+    else:
+        runtime = KVRuntime(model, None, window=window, received=received)
     limit = runtime.adapter.max_positions
     if limit and ids.shape[1] > limit:
         raise TokenzipError(
@@ -189,7 +251,9 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
     with runtime.attached():
         runtime.adapter.decoder(input_ids=ids, **cache_kwargs(runtime.adapter.decoder, cache), use_cache=True)
     seconds = time.perf_counter() - start
-    return Prefill(model, tok, cache, dict(runtime.captures), ids, window, received, seconds, cache_bytes(cache))
+    return Prefill(model, tok, cache, dict(runtime.captures), ids, window, received, seconds, cache_bytes(cache),
+                   masks=runtime.masks.snapshot(), method=method, chunk_size=chunk_size,
+                   compress_seconds=runtime.compress_seconds)
 
 
 @torch.no_grad()
@@ -246,11 +310,13 @@ def answer_tokens(model: Any, compressed: CompressedCache, ids: torch.Tensor, ma
 
 
 def answer(model: Any, tok: Any, context: str, questions: str | Sequence[str], method: KVMethod | str | None = None,
-           query_aware: bool = False, max_new_tokens: int = 32, answer_prefix: str = "") -> list[KVAnswer]:
+           query_aware: bool = False, max_new_tokens: int = 32, answer_prefix: str = "",
+           chunk_size: int | None = None) -> list[KVAnswer]:
     """Prefill and compress ``context`` once, then answer each question from the same compressed cache.
 
     With ``query_aware=True`` each question is appended to the context before compression (one
-    prefill per question). Returns one :class:`KVAnswer` per question, with its measurements.
+    prefill per question). ``chunk_size`` (or the method's own) compresses while prefilling, chunk by
+    chunk (see :func:`prefill`). Returns one :class:`KVAnswer` per question, with its measurements.
     """
     method = _as_method(method)
     questions = [questions] if isinstance(questions, str) else list(questions)
@@ -258,14 +324,14 @@ def answer(model: Any, tok: Any, context: str, questions: str | Sequence[str], m
         raise TokenzipError("give at least one question")
     results = []
     methods = [method] if method else []
-    shared = None if query_aware else prefill(model, tok, context, methods)
+    shared = None if query_aware else prefill(model, tok, context, methods, chunk_size=chunk_size)
     compressed = shared.compress(method) if shared else None
     device = next(model.parameters()).device
     for question in questions:
         if query_aware:  # the question is compressed with the context; decoding starts from its last token
             parts = [_encode(tok, context, True, device), _encode(tok, question + answer_prefix, False, device)]
             ids = torch.cat(parts, dim=1)
-            pre = prefill(model, tok, ids[:, :-1], methods)
+            pre = prefill(model, tok, ids[:, :-1], methods, chunk_size=chunk_size)
             comp, prompt, prefix = pre.compress(method), ids[:, -1:], ""
         else:
             pre, comp, prompt, prefix = shared, compressed, question, answer_prefix

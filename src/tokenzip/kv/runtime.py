@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from tokenzip.kv import chunked
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
 from tokenzip.kv.cache import layer_at, layer_entries, layer_length, restore, snapshot, store
 from tokenzip.models.attention import CacheMasks, route_attention
@@ -36,15 +37,18 @@ class KVRuntime:
 
     With ``method=None`` it only captures (the shared prefill of :func:`tokenzip.kv.prefill`):
     ``window`` last queries per layer, and the attention each key received when ``received``.
+    ``chunk_size`` (default: the method's) prefills chunk by chunk, compressing between chunks
+    (:mod:`tokenzip.kv.chunked`).
     """
 
     def __init__(self, model: Any, method: KVMethod | None = None, window: int = 0, received: bool = False,
-                 masks: CacheMasks | None = None) -> None:
+                 masks: CacheMasks | None = None, chunk_size: int | None = None) -> None:
         self.model = model
         self.adapter = DecoderAdapter(model)
         self.method = method
         self.window = max(window, method.query_window() if method else 0)
         self.want_received = received or bool(method and method.wants_received())
+        self.given_masks = masks  # served caches bring their own; otherwise the model's shared state is used
         self.masks = masks or CacheMasks()
         self.targets = target_layers(self.adapter, bool(method and method.compress_sliding))
         self.captures: dict[int, dict[str, torch.Tensor]] = {}
@@ -61,6 +65,14 @@ class KVRuntime:
         self.prefilling = False
         self.replaying = False
         self.compressed = False
+        self.chunk_size = chunk_size if chunk_size is not None else getattr(method, "chunk_size", None)
+        if self.chunk_size is not None:
+            chunked.check_chunk_size(self.chunk_size)
+            if method is not None:
+                method.check_chunks(self.chunk_size)
+        self.chunks: chunked.ChunkState | None = None  # set during a chunked prefill
+        self.carried: dict[int, torch.Tensor] = {}  # per-entry state methods carry from chunk to chunk
+        self.compress_seconds = 0.0  # time a chunked prefill spent compressing
 
     # --- attachment ------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -72,7 +84,8 @@ class KVRuntime:
             hooks += [m.register_forward_hook(self._after_attention, with_kwargs=True)
                       for m in self.adapter.attention_modules]
         try:
-            with route_attention(self.model, handlers):
+            with route_attention(self.model, handlers, self.given_masks) as masks:
+                self.masks = masks
                 yield self
         finally:
             for h in hooks:
@@ -86,17 +99,23 @@ class KVRuntime:
         ids = kwargs.get("input_ids", args[0] if args else None)
         embeds = kwargs.get("inputs_embeds")
         q = (ids if ids is not None else embeds).shape[1]
+        if self.chunks is not None and self.chunks.feeding:  # one of the first chunks of a chunked prefill
+            chunked.begin(self, q)
+            return None
+        self.chunks = None
         self.prefilling = cache is None or cache.get_seq_length() == 0
         if self.prefilling:
             self.captures.clear()
             self.seen = 0
             self.compressed = False
-            self.masks.valid.clear()
+            self.masks.clear()
             mask = kwargs.get("attention_mask")
             self.token_valid = None
             if isinstance(mask, torch.Tensor) and mask.ndim == 2 and not bool(mask.all()):
                 self.token_valid = mask.bool()
             self.input_ids = ids
+            if self.chunk_size:
+                return chunked.feed(self, module, args, kwargs)
         self._q = q
         return None
 
@@ -107,8 +126,13 @@ class KVRuntime:
         if self.prefilling:
             self.cache = output_cache(output) or call_cache(module, args, kwargs)
             if self.method is not None and self.method.needs_whole_model() and self.cache is not None:
-                self.compress_all(self.cache)
+                if self.chunks is not None:
+                    chunked.compress_model(self, self.cache)
+                else:
+                    self.compress_all(self.cache)
             self.prefilling = False
+            if self.chunks is not None:
+                self.chunks = chunked.finish(self.chunks)
 
     def _on_attention(self, module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                       mask: Any, kwargs: dict) -> Any:
@@ -126,8 +150,11 @@ class KVRuntime:
             previous = self.captures.setdefault(i, {}).get("queries")
             queries = query.detach() if previous is None else torch.cat([previous, query.detach()], dim=2)
             self.captures[i]["queries"] = queries[:, :, -self.method.decode_window :]
-        if self.masks.managed(i):
-            return self.masks.mask_for(i, query, key)
+        # a prefill's managed layers are the layers stage's, except a chunked prefill's, which the kv method reduced
+        chunk = self.chunks is not None and not self.replaying
+        if self.masks.managed(i) and (self.replaying or not self.prefilling or chunk):
+            mask = self.masks.mask_for(i, query, key)
+            return chunked.mask_padding(self, i, mask, query, key) if chunk and self.token_valid is not None else mask
         return mask
 
     def _after_attention(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
@@ -139,6 +166,9 @@ class KVRuntime:
             self.method.on_decode(self, cache, i)
             return
         if self.method.needs_whole_model():
+            return
+        if self.chunks is not None:
+            chunked.compress_layer(self, cache, i)
             return
         ctx = self.context(cache, i)
         if self.method.is_noop(ctx.n_tokens):
@@ -187,7 +217,7 @@ class KVRuntime:
     def replay(self, cache: Any, input_ids: torch.Tensor, on_attention: Callable) -> None:
         """Run extra tokens after the prefill through the decoder, calling ``on_attention(module, q, k)``
         in every layer, then put the cache back as it was (KVzip's reconstruction pass)."""
-        saved = snapshot(cache)
+        saved, saved_masks = snapshot(cache), self.masks.snapshot()
         self.replaying = True
         self.extra_handlers = {i: on_attention for i in range(self.adapter.num_layers)}
         try:
@@ -201,3 +231,4 @@ class KVRuntime:
             self.replaying = False
             self.extra_handlers = {}
             restore(cache, saved)
+            self.masks.restore(saved_masks)

@@ -31,7 +31,7 @@ import torch
 
 from tokenzip import scoring
 from tokenzip.errors import TokenzipError
-from tokenzip.models.attention import CacheMasks, route_attention
+from tokenzip.models.attention import route_attention, shared_masks
 from tokenzip.models.calling import call_cache
 from tokenzip.models.decoders import SUPPORTED, DecoderAdapter
 from tokenzip.models.inmodel import LayerStack, statistics
@@ -59,6 +59,9 @@ def decoder_stack(model: Any) -> LayerStack | None:
                       extra={"adapter": adapter})
 
 
+_LAYERS_ATTACHED: set[int] = set()  # id(model) of decoders with a layers method attached
+
+
 class _Forward:
     """What the hooks share during one forward pass."""
 
@@ -67,24 +70,23 @@ class _Forward:
         self.padding: torch.Tensor | None = None
         self.input_ids: torch.Tensor | None = None
         self.vision_cls: torch.Tensor | None = None
-        self.seen = 0  # input positions used so far (prompt + generated), in slot-index units
-        self.new = 0  # tokens in the current forward
-        self.stored_positions: dict[int, torch.Tensor] = {}  # sliding layer -> input positions of its entries
 
 
 @contextlib.contextmanager
 def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
-    """Attach ``runtime`` to a decoder (or LLaVA's language model), prefill and decoding."""
-    from tokenzip.models import attention
+    """Attach ``runtime`` to a decoder (or LLaVA's language model), prefill and decoding.
 
-    if id(stack.model) in attention._ACTIVE:
+    The masks of the layers after the reduction live in the validity state every stage attached to
+    the model shares (:func:`tokenzip.models.attention.shared_masks`), so a KV method attached too
+    compresses those layers from the entries they really hold, in either order of attachment.
+    """
+    if id(stack.model) in _LAYERS_ATTACHED:
         raise TokenzipError(
-            "this decoder is already hooked by another tokenzip method (a KV-cache or another layers method); "
-            "combining an in-model pruning method with others on one decoder is not supported yet: use one at a time"
+            "this decoder already has an in-model (layers) method attached: use one layers method per model "
+            "(a layers method and a kv method compose: tz.compress(model, layers_method, kv_method) or tz.pipeline)"
         )
     adapter: DecoderAdapter = stack.extra["adapter"]
     llava = stack.extra.get("llava")
-    masks = CacheMasks()
     fwd = _Forward()
     window = adapter.sliding_window()
     signature = inspect.signature(stack.root.forward)
@@ -93,13 +95,8 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
         bound = signature.bind_partial(*args, **kwargs).arguments
         cache = call_cache(module, args, kwargs)
         fwd.prefill = cache is None or cache.get_seq_length() == 0
-        embeds = bound.get("inputs_embeds")
-        ids = bound.get("input_ids")
-        fwd.new = (embeds if embeds is not None else ids).shape[1]
         if fwd.prefill:
-            fwd.seen = 0
-            fwd.stored_positions.clear()
-            masks.valid.clear()
+            shared_masks(stack.model).clear()
             mask = bound.get("attention_mask")
             fwd.padding = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
             runtime.state = None
@@ -136,9 +133,9 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
             kwargs["position_embeddings"] = (_gather(cos, positions), _gather(sin, positions))
             if isinstance(kwargs.get("position_ids"), torch.Tensor):
                 kwargs["position_ids"] = kwargs["position_ids"].expand(positions.shape[0], -1).gather(1, positions)
-            masks.manage(i, st.valid[:, None, :])
-            if adapter.is_sliding(i) and window is not None:
-                fwd.stored_positions[i] = positions
+            sliding = adapter.is_sliding(i) and window is not None
+            shared_masks(stack.model).manage(i, st.valid[:, None, :], positions=positions if sliding else None,
+                                             window=window if sliding else None)
             return args, kwargs
 
         return hook
@@ -163,19 +160,12 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
                     scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
                     runtime.capture(i, statistics(wants, query, key, scaling, mask))
                 return mask
-            if masks.managed(i):
-                mask = masks.mask_for(i, query, key)
-                if i in fwd.stored_positions:
-                    mask = window_by_position(mask, fwd.stored_positions[i], fwd.seen, query, key, window)
-            return mask
+            masks = shared_masks(stack.model)
+            return masks.mask_for(i, query, key) if masks.managed(i) else mask
 
         return handler
 
-    def after_decoder(module: Any, args: tuple, output: Any) -> None:
-        fwd.seen += fwd.new
-
-    hooks = [stack.root.register_forward_pre_hook(before_decoder, with_kwargs=True),
-             stack.root.register_forward_hook(after_decoder)]
+    hooks = [stack.root.register_forward_pre_hook(before_decoder, with_kwargs=True)]
     for i, layer in enumerate(stack.layers):
         hooks.append(layer.register_forward_pre_hook(before_layer(i), with_kwargs=True))
     hooks += [layer.register_forward_hook(after_layer(i)) for i, layer in enumerate(stack.layers)]
@@ -184,32 +174,14 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
         hooks.append(llava.register_forward_pre_hook(before_llava, with_kwargs=True))
         if -1 in runtime.step_of:
             handlers.update(vision_cls_handlers(llava, fwd))
+    _LAYERS_ATTACHED.add(id(stack.model))
     try:
         with route_attention(stack.model, handlers):
             yield
     finally:
+        _LAYERS_ATTACHED.discard(id(stack.model))
         for h in hooks:
             h.remove()
-
-
-def window_by_position(mask: torch.Tensor | None, prefill_positions: torch.Tensor, seen: int, query: torch.Tensor,
-                       key: torch.Tensor, window: int) -> torch.Tensor:
-    """Restrict a decoding step's mask on a sliding-window layer to keys within ``window`` input positions.
-
-    After pruning, the cache's last ``window - 1`` entries can span more than ``window`` positions;
-    entries are right-aligned with ``prefill_positions`` (B, M) followed by one entry per decoded token.
-    """
-    b, q, k = query.shape[0], query.shape[2], key.shape[2]
-    decoded = seen - int(prefill_positions.max()) - 1 if prefill_positions.numel() else 0
-    device = key.device
-    later = int(prefill_positions.max()) + 1 + torch.arange(decoded + q, device=device)
-    positions = torch.cat([prefill_positions.to(device), later[None].expand(b, -1)], dim=1)[:, -k:]
-    if positions.shape[1] < k:  # cannot happen with a consistent cache; keep the mask as it is
-        return mask
-    new = later[-q:]
-    inside = (new[None, :, None] - positions[:, None, :]) < window  # (B, q, k)
-    inside = inside[:, None]
-    return inside if mask is None else mask & inside
 
 
 def _gather(table: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
