@@ -45,6 +45,7 @@ class Compactor(AutoRatioMethod):
 
     name = "compactor"
     paper = "Chari & Van Durme 2025, arXiv 2507.08143"
+    default_tolerance = 0.4
 
     sinks: int = 8
     recent: int = 4

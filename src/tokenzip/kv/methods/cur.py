@@ -28,6 +28,7 @@ class CUR(AutoRatioMethod):
 
     name = "cur"
     paper = "Sengupta et al. 2025, arXiv 2509.15038"
+    default_tolerance = 0.25
 
     proxy: str = "leverage"
     sketch: int = 48

@@ -45,6 +45,7 @@ class KVzipFast(KVzip, AutoRatioMethod):
 
     name = "kvzip_fast"
     paper = "Kim et al. 2025, arXiv 2505.23416 (self-replay estimate: tokenzip)"
+    default_tolerance = 0.15
 
     replay: str = "self"
     stop_early: bool = True

@@ -26,6 +26,7 @@ class Leverage(AutoRatioMethod):
 
     name = "leverage"
     paper = "Chari & Van Durme 2025, arXiv 2507.08143"
+    default_tolerance = 0.35
 
     sketch: int = 48
 

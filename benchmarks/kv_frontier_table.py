@@ -1,0 +1,66 @@
+"""Tables for benchmarks/kv-frontier.md from `tokenzip bench` rows: score, retention and achieved ratio.
+
+    python benchmarks/kv_frontier_table.py results/kv-frontier [--by-task]
+
+Score: mean over samples (%). vs none: % of the uncompressed score on the same samples. Retention: % of the
+samples the uncompressed model answers fully right that the method also answers fully right. Removed: the
+achieved ratio (entries removed from the compressed layers), mean over samples. Only samples measured for the
+method and for the uncompressed model count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+
+def load(run: Path) -> list[dict]:
+    rows = []
+    for path in sorted(run.glob("*.jsonl")):
+        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows
+
+
+def cells(rows: list[dict], by_task: bool) -> dict[tuple, dict]:
+    none = {(r["task"], r["length"], r["sample"]): r["score"] for r in rows if r["method"] == "none"}
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if (r["task"], r["length"], r["sample"]) in none:
+            groups[(r["method"], r["ratio"], r["task"] if by_task else "all", r["length"])].append(r)
+    out = {}
+    for key, rs in groups.items():
+        base = [none[(r["task"], r["length"], r["sample"])] for r in rs]
+        right = [r for r, b in zip(rs, base) if b == 1.0]
+        out[key] = {
+            "n": len(rs),
+            "score": 100 * sum(r["score"] for r in rs) / len(rs),
+            "vs_none": 100 * sum(r["score"] for r in rs) / sum(base) if sum(base) else float("nan"),
+            "retention": 100 * sum(r["score"] == 1.0 for r in right) / len(right) if right else float("nan"),
+            "removed": sum(r["achieved_ratio"] or 0 for r in rs) / len(rs),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--by-task", action="store_true")
+    args = parser.parse_args()
+    table = cells(load(args.run), args.by_task)
+    lengths = sorted({k[3] for k in table})
+    tasks = sorted({k[2] for k in table})
+    cols = [(t, n) for t in tasks for n in lengths]
+    print("| method | ratio | " + " | ".join(f"{t} {n}" for t, n in cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for method, ratio in sorted({(k[0], k[1]) for k in table}, key=lambda mr: (mr[0] != "none", mr[0], mr[1])):
+        parts = []
+        for t, n in cols:
+            c = table.get((method, ratio, t, n))
+            parts.append("" if c is None else f"{c['score']:.0f} ({c['retention']:.0f}%) r{c['removed']:.2f} n{c['n']}")
+        print(f"| {method} | {ratio:g} | " + " | ".join(parts) + " |")
+
+
+if __name__ == "__main__":
+    main()

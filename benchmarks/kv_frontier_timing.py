@@ -1,0 +1,76 @@
+"""Total time of prefill + compression + answer relative to the plain uncompressed run, in one process.
+
+    python benchmarks/kv_frontier_timing.py TASKS.jsonl --methods kvzip kvzip_fast compactor ... \
+        --ratio 0.5 --repeats 3 --new-tokens 16 --out results/kv-frontier/timing.jsonl
+
+TASKS.jsonl comes from ``tokenzip bench ... --export-tasks``. For every task row and method, the plain run
+(``tz.kv.prefill`` with no method, then ``tz.kv.answer_from``) and the method's run (``tz.kv.prefill`` capturing
+what the method needs, ``Prefill.compress``, ``tz.kv.answer_from``) alternate ``--repeats`` times; each pair
+gives one ratio method/plain, and the median of those ratios is reported. Every answer is exactly
+``--new-tokens`` tokens (end-of-sequence is switched off), so both runs decode the same amount. One torch
+thread unless ``--threads`` says otherwise. A method spec takes parameters: ``kvzip_fast:tolerance=0.1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import tokenzip as tz
+from tokenzip.bench.tasks.registry import parse_spec
+
+
+def run_once(model, tok, context: str, question: str, method, new_tokens: int) -> float:
+    start = time.perf_counter()
+    pre = tz.kv.prefill(model, tok, context, [method] if method is not None else [])
+    compressed = pre.compress(method)
+    _, n, _ = tz.kv.answer_from(model, tok, compressed, question, max_new_tokens=new_tokens)
+    assert n == new_tokens, n
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("tasks", type=Path)
+    parser.add_argument("--methods", nargs="+", required=True)
+    parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=None, help="first N task rows only")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tok = tz.load_model("gemma-3-270m")
+    model.generation_config.eos_token_id = []  # fixed-length answers: plain and compressed decode alike
+    rows = [json.loads(line) for line in args.tasks.read_text().splitlines() if line.strip()][: args.limit]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    first = rows[0]
+    run_once(model, tok, first["context"], first["question"], None, args.new_tokens)  # warm-up, untimed
+    with open(args.out, "a") as out:
+        for row in rows:
+            question = row["question"] + row.get("answer_prefix", "")
+            for spec in args.methods:
+                name, params = parse_spec(spec)
+                method = tz.get_method(name, stage="kv", ratio=args.ratio, **params)
+                plain, timed = [], []
+                for _ in range(args.repeats):
+                    plain.append(run_once(model, tok, row["context"], question, None, args.new_tokens))
+                    timed.append(run_once(model, tok, row["context"], question, method, args.new_tokens))
+                ratios = [t / p for t, p in zip(timed, plain)]
+                record = {"task": row["id"], "method": spec, "ratio": args.ratio, "plain_seconds": plain,
+                          "method_seconds": timed, "relative": ratios, "median_relative": statistics.median(ratios),
+                          "new_tokens": args.new_tokens, "threads": args.threads, "time": time.strftime("%FT%T")}
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+                print(f"{row['id']:28s} {spec:32s} plain {statistics.median(plain):6.1f}s  "
+                      f"x{statistics.median(ratios):.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
