@@ -72,3 +72,15 @@ def test_generate_context_that_is_not_a_text_file(tiny_dir, tmp_path, capsys):
     assert "Traceback" not in err
     assert main([*base, str(tmp_path)]) == 2
     assert f"context file {tmp_path} is a directory, not a file" in capsys.readouterr().err
+
+
+def test_generate_ratio_auto_reports_the_ratio_chosen_per_layer(tiny_dir, capsys):
+    ctx = str(tiny_dir / "context.txt")
+    assert main(["generate", "--model", str(tiny_dir), "--method", "leverage", "--ratio", "auto", "--param",
+                 "tolerance=0.5", "--context", ctx, "--question", "Q?", "--max-new-tokens", "2", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["chosen_ratios"] and all(0 <= r <= 0.9 for r in row["chosen_ratios"].values())
+    assert row["achieved_ratio"] > 0
+    assert main(["generate", "--model", str(tiny_dir), "--method", "snapkv", "--ratio", "auto", "--context", ctx,
+                 "--question", "Q?"]) == 2
+    assert "cannot choose its own ratio" in capsys.readouterr().err

@@ -25,11 +25,22 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+def ratio_arg(text: str) -> float | str:
+    """``--ratio``: a number, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number 0 <= r < 1 or auto, got {text!r}") from None
+
+
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--model", default="gemma-3-270m", help="short name, local path or HF id")
     parser.add_argument("--method", default="snapkv", help="kv method (`tokenzip methods --stage kv`), or none")
-    parser.add_argument("--ratio", type=float, default=None,
-                        help="fraction of cache entries removed, 0 <= r < 1 (default 0.5)")
+    parser.add_argument("--ratio", type=ratio_arg, default=None,
+                        help="fraction of cache entries removed, 0 <= r < 1 (default 0.5), or auto: the method picks "
+                             "it per layer within --param tolerance=T (methods with ratio='auto' only)")
     parser.add_argument("--budget", type=int, help="entries kept per head instead of a ratio (not with --ratio)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="extra method parameter")
     parser.add_argument("--context", required=True, help="text file with the context ('-' for stdin)")
@@ -63,9 +74,12 @@ def run(args: argparse.Namespace) -> int:
     model, tok = tz.load_model(args.model)
     answers = tz.kv.answer(model, tok, context, args.question, method, query_aware=args.query_aware,
                            max_new_tokens=args.max_new_tokens, answer_prefix=args.answer_prefix)
+    chosen = {str(k): v[0] for k, v in sorted(getattr(method, "chosen_ratios", {}).items())}
     for a in answers:
         if args.json:
             row = dict(vars(a), tokens_per_second=a.tokens_per_second)
+            if chosen:
+                row["chosen_ratios"] = chosen  # per compressed layer, with ratio=auto or a tolerance
             print(json.dumps(row))
         else:
             print(a.text.strip())
@@ -73,4 +87,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{a.cache_bytes_before / 2**20:.2f} -> {a.cache_bytes / 2**20:.2f} MiB, prefill "
                   f"{a.prefill_seconds:.2f} s, compress {a.compress_seconds:.2f} s, decode {a.decode_seconds:.2f} s "
                   f"({a.tokens_per_second:.1f} tok/s)", file=sys.stderr)
+            if chosen:
+                print("[ratio chosen per layer] " + ", ".join(f"{k}: {v:.3f}" for k, v in chosen.items()),
+                      file=sys.stderr)
     return 0
