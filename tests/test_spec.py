@@ -25,6 +25,7 @@ def test_full_spec_parses_into_one_method_per_stage() -> None:
     ("kv:snapkv:budget=512", "kv:snapkv:budget=512"),
     ("kv:snapkv | prompt:head@0.25", "prompt:head@0.25 | kv:snapkv"),  # pipeline order
     ("kv:snapkv@0", "kv:snapkv"),
+    ("kv:kvzip_fast:tolerance=0.2 @ AUTO", "kv:kvzip_fast:tolerance=0.2@auto"),  # the method picks the ratio
     ("none", "none"),
     ("", "none"),
 ])
@@ -83,3 +84,11 @@ def test_from_methods_matches_text() -> None:
     assert built == spec.parse("prompt:extractive@0.3 | kv:kivi:bits=2,evict=kvzip@0.5")
     with pytest.raises(TokenzipError, match="expects a kv method"):
         spec.from_methods(kv=tz.get_method("fastv", ratio=0.5))
+
+
+def test_auto_ratio_only_for_methods_that_pick_it() -> None:
+    method = spec.parse("kv:compactor@auto").get("kv").build()
+    assert method.ratio == "auto"
+    assert str(spec.from_methods(kv=method)) == "kv:compactor@auto"
+    with pytest.raises(TokenzipError, match="snapkv cannot choose its own ratio"):
+        spec.parse("kv:snapkv@auto")

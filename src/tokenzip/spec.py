@@ -7,7 +7,8 @@ the CLI and the benchmark. Grammar::
     item    := stage ":" method [ ":" params ] [ "@" ratio ]
     stage   := "prompt" | "layers" | "kv"
     params  := key "=" value ( "," key "=" value )*
-    ratio   := a number with 0 <= ratio < 1 (the fraction of tokens removed, as everywhere in tokenzip)
+    ratio   := a number with 0 <= ratio < 1 (the fraction of tokens removed, as everywhere in tokenzip),
+               or "auto" for methods that pick it per context (``kv:kvzip_fast@auto``)
 
 Examples: ``"kv:kvzip@0.5"``, ``"prompt:extractive@0.5 | layers:fastv@0.3 | kv:kivi:bits=4,evict=kvzip@0.5"``,
 ``"kv:snapkv:budget=512"``. Values are coerced: ``true``/``false`` -> bool, ``none``/``null`` -> None,
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenzip.errors import TokenzipError, unknown_name
-from tokenzip.registry import Method, check_budget, check_ratio, get_method, method_class
+from tokenzip.registry import AUTO, Method, check_budget, check_ratio, get_method, method_class
 
 PIPELINE_STAGES = ("prompt", "layers", "kv")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -83,7 +84,7 @@ class StageSpec:
     stage: str
     method: str
     params: tuple[tuple[str, Any], ...] = ()
-    ratio: float = 0.0
+    ratio: float | str = 0.0  # or "auto"
     budget: int | None = None
 
     def build(self) -> Method:
@@ -107,7 +108,7 @@ class StageSpec:
         if params:
             text += ":" + ",".join(f"{k}={_render(v)}" for k, v in sorted(params))
         if self.ratio and self.budget is None:
-            text += f"@{self.ratio!r}"
+            text += f"@{self.ratio}" if self.ratio == AUTO else f"@{self.ratio!r}"
         return text
 
 
@@ -156,7 +157,9 @@ def _parse_params(item: str, text: str) -> dict[str, Any]:
     return params
 
 
-def _parse_ratio(item: str, text: str) -> float:
+def _parse_ratio(item: str, text: str) -> float | str:
+    if text.strip().lower() == AUTO:  # the method picks it per context (methods with ratio="auto")
+        return AUTO
     try:
         value = float(text.strip())
     except ValueError:
@@ -264,6 +267,6 @@ def from_methods(**methods: Method | str | None) -> PipelineSpec:
         if params:
             text += ":" + ",".join(f"{k}={_render(v)}" for k, v in sorted(params.items()))
         if method.ratio and method.budget is None:
-            text += f"@{method.ratio!r}"
+            text += f"@{method.ratio}" if method.ratio == AUTO else f"@{method.ratio!r}"
         items.append(text)
     return parse(" | ".join(items))
