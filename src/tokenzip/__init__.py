@@ -14,12 +14,14 @@ from typing import Any
 from tokenzip.errors import MissingDependencyError, TokenzipError
 from tokenzip.hooks import compress
 from tokenzip.models import list_models, load_model
+from tokenzip.pipeline import Pipeline, pipeline
 from tokenzip.registry import get_method, methods
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MissingDependencyError",
+    "Pipeline",
     "TokenzipError",
     "bench",
     "compress",
@@ -29,6 +31,7 @@ __all__ = [
     "list_models",
     "load_model",
     "methods",
+    "pipeline",
     "prompt",
     "tokenizers",
 ]

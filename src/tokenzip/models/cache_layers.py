@@ -253,3 +253,36 @@ class QuantizedLayer(CompressedLayer):
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         raise NotImplementedError("beam search is not supported on a quantized tokenzip cache")
+
+
+def dense_cache_entries(model: Any, n_tokens: int) -> int:
+    """Entries an uncompressed dynamic cache holds after ``n_tokens``, summed over layers: every token on a
+    global layer, the last ``window - 1`` on a sliding-window layer (what transformers' layers store)."""
+    from tokenzip.models.decoders import DecoderAdapter
+
+    adapter = DecoderAdapter(model)
+    window = adapter.sliding_window()
+    total = 0
+    for i in range(adapter.num_layers):
+        total += min(n_tokens, window - 1) if adapter.is_sliding(i) and window else n_tokens
+    return total
+
+
+def dense_cache_bytes(model: Any, n_tokens: int) -> int:
+    """Bytes of keys and values an uncompressed dynamic cache holds after ``n_tokens`` (model dtype)."""
+    from tokenzip.models.decoders import DecoderAdapter
+
+    adapter = DecoderAdapter(model)
+    dtype = next(model.parameters()).dtype
+    per_entry = 2 * adapter.num_kv_heads * adapter.head_dim * torch.empty((), dtype=dtype).element_size()
+    return dense_cache_entries(model, n_tokens) * per_entry
+
+
+def held_entries(cache: Any, valid: dict[int, torch.Tensor | None]) -> float:
+    """Valid entries a (compressed) cache holds, summed over layers; ``valid`` maps layer -> per-row/head
+    validity (as in CacheMasks), averaged over heads and rows where given."""
+    total = 0.0
+    for i, layer in enumerate(cache_layers(cache)):
+        v = valid.get(i)
+        total += float(layer_length(layer)) if v is None else float(v.float().sum(-1).mean())
+    return total
