@@ -206,15 +206,17 @@ class Pipeline:
         return result.text, StageRecord("prompt", str(self.spec.get("prompt")), "tokens", _dense_tokens(tok, context),
                                         _dense_tokens(tok, result.text), seconds)
 
-    def prefill(self, model: Any, tok: Any, context: str | torch.Tensor) -> tuple[Prefill, StageRecord | None]:
-        """Prefill with the layers method pruning inside the model (if any) and the kv method's captures."""
+    def prefill(self, model: Any, tok: Any, context: str | torch.Tensor, capture: Sequence[Method] = ()
+                ) -> tuple[Prefill, StageRecord | None]:
+        """Prefill with the layers method pruning inside the model (if any) and the kv method's captures, plus
+        those of the kv methods in ``capture`` (one prefill then serves pipelines that differ in their kv method)."""
         layers = self.methods.get("layers")
         kv = self.methods.get("kv")
         hook = layers.hook(model) if layers is not None else contextlib.nullcontext()
         if layers is not None:
             layers.last_report = None
         with hook:
-            pre = prefill(model, tok, context, [kv] if kv is not None else [])
+            pre = prefill(model, tok, context, ([kv] if kv is not None else []) + list(capture))
         if layers is None:
             return pre, None
         report = layers.last_report
@@ -243,7 +245,7 @@ class Pipeline:
         records += [record] if record else []
         compressed, record = self.compress_cache(pre)
         records += [record] if record else []
-        return compressed, self._report(model, tok, context, pre, compressed, records, baseline)
+        return compressed, self.report(model, tok, context, pre, compressed, records, baseline)
 
     def answer(self, model: Any, tok: Any, context: str, questions: str | Sequence[str], query_aware: bool = False,
                max_new_tokens: int = 32, answer_prefix: str = "", baseline: bool = False) -> PipelineResult:
@@ -271,7 +273,7 @@ class Pipeline:
             pre, layers_record = self.prefill(model, tok, ids[:, :-1])
             compressed, kv_record = self.compress_cache(pre)
             records = [r for r in (record, layers_record, kv_record) if r is not None]
-            reports.append(self._report(model, tok, context + q, pre, compressed, records, baseline))
+            reports.append(self.report(model, tok, context + q, pre, compressed, records, baseline))
             out, n, seconds = answer_from(model, tok, compressed, ids[:, -1:], max_new_tokens)
             answers.append(PipelineAnswer(q, out, n, seconds))
         return PipelineResult(answers, reports)
@@ -296,8 +298,11 @@ class Pipeline:
         result = self.answer(model, tok, text, [question or ""], query_aware=True, max_new_tokens=max_new_tokens)
         return result.answers[0].text, result.report
 
-    def _report(self, model: Any, tok: Any, original: str, pre: Prefill, compressed: CompressedCache,
-                records: list[StageRecord], baseline: bool) -> PipelineReport:
+    def report(self, model: Any, tok: Any, original: str, pre: Prefill, compressed: CompressedCache,
+               records: list[StageRecord], baseline: bool = False) -> PipelineReport:
+        """The report of one run from its parts: ``original`` is the uncompressed context (the dense reference),
+        ``pre`` the prefill (after the layers stage), ``compressed`` the cache after the kv stage, ``records``
+        the stages' records in order."""
         dense = _dense_tokens(tok, original)
         held = held_entries(compressed.cache, compressed.masks.valid)
         dense_seconds = None
