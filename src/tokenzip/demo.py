@@ -6,6 +6,10 @@ haystack; facts planted in prose and asked about in other words), 1,024-token co
 each. It prints the table and writes the report (markdown, HTML, plots) to ``results/demo``. Every
 flag makes it bigger: more methods, ratios, tasks, samples, longer contexts, parallel workers.
 Running it again resumes (finished rows are kept and skipped).
+
+Then the stages composed: a few pipelines (``--pipelines``, each a spec as in :mod:`tokenzip.spec`)
+answer one needle question about a ~2k-token haystack, and each prints where its savings came from
+(tokens and KV bytes after each stage, against the uncompressed model on the same text).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from pathlib import Path
 METHODS = ["streaming_llm", "snapkv", "kvzip"]
 RATIOS = ["0.5", "0.75"]
 TASKS = ["niah_single", "qa"]
+PIPELINES = ["kv:kvzip@0.5", "prompt:extractive@0.5 | kv:kvzip@0.5",
+             "prompt:extractive@0.5 | layers:fastv@0.3 | kv:kvzip@0.5"]
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
@@ -32,6 +38,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--out", default="results/demo", help="run directory (resumable)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, help="torch threads per worker (default: as tokenzip bench)")
+    parser.add_argument("--pipelines", nargs="*", default=PIPELINES, metavar="SPEC",
+                        help="pipelines shown composed after the sweep (none to skip: --pipelines)")
 
 
 def needle_prompt(tokenizer, n_tokens: int, number: int = 482913, seed: int = 0) -> str:
@@ -66,4 +74,26 @@ def run(args: argparse.Namespace) -> int:
           f"demo took {time.perf_counter() - start:.0f} s")
     print("score: % of right answers (string match); vs none: % of the uncompressed model's score on the same "
           "samples; retention: score on the samples the uncompressed model got right.")
+    if args.pipelines:
+        show_pipelines(args.model, args.pipelines)
+        print(f"\ndemo took {time.perf_counter() - start:.0f} s in all")
     return 0
+
+
+def show_pipelines(model_name: str, specs: list[str], tokens: int = 2048, number: int = 739104) -> None:
+    """Answer one needle question through each pipeline and print where its savings came from."""
+    import tokenzip as tz
+
+    pipes = [tz.pipeline(spec) for spec in specs]  # bad specs fail before the model loads
+    model, tok = tz.load_model(model_name)
+    context, question = needle_prompt(tok, tokens, number=number, seed=1).split("\nQuestion:")
+    question = "\nQuestion:" + question
+    print(f"\nThe stages composed: one needle question about a {len(tok(context).input_ids)}-token haystack "
+          f"(right answer: {number}); KV bytes against the uncompressed cache of the same text")
+    for pipe in pipes:
+        pipe.prompt_scorer = (model, tok)
+        result = pipe.answer(model, tok, context, question, max_new_tokens=8)
+        answer = result.answers[0].text.strip()
+        right = "right" if str(number) in answer else "wrong"
+        print(f"\n{pipe}: {answer!r} ({right})")
+        print(result.report.table())
