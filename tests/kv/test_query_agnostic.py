@@ -204,3 +204,18 @@ def test_shared_prefill_does_not_widen_another_methods_window(tiny):
     shared = tz.kv.prefill(model, tok, TEXT, [snapkv, tz.get_method("compactor", ratio=0.5)]).compress(snapkv)
     for a, b in zip(alone.cache.layers, shared.cache.layers):
         assert torch.equal(a.keys, b.keys)
+
+
+def test_keys_unrotated_and_rotated_further_agree_with_the_rotary_embedding(tiny):
+    from tokenzip.kv.runtime import KVRuntime
+    from tokenzip.scoring import rotate_half
+
+    model, tok = tiny("llama")
+    pre = tz.kv.prefill(model, tok, TEXT)
+    ctx = KVRuntime(model, None).context(pre.cache, 0)
+    raw = ctx.unrotated_keys()
+    n = ctx.n_tokens
+    for shift in (0, 7):
+        cos, sin = ctx.adapter.rotary(0, torch.arange(shift, n + shift)[None], raw)
+        again = raw * cos[:, None] + rotate_half(raw) * sin[:, None]
+        assert torch.allclose(again, ctx.rotated(ctx.keys, shift), atol=1e-4)
