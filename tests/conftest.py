@@ -23,3 +23,18 @@ def minilm():
     import tokenzip as tz
 
     return tz.load_model("minilm-l6")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """``tiny(family)``: a tiny seeded model and its tokenizer, built once per test module."""
+    from tokenzip.testing import tiny_model
+
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            cache[family] = tiny_model(family)
+        return cache[family]
+
+    return get

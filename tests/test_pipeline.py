@@ -8,22 +8,10 @@ from tokenzip.errors import TokenzipError
 from tokenzip.kv.cache import layer_length
 from tokenzip.models.cache_layers import cache_bytes, dense_cache_bytes, dense_cache_entries
 from tokenzip.models.calling import cache_kwargs, new_cache, output_cache
-from tokenzip.testing import DECODER_FAMILIES, tiny_model
+from tokenzip.testing import DECODER_FAMILIES
 
 TEXT = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 5
 QUESTION = "\nQuestion: What is the special magic number?\nAnswer:"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            cache[family] = tiny_model(family)
-        return cache[family]
-
-    return get
 
 
 def _generate(model, enc, *methods):
