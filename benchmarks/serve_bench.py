@@ -85,13 +85,14 @@ def _client(url: str) -> Any:
     return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=1800)
 
 
-def part_cache(model_objects: Any, doc: str, qa: list, specs: list[str]) -> list[dict[str, Any]]:
+def part_cache(model_objects: Any, doc: str, qa: list, specs: list[str],
+               nocache: list[str] | None = None) -> list[dict[str, Any]]:
     from tokenzip.serve import build_app
     from tokenzip.serve.local import live_server
 
     rows = []
     for spec in specs:
-        for cache_bytes in (0, 4 << 30):
+        for cache_bytes in ((0, 4 << 30) if nocache is None or spec in nocache else (4 << 30,)):
             app = build_app(MODEL, compression=spec, cache_bytes=cache_bytes, model_objects=model_objects)
             with live_server(app) as url:
                 client = _client(url)
@@ -188,6 +189,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["cache", "load", "proxy"], required=True)
     parser.add_argument("--specs", nargs="+", default=["none", "kv:kvzip@0.5"])
+    parser.add_argument("--nocache-specs", nargs="*", help="specs also run without the cache (default: all)")
     parser.add_argument("--proxy-spec", default="prompt:extractive@0.5")
     parser.add_argument("--tokens", type=int, default=4000)
     parser.add_argument("--out", type=Path, required=True)
@@ -198,7 +200,7 @@ def main() -> int:
     doc, qa = document(tok, args.tokens)
     print(f"document: {len(tok(doc).input_ids)} tokens, {len(qa)} questions", flush=True)
     if args.part == "cache":
-        result: Any = part_cache((model, tok), doc, qa, args.specs)
+        result: Any = part_cache((model, tok), doc, qa, args.specs, args.nocache_specs)
     elif args.part == "load":
         result = part_load((model, tok), doc, qa, args.specs[-1])
     else:

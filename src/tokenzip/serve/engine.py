@@ -186,33 +186,47 @@ class Engine:
         if job.cancel.is_set():
             self.metrics.cancelled.inc()
             return Result("", 0, "cancelled", usage)
-        device = next(self.model.parameters()).device
-        entry, cached = None, False
-        if job.key is not None and self.cache.max_bytes:
-            entry = self.cache.get(job.key)
-            cached = entry is not None
-            (self.metrics.cache_hits if cached else self.metrics.cache_misses).inc()
-        if entry is None and (job.context_ids or len(job.question_ids) > 1):
-            entry = self._build(job)
-            if job.key is not None and self.cache.put(job.key, entry):
-                usage["cache"] = "miss"
-            else:
-                usage["cache"] = "off" if job.key is not None else "none"
-        elif cached:
-            usage["cache"] = "hit"
-        else:
-            usage["cache"] = "none"
-        q = job.question_ids if job.context_ids else job.question_ids[-1:]
+        entry, usage["cache"] = self._context(job)
+        cached = usage["cache"] == "hit"
         stages = [dict(row, cached=cached, **({"seconds": 0.0} if cached else {})) for row in entry.stages] \
             if entry else []
         self.metrics.record_stages(stages)
         self.metrics.cache_bytes.set(self.cache.bytes)
         self.metrics.cache_entries.set(len(self.cache))
         start = time.perf_counter()
-        detok, n, first = Detokenizer(self.tok, job.stops), 0, None
-        q_ids = torch.tensor([q], device=device)
+        text, n, finish, first = self._decode(job, entry, emit)
+        now = time.perf_counter()
+        usage.update(
+            stages=stages, kv_bytes_held=entry.bytes if entry else 0, kv_bytes_dense=entry.dense_bytes if entry else 0,
+            cached_tokens=len(job.context_ids) if cached else 0, decode_seconds=now - start,
+            time_to_first_token_seconds=(first or now) - job.started, seconds=now - job.started,
+        )
+        self.metrics.prompt_tokens.inc(job.prompt_tokens)
+        self.metrics.completion_tokens.inc(n)
+        return Result(text, n, finish, usage)
+
+    def _context(self, job: Job) -> tuple[Entry | None, str]:
+        """The compressed context (cache hit, or built now) and the cache outcome: hit, miss, off or none."""
+        if job.key is not None and self.cache.max_bytes:
+            entry = self.cache.get(job.key)
+            (self.metrics.cache_hits if entry is not None else self.metrics.cache_misses).inc()
+            if entry is not None:
+                return entry, "hit"
+        if not job.context_ids and len(job.question_ids) < 2:
+            return None, "none"  # a one-token prompt: nothing to prefill
+        entry = self._build(job)
+        if job.key is None:
+            return entry, "none"
+        return entry, "miss" if self.cache.put(job.key, entry) else "off"
+
+    def _decode(self, job: Job, entry: Entry | None,
+                emit: Callable[[str], None]) -> tuple[str, int, str, float | None]:
+        """Greedy tokens after the context; returns text, token count, finish reason, first-token time."""
+        q = job.question_ids if job.context_ids else job.question_ids[-1:]
+        q_ids = torch.tensor([q], device=next(self.model.parameters()).device)
         tokens = (answer_tokens(self.model, self.tok, entry.compressed, q_ids, job.max_tokens) if entry
                   else plain_tokens(self.model, q_ids, job.max_tokens))
+        detok, n, first = Detokenizer(self.tok, job.stops), 0, None
         with closing(tokens) as gen, torch.no_grad():
             for token in gen:
                 first = first or time.perf_counter()
@@ -225,18 +239,10 @@ class Engine:
         tail = detok.flush()
         if tail:
             emit(tail)
-        finish = "cancelled" if job.cancel.is_set() else "stop" if detok.stopped or n < job.max_tokens else "length"
         if job.cancel.is_set():
             self.metrics.cancelled.inc()
-        now = time.perf_counter()
-        usage.update(
-            stages=stages, kv_bytes_held=entry.bytes if entry else 0, kv_bytes_dense=entry.dense_bytes if entry else 0,
-            cached_tokens=len(job.context_ids) if cached else 0, decode_seconds=now - start,
-            time_to_first_token_seconds=(first or now) - job.started, seconds=now - job.started,
-        )
-        self.metrics.prompt_tokens.inc(job.prompt_tokens)
-        self.metrics.completion_tokens.inc(n)
-        return Result(detok.text, n, finish, usage)
+            return detok.text, n, "cancelled", first
+        return detok.text, n, "stop" if detok.stopped or n < job.max_tokens else "length", first
 
     def _build(self, job: Job) -> Entry:
         """Prompt stage on the documents, then prefill and kv-compress the context (query-agnostic)."""
