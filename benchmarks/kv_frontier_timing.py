@@ -6,7 +6,8 @@
 TASKS.jsonl comes from ``tokenzip bench ... --export-tasks``. For every task row and method, the plain run
 (``tz.kv.prefill`` with no method, then ``tz.kv.answer_from``) and the method's run (``tz.kv.prefill`` capturing
 what the method needs, ``Prefill.compress``, ``tz.kv.answer_from``) alternate ``--repeats`` times; each pair
-gives one ratio method/plain, and the median of those ratios is reported. Every answer is exactly
+gives one ratio method/plain, and the median of those ratios is reported, for wall-clock time and for the CPU
+time of this process (which a machine shared with other jobs disturbs much less). Every answer is exactly
 ``--new-tokens`` tokens (end-of-sequence is switched off), so both runs decode the same amount. One torch
 thread unless ``--threads`` says otherwise. A method spec takes parameters: ``kvzip_fast:tolerance=0.1``.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -25,13 +27,14 @@ import tokenzip as tz
 from tokenzip.bench.tasks.registry import parse_spec
 
 
-def run_once(model, tok, context: str, question: str, method, new_tokens: int) -> float:
-    start = time.perf_counter()
+def run_once(model, tok, context: str, question: str, method, new_tokens: int) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (this process) of prefill + compression + answer."""
+    start, cpu = time.perf_counter(), time.process_time()
     pre = tz.kv.prefill(model, tok, context, [method] if method is not None else [])
     compressed = pre.compress(method)
     _, n, _ = tz.kv.answer_from(model, tok, compressed, question, max_new_tokens=new_tokens)
     assert n == new_tokens, n
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> None:
@@ -62,14 +65,19 @@ def main() -> None:
                 for _ in range(args.repeats):
                     plain.append(run_once(model, tok, row["context"], question, None, args.new_tokens))
                     timed.append(run_once(model, tok, row["context"], question, method, args.new_tokens))
-                ratios = [t / p for t, p in zip(timed, plain)]
-                record = {"task": row["id"], "method": spec, "ratio": args.ratio, "plain_seconds": plain,
-                          "method_seconds": timed, "relative": ratios, "median_relative": statistics.median(ratios),
-                          "new_tokens": args.new_tokens, "threads": args.threads, "time": time.strftime("%FT%T")}
+                wall = [t[0] / p[0] for t, p in zip(timed, plain)]
+                cpu = [t[1] / p[1] for t, p in zip(timed, plain)]
+                record = {"task": row["id"], "method": spec, "ratio": args.ratio,
+                          "plain_seconds": [p[0] for p in plain], "method_seconds": [t[0] for t in timed],
+                          "plain_cpu_seconds": [p[1] for p in plain], "method_cpu_seconds": [t[1] for t in timed],
+                          "relative": wall, "median_relative": statistics.median(wall),
+                          "relative_cpu": cpu, "median_relative_cpu": statistics.median(cpu),
+                          "new_tokens": args.new_tokens, "threads": args.threads, "time": time.strftime("%FT%T"),
+                          "load_average": os.getloadavg()[0]}
                 out.write(json.dumps(record) + "\n")
                 out.flush()
-                print(f"{row['id']:28s} {spec:32s} plain {statistics.median(plain):6.1f}s  "
-                      f"x{statistics.median(ratios):.2f}", flush=True)
+                print(f"{row['id']:28s} {spec:32s} plain {statistics.median(p[0] for p in plain):6.1f}s  "
+                      f"wall x{statistics.median(wall):.2f}  cpu x{statistics.median(cpu):.2f}", flush=True)
 
 
 if __name__ == "__main__":
