@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,8 +22,12 @@ _ONE_KV_METHOD = (
 
 
 @contextlib.contextmanager
-def compress(model: Any, *methods: Method) -> Iterator[Any]:
+def compress(model: Any, *methods: Method, chunk_size: int | None = None) -> Iterator[Any]:
     """Apply kv-stage and layers-stage methods to ``model`` inside a ``with`` block.
+
+    ``chunk_size``: the kv method compresses while prefilling, ``chunk_size`` tokens at a time, so the
+    cache never holds more than its budget + one chunk per layer (:mod:`tokenzip.kv.chunked`; the same as
+    the method's own ``chunk_size`` parameter).
 
     Every hook is removed on exit, also when the block raises. An in-model pruning (layers) method and a
     KV-cache method compose; two kv methods on one model (given together or in nested blocks) are refused.
@@ -43,6 +48,13 @@ def compress(model: Any, *methods: Method) -> Iterator[Any]:
     kv = [label(m) for m in methods if m.stage == "kv"]
     if len(kv) > 1:
         raise TokenzipError(f"compress() got {len(kv)} kv methods ({', '.join(kv)}). {_ONE_KV_METHOD}")
+    if chunk_size is not None:
+        if not kv:
+            raise TokenzipError("chunk_size= is for a kv method (it compresses while prefilling); none was given")
+        methods = tuple(dataclasses.replace(m, chunk_size=chunk_size) if m.stage == "kv" else m for m in methods)
+    if any(getattr(m, "chunk_size", None) for m in methods) and any(m.stage == "layers" for m in methods):
+        raise TokenzipError("a chunked prefill (chunk_size) does not compose with a layers method yet: the layers "
+                            "method prunes a whole prefill at once")
     with contextlib.ExitStack() as stack:
         for method in methods:
             stack.enter_context(method.hook(model))

@@ -3,6 +3,8 @@
     with tz.compress(model, tz.get_method("snapkv", ratio=0.5)):
         model.generate(...)
     tz.kv.answer(model, tok, context, questions, "kvzip")       # compress once, answer many
+    tz.kv.answer(model, tok, long_context, questions, tz.get_method("kvzip", budget=4096), chunk_size=1024)
+                                                                # compress while prefilling, in bounded memory
 """
 
 from tokenzip.kv.answer import CompressedCache, KVAnswer, Prefill, answer, answer_from, prefill

@@ -178,6 +178,7 @@ class KVAnswer:
     decode_seconds: float
     new_tokens: int
     method: str = "none"
+    chunk_size: int | None = None  # compressed while prefilling in chunks (cache_bytes_before: what was held then)
 
     @property
     def tokens_per_second(self) -> float:
@@ -340,6 +341,6 @@ def answer(model: Any, tok: Any, context: str, questions: str | Sequence[str], m
             question=question, text=text, tokens_in=pre.n_tokens, achieved_ratio=comp.achieved_ratio,
             cache_bytes_before=pre.bytes, cache_bytes=comp.bytes, prefill_seconds=pre.seconds,
             compress_seconds=comp.compress_seconds, decode_seconds=seconds, new_tokens=n_new,
-            method=method.describe() if method else "none",
+            method=method.describe() if method else "none", chunk_size=pre.chunk_size,
         ))
     return results

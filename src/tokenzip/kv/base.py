@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from tokenzip.errors import TokenzipError
 from tokenzip.reduce import gather_tokens, keep_topk
 from tokenzip.registry import Method
 from tokenzip.scoring import rotate_half, unrotate
@@ -39,10 +40,23 @@ class LayerContext:
     adapter: Any  # tokenzip.models.decoders.DecoderAdapter
     received: torch.Tensor | None = None  # (B, H_q, N): attention received from every prefill query
     extra: dict[str, Any] | None = None  # method-specific captures (e.g. KVzip's replay queries)
+    # chunked prefill (tokenzip.kv.chunked): real tokens seen so far per row, ``(B,)`` (None: the N entries are the
+    # whole context), and what the method carried for the entries kept from earlier chunks (``carry``), (B, H_kv, N)
+    seen: torch.Tensor | None = None
+    carried: torch.Tensor | None = None
 
     @property
     def n_tokens(self) -> int:
         return self.keys.shape[2]
+
+    @property
+    def chunked(self) -> bool:
+        """True when compressing during a chunked prefill: the entries are what was kept plus the newest chunk."""
+        return self.seen is not None
+
+    def seen_lengths(self) -> torch.Tensor:
+        """Real tokens seen per row, ``(B,)``: the context so far in a chunked prefill, else the real lengths."""
+        return self.real_lengths() if self.seen is None else self.seen
 
     def real_lengths(self) -> torch.Tensor:
         """Valid (non-padding) entries per batch row, ``(B,)`` (the fewest over heads when per head)."""
@@ -92,13 +106,16 @@ class LayerContext:
 class LayerResult:
     """A compressed layer: kept entries ``(B, H_kv, M, D)`` and their validity ``(B, H_kv, M)``.
 
-    ``layer`` replaces the transformers cache layer when the storage itself changes (quantization).
+    ``layer`` replaces the transformers cache layer when the storage itself changes (quantization);
+    ``indices`` ``(B, H_kv, M)`` say which entries were kept, where a method can tell (a chunked prefill
+    carries per-entry state with them).
     """
 
     keys: torch.Tensor
     values: torch.Tensor
     valid: torch.Tensor | None
     layer: Any = None
+    indices: torch.Tensor | None = None
 
 
 @dataclass
@@ -107,6 +124,10 @@ class KVMethod(Method):
 
     ``compress_sliding``: for models with sliding-window layers (Gemma 3), those layers are already
     bounded and are left untouched by default; set it to compress them too.
+
+    ``chunk_size``: prefill the context ``chunk_size`` tokens at a time and reduce each compressed layer to
+    its budget after every chunk (:mod:`tokenzip.kv.chunked`), so no layer holds more than budget + chunk
+    entries; for methods with ``chunkable`` set. Each method's docstring says what chunking changes.
     """
 
     stage: ClassVar[str] = "kv"
@@ -114,8 +135,26 @@ class KVMethod(Method):
     needs_received: ClassVar[bool] = False  # attention received from every prefill query (H2O)
     whole_model: ClassVar[bool] = False  # compress after the whole prefill (not layer by layer)
     decode_window: ClassVar[int] = 0  # recent decoding queries kept for compression during generation
+    chunkable: ClassVar[bool] = False  # can compress between the chunks of a chunked prefill
+    bounds = {"chunk_size": (1, None)}
 
     compress_sliding: bool = False
+    chunk_size: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_chunks()
+
+    def check_chunks(self, chunk_size: int | None = None) -> None:
+        """Refuse a chunk size (``chunk_size``, else the method's own) on a method that cannot compress between
+        prefill chunks."""
+        size = chunk_size if chunk_size is not None else self.chunk_size
+        if size is not None and not self.supports_chunks():
+            from tokenzip.registry import methods
+
+            names = [row["name"] for row in methods(stage="kv") if _chunkable(row["name"])]
+            raise TokenzipError(f"kv.{self.name} cannot compress while prefilling in chunks (chunk_size={size}); "
+                                f"methods that can: {', '.join(names)}")
 
     # --- what subclasses define -------------------------------------------------------------
     def score(self, ctx: LayerContext) -> torch.Tensor:
@@ -140,10 +179,21 @@ class KVMethod(Method):
     def on_decode(self, runtime: Any, cache: Any, layer_idx: int) -> None:
         """Hook called after each decoding step's attention in a target layer (the ``decoding`` wrapper)."""
 
+    def supports_chunks(self) -> bool:
+        """Whether this method can compress between the chunks of a chunked prefill."""
+        return self.chunkable
+
+    def carry(self, ctx: LayerContext) -> torch.Tensor | None:
+        """Per-entry state ``(B, H_kv, N)`` to carry to the next chunk of a chunked prefill (H2O's accumulated
+        attention, KVzip's running maximum); the kept entries' values come back as ``ctx.carried``."""
+        return None
+
     # --- shared machinery ----------------------------------------------------------------------
     def keep_counts(self, ctx: LayerContext) -> torch.Tensor:
-        """Entries kept per head in each batch row: ``kept(real length)``, ``(B,)``."""
-        return torch.tensor([self.kept(int(n)) for n in ctx.real_lengths()], device=ctx.keys.device)
+        """Entries kept per head in each batch row: ``kept(real length)``, ``(B,)``; in a chunked prefill
+        ``kept(tokens seen so far)``, at most the real entries held."""
+        counts = [min(self.kept(int(seen)), int(n)) for seen, n in zip(ctx.seen_lengths(), ctx.real_lengths())]
+        return torch.tensor(counts, device=ctx.keys.device)
 
     def own_queries(self, ctx: LayerContext) -> LayerContext:
         """``ctx`` with only the last ``query_window()`` captured queries: a prefill shared with a method that needs
@@ -166,7 +216,8 @@ class KVMethod(Method):
         """Score, select the top ``kept(N)`` per head, gather."""
         keep = self.keep_counts(ctx)
         indices, valid = self.select(ctx, self.masked_scores(ctx), keep)
-        return LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), valid)
+        return LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), valid,
+                           indices=indices)
 
     def compress_model(self, contexts: list[LayerContext]) -> list[LayerResult]:
         """Compress every layer; methods allocating budgets across layers override this."""
@@ -207,6 +258,13 @@ class WrapperMethod(KVMethod):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.base = build_base(self.base, self.ratio, self.budget, self.compress_sliding)
+        self.check_chunks()
+
+    def supports_chunks(self) -> bool:
+        return self.chunkable and (not isinstance(self.base, KVMethod) or self.base.supports_chunks())
+
+    def carry(self, ctx: LayerContext) -> torch.Tensor | None:
+        return self.base.carry(ctx)
 
     def query_window(self) -> int:
         return self.base.query_window()
@@ -219,6 +277,15 @@ class WrapperMethod(KVMethod):
 
     def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
         self.base.prepare(runtime, contexts)
+
+
+def _chunkable(name: str) -> bool:
+    from tokenzip.registry import get_method
+
+    try:
+        return get_method(name, stage="kv").supports_chunks()
+    except TokenzipError:
+        return False
 
 
 def build_base(base: Any, ratio: float, budget: int | None, compress_sliding: bool) -> KVMethod:

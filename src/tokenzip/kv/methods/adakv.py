@@ -23,10 +23,14 @@ class AdaKV(WrapperMethod):
     Memory: storage is sized to the largest head budget, with a per-head validity mask, so it saves
     ``1 - max_head_budget / N`` of the layer's memory, less than the nominal ratio when heads differ.
     With one KV head (Gemma 3 270M) it equals ``base``.
+    Chunked prefill (when ``base`` can chunk): ``base``'s chunked scores, budgets re-spread over the heads
+    after every chunk; a layer then holds at most its largest head budget + chunk entries, which can exceed
+    budget + chunk when heads differ.
     """
 
     name = "adakv"
     paper = "Feng et al. 2024, arXiv 2407.11550"
+    chunkable = True
 
     bounds = {"floor": (0.0, 1.0)}
 

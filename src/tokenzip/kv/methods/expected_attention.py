@@ -23,10 +23,13 @@ class ExpectedAttention(KVMethod):
     The covariance term (``use_covariance``) is off by default: on Gemma 3 270M it made even query-aware
     needle retrieval fail on every sample we tried (the mean term alone retrieves them); see
     benchmarks/kv-gemma-3-270m.md.
+    Chunked prefill: the Gaussian is fitted to each chunk's last ``window_size`` queries and the future
+    positions start after the tokens seen so far; the kept entries and the chunk's are scored together.
     """
 
     name = "expected_attention"
     paper = "Devoto et al. 2025, arXiv 2510.00636"
+    chunkable = True
 
     bounds = {"window_size": (1, None), "n_future": (1, None), "sinks": (0, None)}
 
@@ -46,11 +49,11 @@ class ExpectedAttention(KVMethod):
         lengths = ctx.real_lengths().tolist()
         w = ctx.queries.shape[2]
         device = ctx.keys.device
-        for b, n_real in enumerate(lengths):
-            q_pos = (n_real - w + torch.arange(w, device=device)).clamp_min(0)[None]
+        for b, n_seen in enumerate(ctx.seen_lengths().tolist()):  # positions: the tokens seen, held or not
+            q_pos = (n_seen - w + torch.arange(w, device=device)).clamp_min(0)[None]
             cos, sin = ctx.adapter.rotary(ctx.layer_idx, q_pos, ctx.queries)
             q_pre = unrotate(ctx.queries[b : b + 1].float(), cos[:, None].float(), sin[:, None].float())
-            future = (n_real + torch.arange(self.n_future, device=device))[None]
+            future = (n_seen + torch.arange(self.n_future, device=device))[None]
             cos_f, sin_f = ctx.adapter.rotary(ctx.layer_idx, future, ctx.queries)
             rows.append(expected_attention_scores(q_pre, ctx.keys[b : b + 1], cos_f[0], sin_f[0], ctx.scaling,
                                                   cov_weight=1.0 if self.use_covariance else 0.0))

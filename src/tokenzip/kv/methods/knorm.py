@@ -18,10 +18,13 @@ class Knorm(KVMethod):
 
     Devoto et al., "A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression", EMNLP 2024,
     arXiv 2406.11430.
+    Chunked prefill: the same rule on the kept entries and the chunk's (a key's norm does not depend on the
+    others), applied to keys computed with the compressed cache of the layers below.
     """
 
     name = "knorm"
     paper = "Devoto et al. 2024, arXiv 2406.11430"
+    chunkable = True
 
     def score(self, ctx: LayerContext) -> torch.Tensor:
         return key_norm_scores(ctx.keys)

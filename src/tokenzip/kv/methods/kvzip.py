@@ -26,16 +26,29 @@ class KVzip(KVMethod):
     2505.23416. Costs one extra forward pass over the context (attending to twice its length). The
     instruction is tokenized with ``tokenizer`` (``tz.kv.answer``/``prefill`` pass theirs); without one the
     context alone is replayed.
+
+    Chunked prefill (``chunk_size``): the paper's chunked scoring, in bounded memory. After each chunk the
+    instruction and that chunk are replayed against what the cache holds (the kept entries and the chunk's),
+    an entry's score is its largest reconstruction attention over every replay it was held for (carried
+    with it), and each layer keeps its own budget, uniform over heads (one top-k over all layers would let
+    a layer outgrow budget + chunk). The extra pass costs ``(chunk + instruction) x (budget + 2 chunk)``
+    attention per chunk instead of ``N x 2N``.
     """
 
     name = "kvzip"
     paper = "Kim et al. 2025, arXiv 2505.23416"
     whole_model = True
+    chunkable = True
 
     prompt: str = "\n\nRepeat the previous context exactly.\n"
     tokenizer: Any = None
 
     def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
+        if contexts and contexts[0].chunked:  # one reconstruction of the newest chunk, nothing to share
+            scores = self.reconstruction_scores(runtime, contexts)
+            for ctx in contexts:
+                ctx.extra = {"kvzip": scores[ctx.layer_idx]}
+            return
         key = ("kvzip", self.prompt, id(self.tokenizer or getattr(runtime, "tokenizer", None)),
                tuple(ctx.layer_idx for ctx in contexts))
         if key in runtime.memo:  # the same prefill compressed again (another ratio): same reconstruction
@@ -49,7 +62,8 @@ class KVzip(KVMethod):
             ctx.extra = {"kvzip": scores[ctx.layer_idx]}
 
     def replay_ids(self, runtime: Any) -> torch.Tensor:
-        """The reconstruction input: the instruction, then the context again (without its BOS)."""
+        """The reconstruction input: the instruction, then the context (a chunked prefill: the newest chunk)
+        again, without its BOS."""
         ids = runtime.input_ids
         bos = getattr(runtime.adapter.config, "bos_token_id", None)
         if bos is not None and bool((ids[:, 0] == bos).all()):
@@ -78,12 +92,19 @@ class KVzip(KVMethod):
         return scores
 
     def score(self, ctx: LayerContext) -> torch.Tensor:
-        return ctx.extra["kvzip"]
+        scores = ctx.extra["kvzip"]
+        return scores if ctx.carried is None else torch.maximum(scores, ctx.carried)
+
+    def carry(self, ctx: LayerContext) -> torch.Tensor | None:
+        return self.score(ctx) if ctx.chunked else None
 
     def compress_model(self, contexts: list[LayerContext]) -> list[LayerResult]:
+        if contexts and contexts[0].chunked:  # a budget per layer: no layer may outgrow budget + chunk
+            return [self.compress_layer(ctx) for ctx in contexts]
         scores = [self.masked_scores(ctx) for ctx in contexts]
         keeps = [self.keep_counts(ctx) for ctx in contexts]
         results = []
         for ctx, (indices, valid) in zip(contexts, keep_topk_global(scores, keeps)):
-            results.append(LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), valid))
+            results.append(LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), valid,
+                                       indices=indices))
         return results

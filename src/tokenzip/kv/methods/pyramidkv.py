@@ -21,6 +21,8 @@ class PyramidKV(SnapKV):
     (``beta`` sets the top/bottom spread); scores are SnapKV's.
     Cai et al., "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information Funneling",
     2024, arXiv 2406.02069.
+    Chunked prefill: SnapKV's chunked scores; each layer's budget is computed from the tokens seen so far,
+    so a layer holds at most its own budget (up to twice the mean) + chunk entries.
     """
 
     name = "pyramidkv"
@@ -36,6 +38,6 @@ class PyramidKV(SnapKV):
         targets = target_layers(ctx.adapter, self.compress_sliding)
         depth = targets.index(ctx.layer_idx) if ctx.layer_idx in targets else 0
         counts = []
-        for n in ctx.real_lengths().tolist():
-            counts.append(layer_budgets(len(targets), self.kept(n), n, self.beta)[depth])
+        for seen, n in zip(ctx.seen_lengths().tolist(), ctx.real_lengths().tolist()):
+            counts.append(min(n, layer_budgets(len(targets), self.kept(seen), seen, self.beta)[depth]))
         return torch.tensor(counts, device=ctx.keys.device)

@@ -13,10 +13,12 @@ from tokenzip.registry import register
 @register
 @dataclass
 class RandomKV(KVMethod):
-    """Keep a uniformly random subset of the cache (seeded per layer)."""
+    """Keep a uniformly random subset of the cache (seeded per layer). Chunked prefill: a random subset of
+    the kept entries and the chunk's after each chunk, so older tokens survive less often."""
 
     name = "random"
     paper = "baseline"
+    chunkable = True
 
     bounds = {"seed": (0, None)}
 

@@ -28,10 +28,13 @@ class SnapKV(KVMethod):
 
     Li et al., "SnapKV: LLM Knows What You are Looking for Before Generation", NeurIPS 2024, arXiv 2404.14469.
     Query-agnostic use (question asked after compression) gives the window no question to look at.
+    Chunked prefill (``chunk_size``): after each chunk, the chunk's last ``window_size`` queries score the
+    entries kept so far together with the chunk's, and the chunk's last ``window_size`` tokens are protected.
     """
 
     name = "snapkv"
     paper = "Li et al. 2024, arXiv 2404.14469"
+    chunkable = True
 
     bounds = {"window_size": (1, None), "kernel": (1, None)}
 

@@ -18,10 +18,13 @@ class StreamingLLM(KVMethod):
 
     Xiao et al., "Efficient Streaming Language Models with Attention Sinks", ICLR 2024, arXiv 2309.17453.
     Positions are counted on real tokens, so left padding does not move the sinks.
+    Chunked prefill: the sinks and the newest entries after each chunk, which is the paper's own streaming
+    setting; the final cache holds the same tokens as a dense prefill compressed at the end.
     """
 
     name = "streaming_llm"
     paper = "Xiao et al. 2024, arXiv 2309.17453"
+    chunkable = True
 
     bounds = {"sinks": (0, None)}
 

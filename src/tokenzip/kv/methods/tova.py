@@ -17,10 +17,13 @@ class TOVA(KVMethod):
     """Score = attention of the last query, averaged over all heads (one ranking for the layer).
 
     Oren et al., "Transformers are Multi-State RNNs" (Token Omission Via Attention), 2024, arXiv 2401.06104.
+    Chunked prefill: the last query of each chunk scores the kept entries and the chunk's (TOVA itself
+    evicts token by token; a chunk of 1 is the paper's setting).
     """
 
     name = "tova"
     paper = "Oren et al. 2024, arXiv 2401.06104"
+    chunkable = True
     window = 1
 
     def score(self, ctx: LayerContext) -> torch.Tensor:

@@ -19,10 +19,12 @@ class VATP(KVMethod):
 
     Guo et al., "Attention Score is not All You Need for Token Importance Indicator in KV Cache Reduction:
     Value Also Matters", EMNLP 2024, arXiv 2406.12335. The window is protected as in SnapKV.
+    Chunked prefill: each chunk's last queries score the kept entries and the chunk's, as in SnapKV.
     """
 
     name = "vatp"
     paper = "Guo et al. 2024, arXiv 2406.12335"
+    chunkable = True
 
     bounds = {"window_size": (1, None)}
 
