@@ -64,6 +64,11 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--prompt-style", default="auto", choices=("auto", "completion", "chat"),
                         help="auto: the chat template when the tokenizer has one, else completion-style")
     parser.add_argument("--query-aware", action="store_true", help="kv: compress with the question appended")
+    parser.add_argument("--chunk-size", type=int, metavar="TOKENS",
+                        help="kv: methods compress while prefilling, TOKENS at a time (each compressed layer holds at "
+                             "most its budget + one chunk); the uncompressed row stays a dense prefill. Same as "
+                             "chunk_size=TOKENS in each method spec; budgets go in the spec (snapkv:budget=2048) "
+                             "with --ratios 0")
     parser.add_argument("--no-shared-prefill", action="store_true",
                         help="kv: prefill once per method instead of once per sample (same results, per-method "
                              "prefill times)")
@@ -92,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
                                 tasks_file=args.tasks_file)
         print(f"wrote {n} prompts to {args.export_tasks}")
         return 0
-    runner.run(model=args.model, stage=args.stage, methods=args.methods, ratios=_floats(args.ratios), tasks=args.tasks,
+    from tokenzip.bench.stages import with_chunk_size
+
+    methods = with_chunk_size(args.methods, args.chunk_size)
+    runner.run(model=args.model, stage=args.stage, methods=methods, ratios=_floats(args.ratios), tasks=args.tasks,
                context=contexts, samples=args.samples, out=args.out, seed=args.seed, tasks_file=args.tasks_file,
                workers=args.workers, backend=args.backend, ray_address=args.ray_address,
                max_new_tokens=args.max_new_tokens, prompt_style=args.prompt_style, query_aware=args.query_aware,

@@ -2,13 +2,17 @@
 
 Peak RSS is the kernel's high-water mark (``VmHWM``), reset before each measured step by writing 5
 to ``/proc/self/clear_refs`` (Linux >= 4.0); where that is not possible the process's lifetime peak
-(``ru_maxrss``) is reported instead and the row says so (``rss_peak_scope``). CUDA peaks come from
-``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
+(``ru_maxrss``) is reported instead and the row says so (``rss_peak_scope``). Before the reset, memory the
+C allocator holds but no tensor uses is given back to the system (``malloc_trim``), so one step's freed
+tensors do not count in the next step's peak. CUDA peaks come from ``torch.cuda.max_memory_allocated``
+after ``reset_peak_memory_stats``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import os
 import platform
 import resource
@@ -19,27 +23,44 @@ from typing import Any
 import torch
 
 
-def _vm_hwm() -> int | None:
+def _vm_status(field: str = "VmHWM") -> int | None:
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
 
 
+def _vm_hwm() -> int | None:
+    return _vm_status("VmHWM")
+
+
+def release_free_memory() -> None:
+    """Collect garbage and hand the allocator's free pages back to the system (glibc ``malloc_trim``)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
-    """``with PeakMemory() as peak: ...`` then ``peak.rss`` / ``peak.cuda`` (bytes) over the block."""
+    """``with PeakMemory() as peak: ...`` then ``peak.rss`` / ``peak.cuda`` (bytes) over the block;
+    ``peak.start_rss``: the RSS when the block began (so ``rss - start_rss`` is what the block added)."""
 
     def __init__(self, device: Any = None) -> None:
         self.cuda_device = device if device is not None and torch.device(device).type == "cuda" else None
         self.rss = 0
+        self.start_rss: int | None = None
         self.cuda: int | None = None
         self.scope = "step"
 
     def __enter__(self) -> PeakMemory:
+        release_free_memory()
+        self.start_rss = _vm_status("VmRSS")
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")

@@ -48,6 +48,9 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--answer-prefix", default="", help="text the answer starts with")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--query-aware", action="store_true", help="compress with the question appended")
+    parser.add_argument("--chunk-size", type=int, metavar="TOKENS",
+                        help="compress while prefilling, TOKENS at a time: each compressed layer holds at most its "
+                             "budget + one chunk (for long contexts; chunkable methods only)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per answer")
 
 
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         method = tz.get_method(args.method, stage="kv", **params, **sizes)
     model, tok = tz.load_model(args.model)
     answers = tz.kv.answer(model, tok, context, args.question, method, query_aware=args.query_aware,
-                           max_new_tokens=args.max_new_tokens, answer_prefix=args.answer_prefix)
+                           max_new_tokens=args.max_new_tokens, answer_prefix=args.answer_prefix,
+                           chunk_size=args.chunk_size)
     chosen = {str(k): v[0] for k, v in sorted(getattr(method, "chosen_ratios", {}).items())}
     for a in answers:
         if args.json:
@@ -83,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(row))
         else:
             print(a.text.strip())
-            print(f"[{a.method}] context {a.tokens_in} tokens, achieved ratio {a.achieved_ratio:.3f}, cache "
-                  f"{a.cache_bytes_before / 2**20:.2f} -> {a.cache_bytes / 2**20:.2f} MiB, prefill "
+            cache = (f"{a.cache_bytes / 2**20:.2f} MiB (compressed while prefilling, chunks of {a.chunk_size})"
+                     if a.chunk_size else f"{a.cache_bytes_before / 2**20:.2f} -> {a.cache_bytes / 2**20:.2f} MiB")
+            print(f"[{a.method}] context {a.tokens_in} tokens, achieved ratio {a.achieved_ratio:.3f}, cache {cache}, "
+                  "prefill "
                   f"{a.prefill_seconds:.2f} s, compress {a.compress_seconds:.2f} s, decode {a.decode_seconds:.2f} s "
                   f"({a.tokens_per_second:.1f} tok/s)", file=sys.stderr)
             if chosen:

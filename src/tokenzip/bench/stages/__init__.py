@@ -17,18 +17,42 @@ from tokenzip.registry import Method, get_method
 
 STAGES = ("kv", "prompt", "layers")
 NONE = "none"
+# peak memory per phase (the kv stage): prefill (and compression), then answering; rss_start_bytes is the
+# process's RSS when the prefill began (weights and all), so the prefill's own working memory is the difference
+PHASE_MEMORY = ("prefill_peak_rss_bytes", "decode_peak_rss_bytes", "prefill_peak_cuda_bytes",
+                "decode_peak_cuda_bytes", "rss_start_bytes")
 
 
 def build_method(stage: str, spec: str, ratio: float) -> Method | None:
-    """The method object for ``spec`` (``"snapkv"``, ``"kivi:bits=2"``) at ``ratio``; None for ``"none"``."""
+    """The method object for ``spec`` (``"snapkv"``, ``"kivi:bits=2"``) at ``ratio``; None for ``"none"``.
+
+    A ``budget`` in the spec (``"snapkv:budget=2048"``, entries kept) replaces the ratio: it runs at ratio 0.
+    """
     name, params = parse_spec(spec)
     if name == NONE:
         return None
     if name.startswith(f"{stage}."):  # "layers.random" in the layers stage
         name = name[len(stage) + 1:]
-    if "ratio" in params or "budget" in params:
+    if "ratio" in params:
         raise TokenzipError(f"method {spec!r}: give ratios with --ratios, not inside the method spec")
-    return get_method(name, stage=stage, ratio=ratio, **params)
+    if "budget" in params and ratio:
+        raise TokenzipError(f"method {spec!r} keeps a budget of entries instead of a ratio: run it with --ratios 0")
+    return get_method(name, stage=stage, **({} if "budget" in params else {"ratio": ratio}), **params)
+
+
+def with_chunk_size(specs: list[str], chunk_size: int | None) -> list[str]:
+    """Method specs with ``chunk_size`` added (``--chunk-size``: kv methods compress while prefilling in
+    chunks); ``none`` and specs that set their own are left as they are."""
+    if chunk_size is None:
+        return list(specs)
+    out = []
+    for spec in specs:
+        name, params = parse_spec(spec)
+        if name == NONE or "chunk_size" in params:
+            out.append(spec)
+        else:
+            out.append(f"{spec}{',' if ':' in spec else ':'}chunk_size={chunk_size}")
+    return out
 
 
 def is_noop(stage: str, method: Method | None) -> bool:
@@ -55,7 +79,9 @@ def measurement(method: str, ratio: float, **fields: Any) -> dict[str, Any]:
         "new_tokens": None, "decode_tokens_per_second": None, "cache_bytes_before": None, "cache_bytes": None,
         "peak_rss_bytes": None, "peak_cuda_bytes": None, "rss_peak_scope": None,
     }
-    unknown = set(fields) - set(row) - {"nll", "tokens_scored", "cosine", "neighbours", "compute_fraction", "notes"}
+    extra = {"nll", "tokens_scored", "cosine", "neighbours", "compute_fraction", "notes", "chunk_size",
+             *PHASE_MEMORY}
+    unknown = set(fields) - set(row) - extra
     if unknown:
         raise KeyError(f"unknown measurement fields: {sorted(unknown)}")
     row.update(fields)

@@ -5,7 +5,10 @@ context; the cache is restored between questions). With ``shared_prefill`` (the 
 uncompressed prefill per sample serves every method and ratio: :meth:`tokenzip.kv.Prefill.compress`
 works on a copy, and every post-prefill method depends only on what that prefill computed. The
 prefill time reported in each row is then that shared prefill's. ``query_aware`` appends each
-question before compression (one prefill per question and method). Perplexity samples score the
+question before compression (one prefill per question and method). A method with a ``chunk_size``
+(``--chunk-size``) compresses while prefilling in chunks, so it always prefills on its own; its row's
+prefill seconds include that compression. Rows record peak memory for the prefill (with compression) and
+for answering separately. Perplexity samples score the
 continuation teacher-forced from the compressed cache.
 """
 
@@ -32,42 +35,72 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
         return
     questions = [q + p for q, p in prompt.questions]
     max_new = worker.max_new_tokens(sample)
-    if worker.config.query_aware or not worker.config.shared_prefill:
+    if worker.config.query_aware:
         for spec, ratio, method in methods:
             with PeakMemory(worker.device) as peak:
-                answers = tz.kv.answer(model, tok, prompt.context, questions, method,
-                                       query_aware=worker.config.query_aware, max_new_tokens=max_new)
+                answers = tz.kv.answer(model, tok, prompt.context, questions, method, query_aware=True,
+                                       max_new_tokens=max_new)
                 synchronize(worker.device)
             first = answers[0]
             yield measurement(
                 spec, ratio, predictions=[a.text for a in answers], tokens_in=first.tokens_in,
                 tokens_kept=first.tokens_in * (1 - first.achieved_ratio), achieved_ratio=first.achieved_ratio,
-                prefill_seconds=sum(a.prefill_seconds for a in answers) if worker.config.query_aware
-                else first.prefill_seconds,
-                compress_seconds=sum(a.compress_seconds for a in answers) if worker.config.query_aware
-                else first.compress_seconds,
+                prefill_seconds=sum(a.prefill_seconds for a in answers),
+                compress_seconds=sum(a.compress_seconds for a in answers),
                 decode_seconds=sum(a.decode_seconds for a in answers), new_tokens=sum(a.new_tokens for a in answers),
                 cache_bytes_before=first.cache_bytes_before, cache_bytes=first.cache_bytes,
-                peak_rss_bytes=peak.rss, peak_cuda_bytes=peak.cuda, rss_peak_scope=peak.scope)
+                peak_rss_bytes=peak.rss, peak_cuda_bytes=peak.cuda, rss_peak_scope=peak.scope,
+                rss_start_bytes=peak.start_rss)
+        return
+    # a chunked prefill compresses while reading the context: each such method prefills on its own (first, so a
+    # dense prefill too large for the machine cannot take their rows down with it)
+    own = [m for m in methods if m[2] is not None and m[2].chunk_size]
+    if not worker.config.shared_prefill:
+        own += [m for m in methods if m not in own]
+    for spec, ratio, method in own:
+        with PeakMemory(worker.device) as prefill_peak:
+            pre = tz.kv.prefill(model, tok, prompt.context, [method] if method is not None else [])
+            compressed = pre.compress(method)
+            synchronize(worker.device)
+        yield _answered(worker, spec, ratio, pre, compressed, questions, max_new, prefill_peak)
+        del pre, compressed
+    shared = [m for m in methods if m not in own]
+    if not shared:
         return
     with PeakMemory(worker.device) as prefill_peak:
-        pre = tz.kv.prefill(model, tok, prompt.context, [m for _, _, m in methods if m is not None])
+        pre = tz.kv.prefill(model, tok, prompt.context, [m for _, _, m in shared if m is not None])
         synchronize(worker.device)
-    for spec, ratio, method in methods:
-        with PeakMemory(worker.device) as peak:
+    for spec, ratio, method in shared:
+        with PeakMemory(worker.device) as compress_peak:
             compressed = pre.compress(method)
-            outputs = [tz.kv.answer_from(model, tok, compressed, q, max_new_tokens=max_new) for q in questions]
             synchronize(worker.device)
-        achieved = compressed.achieved_ratio
-        yield measurement(
-            spec, ratio, predictions=[text for text, _, _ in outputs], tokens_in=pre.n_tokens,
-            tokens_kept=pre.n_tokens * (1 - achieved), achieved_ratio=achieved, prefill_seconds=pre.seconds,
-            compress_seconds=compressed.compress_seconds, decode_seconds=sum(s for _, _, s in outputs),
-            new_tokens=sum(n for _, n, _ in outputs), cache_bytes_before=pre.bytes, cache_bytes=compressed.bytes,
-            peak_rss_bytes=max(peak.rss, prefill_peak.rss),
-            peak_cuda_bytes=None if peak.cuda is None else max(peak.cuda, prefill_peak.cuda or 0),
-            rss_peak_scope=peak.scope)
+        yield _answered(worker, spec, ratio, pre, compressed, questions, max_new, prefill_peak, compress_peak)
         del compressed
+
+
+def _answered(worker: Any, spec: str, ratio: float, pre: Any, compressed: Any, questions: list[str], max_new: int,
+              prefill_peak: PeakMemory, compress_peak: PeakMemory | None = None) -> dict:
+    """Answer every question from ``compressed`` and measure it: peaks of the prefill (with compression) and of
+    answering, separately. A chunked prefill's seconds include its compression (``compress_seconds`` of them)."""
+    model, tok = worker.model, worker.tokenizer
+    with PeakMemory(worker.device) as decode_peak:
+        outputs = [tz.kv.answer_from(model, tok, compressed, q, max_new_tokens=max_new) for q in questions]
+        synchronize(worker.device)
+    phase = [p for p in (prefill_peak, compress_peak) if p is not None]
+    prefill_rss = max(p.rss for p in phase)
+    prefill_cuda = None if prefill_peak.cuda is None else max(p.cuda or 0 for p in phase)
+    achieved = compressed.achieved_ratio
+    return measurement(
+        spec, ratio, predictions=[text for text, _, _ in outputs], tokens_in=pre.n_tokens,
+        tokens_kept=pre.n_tokens * (1 - achieved), achieved_ratio=achieved, prefill_seconds=pre.seconds,
+        compress_seconds=compressed.compress_seconds, decode_seconds=sum(s for _, _, s in outputs),
+        new_tokens=sum(n for _, n, _ in outputs), cache_bytes=compressed.bytes,
+        cache_bytes_before=None if pre.chunk_size else pre.bytes,  # a chunked prefill never held the dense cache
+        peak_rss_bytes=max(prefill_rss, decode_peak.rss),
+        peak_cuda_bytes=None if decode_peak.cuda is None else max(prefill_cuda or 0, decode_peak.cuda),
+        rss_peak_scope=decode_peak.scope, prefill_peak_rss_bytes=prefill_rss, decode_peak_rss_bytes=decode_peak.rss,
+        prefill_peak_cuda_bytes=prefill_cuda, decode_peak_cuda_bytes=decode_peak.cuda,
+        rss_start_bytes=prefill_peak.start_rss, chunk_size=pre.chunk_size)
 
 
 @torch.no_grad()
