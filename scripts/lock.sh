@@ -17,6 +17,8 @@ compile() {  # $1 constraints file, $2 output
     CUSTOM_COMPILE_COMMAND="bash scripts/lock.sh" "$tools/venv/bin/pip-compile" -q --upgrade --allow-unsafe --strip-extras \
         --no-emit-index-url --no-emit-find-links --extra "$extras" -c "$1" -o "$2" pyproject.toml
     sed -i 's/^torch==\([0-9.]*\)+cpu$/torch==\1/' "$2"
+    # the "all" extra names tokenzip itself: drop that line (and its "via" comments), the project is not pinned
+    sed -i '/^tokenzip @ /,/^[^ ]/{/^tokenzip @ /d;/^    #/d}' "$2"
 }
 mkdir -p requirements
 compile requirements/pins.txt requirements/lock.txt
