@@ -13,7 +13,8 @@ through the official openai client, streaming, so the time to the first token is
 - ``load``: 4 concurrent clients, 4 questions each (16 requests, cache warm): throughput, p50/p95 latency,
   every answer checked against the same question asked alone.
 - ``proxy``: llama.cpp's server (llama-cpp-python) on the same model's q4_k_m GGUF, directly and through
-  ``tokenzip serve --upstream`` (prompt stage, question-aware): tokens sent upstream, latency, answers right.
+  ``tokenzip serve --upstream`` (prompt stage, question-aware): tokens sent upstream, latency, answers right
+  (not streamed: llama.cpp's server sends no usage in a stream).
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def ask(client: Any, doc: str, question: str, max_tokens: int = 6) -> dict[str, 
             usage = chunk.usage.model_dump()
     end = time.perf_counter()
     return {"text": text, "ttft": (first or end) - start, "seconds": end - start, "usage": usage}
+
+
+def ask_plain(client: Any, doc: str, question: str, max_tokens: int = 6) -> dict[str, Any]:
+    """One non-streamed completion (llama.cpp's server sends no usage in streams): text, seconds, usage."""
+    start = time.perf_counter()
+    r = client.completions.create(model=MODEL, prompt=f"{doc}\n\n{question}", max_tokens=max_tokens, temperature=0)
+    return {"text": r.choices[0].text, "seconds": time.perf_counter() - start, "usage": r.usage.model_dump()}
 
 
 def _client(url: str) -> Any:
@@ -167,14 +175,16 @@ def part_proxy(model_objects: Any, doc: str, qa: list, spec: str) -> list[dict[s
             with live_server(app) as proxy:
                 for name, url in (("llama.cpp direct", upstream), (f"through the proxy ({spec})", proxy)):
                     client = _client(url)
-                    ask(client, "Warm-up text.", "Question: Hello?\nAnswer:", 2)
-                    answers = [ask(client, doc, q) for q, _ in qa]
-                    stages = (answers[0]["usage"] or {}).get("compression", {}).get("stages", [])
+                    ask_plain(client, "Warm-up text.", "Question: Hello?\nAnswer:", 2)
+                    answers = [ask_plain(client, doc, q) for q, _ in qa]
+                    stages = answers[0]["usage"].get("compression", {}).get("stages", [])
                     row = {"path": name, "prompt_tokens_upstream": [a["usage"]["prompt_tokens"] for a in answers],
                            "mean_seconds": statistics.mean(a["seconds"] for a in answers),
-                           "mean_ttft": statistics.mean(a["ttft"] for a in answers),
+                           "median_seconds": statistics.median(a["seconds"] for a in answers),
                            "compress_seconds_mean": statistics.mean(
                                a["usage"]["compression"]["stages"][0]["seconds"] for a in answers) if stages else 0.0,
+                           "scorer_tokens": [(s["tokens_before"], s["tokens_after"]) for a in answers
+                                             for s in a["usage"].get("compression", {}).get("stages", [])],
                            "right": sum(code in a["text"] for a, (_, code) in zip(answers, qa)),
                            "answers": [a["text"] for a in answers]}
                     print(json.dumps({k: v for k, v in row.items() if k != "answers"}), flush=True)
