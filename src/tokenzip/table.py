@@ -20,6 +20,8 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
         return "(no rows)"
     columns = list(columns or rows[0].keys())
     cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    if markdown:  # a pipe inside a cell (a pipeline spec) would end it
+        cells = [[v.replace("|", "\\|") for v in row] for row in cells]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     if markdown:
         lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",

@@ -39,12 +39,16 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
         return
     parser.add_argument("--model", default="gemma-3-270m", help="short name, local path or HF id")
-    parser.add_argument("--stage", default="kv", choices=("kv", "prompt", "layers"))
-    parser.add_argument("--methods", nargs="+", default=["snapkv"], metavar="METHOD",
+    parser.add_argument("--stage", choices=("kv", "prompt", "layers"), help="the stage of --methods (default: kv)")
+    parser.add_argument("--methods", nargs="+", metavar="METHOD",
                         help="methods of the stage, with optional parameters: snapkv 'kivi:bits=2,evict=snapkv'; "
-                             "'none' = uncompressed only (always measured)")
-    parser.add_argument("--ratios", nargs="+", default=["0.5"], metavar="R",
-                        help="fractions of tokens removed (space or comma separated)")
+                             "'none' = uncompressed only (always measured; default: snapkv)")
+    parser.add_argument("--ratios", nargs="+", metavar="R",
+                        help="fractions of tokens removed (space or comma separated; default: 0.5)")
+    parser.add_argument("--pipeline", nargs="+", metavar="SPEC",
+                        help="pipeline specs instead of --stage/--methods/--ratios, single-stage and composed in one "
+                             "run: 'kv:kvzip@0.5' 'prompt:extractive@0.5 | kv:kvzip@0.5' (rows carry each stage's "
+                             "counts; the report adds where the savings came from and a frontier)")
     parser.add_argument("--tasks", nargs="+", default=["niah_single"], metavar="TASK",
                         help="tasks with optional parameters: vt 'niah_single:haystack=prose' (see --list-tasks)")
     parser.add_argument("--context", nargs="+", default=["2048"], metavar="TOKENS",
@@ -99,8 +103,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from tokenzip.bench.stages import with_chunk_size
 
-    methods = with_chunk_size(args.methods, args.chunk_size)
-    runner.run(model=args.model, stage=args.stage, methods=methods, ratios=_floats(args.ratios), tasks=args.tasks,
+    if args.pipeline and (args.stage or args.methods or args.ratios or args.chunk_size):
+        raise TokenzipError("--pipeline replaces --stage, --methods, --ratios and --chunk-size: a single stage is a "
+                            "pipeline of one ('kv:snapkv@0.5'; chunk_size=N goes in the kv item)")
+    stage = "pipeline" if args.pipeline else args.stage or "kv"
+    methods = args.pipeline or with_chunk_size(args.methods or ["snapkv"], args.chunk_size)
+    ratios = [0.0] if args.pipeline else _floats(args.ratios or ["0.5"])
+    runner.run(model=args.model, stage=stage, methods=methods, ratios=ratios, tasks=args.tasks,
                context=contexts, samples=args.samples, out=args.out, seed=args.seed, tasks_file=args.tasks_file,
                workers=args.workers, backend=args.backend, ray_address=args.ray_address,
                max_new_tokens=args.max_new_tokens, prompt_style=args.prompt_style, query_aware=args.query_aware,

@@ -22,12 +22,14 @@ import io
 import json
 import logging
 import os
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tokenzip.bench import savings
 from tokenzip.errors import TokenzipError, require
 from tokenzip.table import format_table
 
@@ -377,6 +379,7 @@ def render_markdown(rows: list[dict[str, Any]], directory: Path, plot_names: Ite
     depth = depth_table(rows)
     if depth:
         lines += ["## Score by the answer's depth in the context", "", depth, ""]
+    lines += savings.markdown(rows)
     for name in plot_names:
         lines += [f"![{name}](plots/{name}.png)", ""]
     return "\n".join(lines)
@@ -384,8 +387,12 @@ def render_markdown(rows: list[dict[str, Any]], directory: Path, plot_names: Ite
 
 def _html_table(text_table: str) -> str:
     lines = [line for line in text_table.splitlines() if line.strip()]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+
+    def cells(line: str) -> list[str]:  # cells split on the pipes that are not escaped ("\|" inside a cell)
+        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+
+    head = cells(lines[0])
+    body = [cells(line) for line in lines[2:]]
     out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
     out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
     return "\n".join(out + ["</tbody></table>"])
@@ -408,6 +415,9 @@ def render_html(rows: list[dict[str, Any]], directory: Path, images: dict[str, b
     depth = depth_table(rows)
     if depth:
         parts += ["<h2>Score by the answer's depth</h2>", _html_table(depth)]
+    if savings.pipeline_rows(rows):
+        parts += ["<h2>Pipelines: where the savings came from</h2>", _html_table(savings.savings_table(rows)),
+                  f"<p>{html.escape(savings.NOTE)}</p>"]
     for name, png in images.items():
         parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2>"
                      f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
@@ -428,7 +438,7 @@ def write_report(directory: str | os.PathLike, out: str | os.PathLike | None = N
     rows = load_rows(directory)
     target = Path(out) if out else directory
     target.mkdir(parents=True, exist_ok=True)
-    images = plots(rows) if with_plots else {}
+    images = {**plots(rows), **savings.plots(rows)} if with_plots else {}
     written = {}
     if images:
         (target / "plots").mkdir(exist_ok=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenzip.bench.prompting import STYLES, format_sample
-from tokenzip.bench.stages import NONE, STAGES, build_method, is_noop
+from tokenzip.bench.stages import NONE, PIPELINE, STAGES, build_method, is_noop
 from tokenzip.bench.tasks.base import Sample, build_sample
 from tokenzip.bench.tasks.registry import get_task
 from tokenzip.bench.worker import Job, row_key
@@ -83,7 +83,9 @@ class BenchConfig:
         if not self.ratios:
             raise TokenzipError("give at least one ratio (the fraction of tokens removed, 0 <= r < 1)")
         self.ratios = [check_ratio(r) for r in self.ratios]
-        for spec in self.methods:
+        if self.stage == PIPELINE:  # bad specs: the spec parser's message, before any work
+            self.methods, self.ratios = pipeline_specs(self.methods), [0.0]
+        for spec in self.methods if self.stage != PIPELINE else ():
             for ratio in self.ratios:  # unknown methods, bad parameters: errors before any work
                 build_method(self.stage, spec, ratio)
         if not self.tasks_file:
@@ -109,12 +111,29 @@ class BenchConfig:
     def pairs(self) -> list[tuple[str, float]]:
         """The (method, ratio) grid, uncompressed first; ratio 0 of a method that does nothing at 0 is skipped."""
         grid = [(NONE, 0.0)]
+        if self.stage == PIPELINE:
+            return grid + [(spec, 0.0) for spec in self.methods if spec != NONE]
         for spec in self.methods:
             for ratio in self.ratios:
                 if (spec.split(":")[0] == NONE or is_noop(self.stage, build_method(self.stage, spec, ratio))):
                     continue
                 grid.append((spec, ratio))
         return grid
+
+
+def pipeline_specs(specs: Sequence[str]) -> list[str]:
+    """Canonical pipeline spec texts (``tokenzip.spec``), each once; a bad spec raises the parser's message."""
+    from tokenzip.spec import parse
+
+    out = []
+    for spec in specs:
+        try:
+            text = str(parse(spec))
+        except TokenzipError as exc:
+            raise TokenzipError(f"bad pipeline spec {spec!r}: {exc}") from None
+        if text not in out:
+            out.append(text)
+    return out
 
 
 def _sha256(path: str) -> str:
@@ -274,6 +293,8 @@ def run(model: str = "gemma-3-270m", stage: str = "kv", methods: Sequence[str] =
 
     ``methods`` are names of ``stage`` methods, optionally with parameters (``"kivi:bits=2"``);
     ``"none"`` is the uncompressed model, always included. ``ratios`` are fractions of tokens removed.
+    ``stage="pipeline"``: ``methods`` are pipeline specs (``"prompt:extractive@0.5 | kv:kvzip@0.5"``, each
+    stage's ratio inside; ``ratios`` is ignored), single-stage and composed alike.
     ``tasks`` are task names with optional parameters (``"niah_single:haystack=prose"``), generated at
     each ``context`` length (tokens of the model's tokenizer), ``samples`` each; ``tasks_file`` (JSONL)
     replaces them with user data. ``workers`` processes (``backend="local"``) or Ray actors

@@ -15,7 +15,8 @@ from tokenzip.bench.tasks.registry import parse_spec
 from tokenzip.errors import TokenzipError
 from tokenzip.registry import Method, get_method
 
-STAGES = ("kv", "prompt", "layers")
+STAGES = ("kv", "prompt", "layers", "pipeline")
+PIPELINE = "pipeline"  # methods are pipeline specs (tokenzip.spec): any of the three stages, composed
 NONE = "none"
 # peak memory per phase (the kv stage): prefill (and compression), then answering; rss_start_bytes is the
 # process's RSS when the prefill began (weights and all), so the prefill's own working memory is the difference
