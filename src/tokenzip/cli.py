@@ -33,6 +33,7 @@ def _extra_commands() -> None:
         ("generate", "tokenzip.kv.cli", "generate from a context with a compressed KV cache"),
         ("bench", "tokenzip.bench.cli", "measure quality, speed and memory of methods on tasks"),
         ("report", "tokenzip.bench.cli", "render tables, plots and an HTML page from bench results"),
+        ("tune", "tokenzip.bench.tune_cli", "search how to split a total KV compression across prompt, layers and kv"),
         ("prompt", "tokenzip.prompt.cli", "compress a text file (or stdin) before any model"),
         ("tokenizers", "tokenzip.tokenizers.cli", "audit tokenizers, train tokenizers that need fewer tokens"),
         ("serve", "tokenzip.serve.cli", "an OpenAI-compatible server: compression per request, a compressed context "
