@@ -224,7 +224,7 @@ class Engine:
         """Greedy tokens after the context; returns text, token count, finish reason, first-token time."""
         q = job.question_ids if job.context_ids else job.question_ids[-1:]
         q_ids = torch.tensor([q], device=next(self.model.parameters()).device)
-        tokens = (answer_tokens(self.model, self.tok, entry.compressed, q_ids, job.max_tokens) if entry
+        tokens = (answer_tokens(self.model, entry.compressed, q_ids, job.max_tokens) if entry
                   else plain_tokens(self.model, q_ids, job.max_tokens))
         detok, n, first = Detokenizer(self.tok, job.stops), 0, None
         with closing(tokens) as gen, torch.no_grad():

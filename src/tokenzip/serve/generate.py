@@ -9,21 +9,12 @@ from typing import Any
 import torch
 
 
-def answer_tokens(model: Any, tok: Any, compressed: Any, question_ids: torch.Tensor,
+def answer_tokens(model: Any, compressed: Any, question_ids: torch.Tensor,
                   max_new_tokens: int) -> Iterator[int]:
-    """Token ids of the greedy answer, one at a time; closing the generator stops decoding.
-
-    Uses ``tokenzip.kv.answer.answer_tokens`` (which restores the cache when closed). Where the library
-    lacks it, falls back to ``answer_from`` (the whole answer at once, re-tokenized): streaming then arrives
-    in one piece and a disconnect stops a request only between requests.
-    """
+    """Token ids of the greedy answer, one at a time (``tokenzip.kv.answer.answer_tokens``); closing the
+    generator stops decoding and restores the cache, so the next question sees the same context."""
     kv_answer = importlib.import_module("tokenzip.kv.answer")  # the module (tokenzip.kv.answer is also a function)
-    native = getattr(kv_answer, "answer_tokens", None)
-    if native is not None:
-        yield from native(model, compressed, question_ids, max_new_tokens)
-        return
-    text, _, _ = kv_answer.answer_from(model, tok, compressed, question_ids, max_new_tokens)
-    yield from tok(text, add_special_tokens=False).input_ids[:max_new_tokens]
+    return kv_answer.answer_tokens(model, compressed, question_ids, max_new_tokens)
 
 
 @torch.no_grad()
