@@ -112,10 +112,19 @@ def test_page_endpoint_reports_kept_spans(tiny_server: str) -> None:
     assert "<script>" in page and "http" not in page.split("<script>")[1].split("fetch(")[0]
 
 
-@pytest.mark.parametrize("spec", ["layers:fastv@0.3", "prompt:head@0.5 | layers:fastv@0.3"])
-def test_layers_stage_is_refused_up_front(client: Any, spec: str) -> None:
+def test_layers_stage_is_served_with_kv(client: Any) -> None:
+    doc = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 4
+    resp = client.completions.create(model=MODEL, prompt=doc + "\n\nWhat is the number?", max_tokens=3,
+                                     extra_body={"compression": "layers:fastv@0.5 | kv:snapkv@0.5"})
+    layers, kv = _usage(resp)["compression"]["stages"][-2:]
+    assert layers["stage"] == "layers" and layers["tokens_after"] < layers["tokens_before"]
+    assert kv["stage"] == "kv" and kv["entries_after"] < kv["entries_before"]
+
+
+def test_a_layers_method_the_model_cannot_take_is_refused_up_front(client: Any) -> None:
     import openai
 
     with pytest.raises(openai.BadRequestError) as err:
-        client.completions.create(model=MODEL, prompt="a\n\nb", max_tokens=2, extra_body={"compression": spec})
-    assert "layers stage is not served yet" in err.value.body["message"]
+        client.completions.create(model=MODEL, prompt="a\n\nb", max_tokens=2,
+                                  extra_body={"compression": "layers:tome@0.3"})
+    assert "tome does not support" in err.value.body["message"]

@@ -10,6 +10,7 @@ only state requests share is the context cache, whose entries are restored after
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import math
 import os
@@ -96,11 +97,15 @@ class Engine:
 
     # --- planning (any thread) -----------------------------------------------------------------------
     def check_servable(self, spec: specs.PipelineSpec, param: str = "compression") -> None:
+        """A layers method the served model cannot take (e.g. an encoder method on a decoder) is a 400."""
         if spec.get("layers") is not None:
-            raise bad_request(
-                f"{spec.get('layers')}: the layers stage is not served yet (in-model pruning together with a "
-                "compressed KV cache needs the pipeline runtime); use the prompt and kv stages",
-                param=param, code="unsupported_compression")
+            from tokenzip.pipeline import Pipeline
+
+            try:
+                Pipeline(spec.without("prompt", "kv")).check(self.model)
+            except TokenzipError as exc:
+                raise bad_request(f"{spec.get('layers')}: {exc}", param=param,
+                                  code="unsupported_compression") from None
 
     def encode(self, text: str, special: bool) -> list[int]:
         if not text:
@@ -254,10 +259,16 @@ class Engine:
         if pm is not None and job.context_ids and job.prompt.documents:
             ids, row = self._prompt_stage(job, pm)
             rows.append(row)
-        kv = job.spec.build("kv")
+        kv, layers = job.spec.build("kv"), job.spec.build("layers")
         start = time.perf_counter()
-        pre = prefill(self.model, self.tok, torch.tensor([ids], device=next(self.model.parameters()).device),
-                      [kv] if kv is not None else [])
+        with layers.hook(self.model) if layers is not None else contextlib.nullcontext():
+            pre = prefill(self.model, self.tok, torch.tensor([ids], device=next(self.model.parameters()).device),
+                          [kv] if kv is not None else [])
+        if layers is not None:  # in-model pruning during the prefill: tokens leaving the last reduction layer
+            report = layers.last_report
+            rows.append({"stage": "layers", "method": str(job.spec.get("layers")), "tokens_before": len(ids),
+                         "tokens_after": report.kept[0] if report else len(ids), "bytes_after": pre.bytes,
+                         "seconds": pre.seconds})
         compressed = pre.compress(kv)
         kv_row = {"stage": "kv", "method": str(job.spec.get("kv") or "none"),
                   "entries_before": compressed.counts.get("entries_before", 0),
