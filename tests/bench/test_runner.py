@@ -11,7 +11,9 @@ from tokenzip.bench.runner import BenchConfig, read_rows
 from tokenzip.errors import TokenzipError
 
 TIMING = {"prefill_seconds", "compress_seconds", "decode_seconds", "decode_tokens_per_second", "peak_rss_bytes",
-          "peak_cuda_bytes", "rss_peak_scope", "time", "pid", "host", "device", "git_commit"}
+          "peak_cuda_bytes", "rss_peak_scope", "time", "pid", "host", "device", "git_commit",
+          "prefill_peak_rss_bytes", "decode_peak_rss_bytes", "prefill_peak_cuda_bytes", "decode_peak_cuda_bytes",
+          "rss_start_bytes"}
 
 
 def small_run(out, loaded, **overrides):
