@@ -134,24 +134,27 @@ def load(paths: list[str]) -> list[dict]:
 
 def table(paths: list[str]) -> str:
     """One line per context length and configuration: score, retention over the samples the dense model answers
-    right, median prefill seconds (rows measured with one torch thread only, when there are such rows), peak RSS
+    right, median prefill seconds, wall clock and CPU (rows measured with one torch thread only, when there are
+    such rows), peak RSS
     of the prefill (absolute, and above the RSS it started from), peak RSS while answering, cache bytes."""
     rows = load(paths)
     dense = {(r["length"], r["task"], r["sample"]): r["score"] for r in rows if r["config"] == "none"}
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["length"], r["config"])].append(r)
-    lines = ["| context | config | n | score | retention | prefill s | compress s | prefill peak RSS MiB (above "
-             "start) | answer peak RSS MiB | cache MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| context | config | n | score | retention | prefill s (CPU s) | compress s | prefill peak RSS MiB "
+             "(above start) | answer peak RSS MiB | cache MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
     for (length, config), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "none", kv[0][1])):
         right = [r["score"] for r in group if dense.get((length, r["task"], r["sample"]), 0) >= 1.0]
         retention = f"{100 * sum(right) / len(right):.0f}% of {len(right)}" if right and config != "none" else ""
         timed = [r for r in group if r.get("threads") == 1] or group
         peak = median(r["prefill_peak_rss_bytes"] for r in group) / 2**20
         over = median(r["prefill_peak_rss_bytes"] - r["rss_start_bytes"] for r in group) / 2**20
+        cpu = [r["prefill_cpu_seconds"] for r in timed if r.get("prefill_cpu_seconds") is not None]
+        cpu_text = f" ({median(cpu):.0f})" if cpu else ""
         lines.append(
             f"| {length} | {config} | {len(group)} | {100 * sum(r['score'] for r in group) / len(group):.0f} | "
-            f"{retention} | {median(r['prefill_seconds'] for r in timed):.0f} | "
+            f"{retention} | {median(r['prefill_seconds'] for r in timed):.0f}{cpu_text} | "
             f"{median(r['compress_seconds'] for r in timed):.0f} | {peak:.0f} ({over:.0f}) | "
             f"{median(r['decode_peak_rss_bytes'] for r in group) / 2**20:.0f} | "
             f"{median(r['cache_bytes'] for r in group) / 2**20:.1f} |")
