@@ -1,11 +1,12 @@
 """Tables for benchmarks/kv-frontier.md from `tokenzip bench` rows: score, retention and achieved ratio.
 
-    python benchmarks/kv_frontier_table.py results/kv-frontier [--by-task]
+    python benchmarks/kv_frontier_table.py results/kv-frontier [--by-task] [--all-lengths] [--tasks T ...]
 
-Score: mean over samples (%). vs none: % of the uncompressed score on the same samples. Retention: % of the
-samples the uncompressed model answers fully right that the method also answers fully right. Removed: the
-achieved ratio (entries removed from the compressed layers), mean over samples. Only samples measured for the
-method and for the uncompressed model count.
+Each cell: score / vs none / retention / removed (n = samples). Score: mean over samples (%). vs none: % of
+the uncompressed score on the same samples. Retention: % of the samples the uncompressed model answers fully
+right that the method also answers fully right. Removed: the achieved ratio (entries removed from the
+compressed layers), mean over samples. Only samples measured for the method and for the uncompressed model
+count.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ def load(run: Path) -> list[dict]:
     return rows
 
 
-def cells(rows: list[dict], by_task: bool) -> dict[tuple, dict]:
+def cells(rows: list[dict], by_task: bool, all_lengths: bool = False) -> dict[tuple, dict]:
     none = {(r["task"], r["length"], r["sample"]): r["score"] for r in rows if r["method"] == "none"}
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         if (r["task"], r["length"], r["sample"]) in none:
-            groups[(r["method"], r["ratio"], r["task"] if by_task else "all", r["length"])].append(r)
+            groups[(r["method"], r["ratio"], r["task"] if by_task else "all", "all" if all_lengths else r["length"])
+                   ].append(r)
     out = {}
     for key, rs in groups.items():
         base = [none[(r["task"], r["length"], r["sample"])] for r in rs]
@@ -47,9 +49,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path)
     parser.add_argument("--by-task", action="store_true")
+    parser.add_argument("--all-lengths", action="store_true", help="one column over both context lengths")
+    parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
     args = parser.parse_args()
-    table = cells(load(args.run), args.by_task)
-    lengths = sorted({k[3] for k in table})
+    rows = [r for r in load(args.run) if args.tasks is None or r["task"] in args.tasks]
+    table = cells(rows, args.by_task, args.all_lengths)
+    lengths = sorted({k[3] for k in table}, key=str)
     tasks = sorted({k[2] for k in table})
     cols = [(t, n) for t in tasks for n in lengths]
     print("| method | ratio | " + " | ".join(f"{t} {n}" for t, n in cols) + " |")
@@ -58,7 +63,8 @@ def main() -> None:
         parts = []
         for t, n in cols:
             c = table.get((method, ratio, t, n))
-            parts.append("" if c is None else f"{c['score']:.0f} ({c['retention']:.0f}%) r{c['removed']:.2f} n{c['n']}")
+            parts.append("" if c is None else f"{c['score']:.1f} / {c['vs_none']:.0f}% / {c['retention']:.0f}% / "
+                         f"{c['removed']:.2f} (n={c['n']})")
         print(f"| {method} | {ratio:g} | " + " | ".join(parts) + " |")
 
 
