@@ -86,9 +86,10 @@ def kv_attachment(model: Any, method: Method) -> Iterator[None]:
 def check_kv_model(model: Any) -> None:
     """The kv stage hooks Hugging Face decoders: refuse anything without a transformers config up front."""
     if getattr(model, "config", None) is None:
-        from tokenzip.models.decoders import SUPPORTED
+        from tokenzip.models.families import supported_model_types
 
+        supported = ", ".join(supported_model_types())
         raise TokenzipError(
-            f"the kv stage works on Hugging Face decoder models ({', '.join(SUPPORTED)}, and LLaVA's language "
+            f"the kv stage works on Hugging Face decoder models ({supported}, and LLaVA's language "
             f"model); got a {type(model).__name__}, which has no transformers config. Load one with "
             "tz.load_model(name) or transformers' AutoModelForCausalLM.from_pretrained(...)")

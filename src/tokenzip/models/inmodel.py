@@ -42,7 +42,7 @@ class LayerStack:
 def find_stack(model: Any) -> LayerStack:
     """The layer stack of a supported model, or a :class:`TokenzipError` naming what is supported."""
     from tokenzip.models import decoder_layers, encoders, vision
-    from tokenzip.models.decoders import SUPPORTED
+    from tokenzip.models.families import supported_model_types
 
     for find in (encoders.encoder_stack, vision.vision_stack, decoder_layers.decoder_stack):
         stack = find(model)
@@ -50,7 +50,7 @@ def find_stack(model: Any) -> LayerStack:
             return stack
     raise TokenzipError(
         f"the layers stage does not support {type(model).__name__}; supported: BERT-style encoders "
-        f"(BertModel, RobertaModel, ...), ViTModel, Dinov2Model, decoder LLMs ({', '.join(SUPPORTED)}) "
+        f"(BertModel, RobertaModel, ...), ViTModel, Dinov2Model, decoder LLMs ({', '.join(supported_model_types())}) "
         "and LlavaForConditionalGeneration"
     )
 
