@@ -14,10 +14,12 @@ from tokenzip.scoring import lagkv_priority
 @register
 @dataclass
 class LagKV(KVMethod):
-    """After ``sinks`` tokens, cut the context into partitions of ``lag`` tokens; normalise each partition's keys
-    and values per channel by the min/max of the next partition, score each token by the softmax (over its
-    partition) of the std over channels, keys' and values' scores added, and keep the same number of top tokens
-    from every partition. The sinks and the last partition (with the remainder after it) are always kept.
+    """Keep, in every partition of ``lag`` tokens, those most spread across channels relative to the next partition.
+
+    After ``sinks`` tokens the context is cut into partitions of ``lag`` tokens; each partition's keys and values
+    are normalised per channel by the min/max of the next partition, each token scores the softmax (over its
+    partition) of the std over channels, keys' and values' scores added, and the same number of top tokens is
+    kept from every partition. The sinks and the last partition (with the remainder after it) are always kept.
 
     Liang et al., "LagKV: Lag-Relative Information of the KV Cache Tells Which Tokens Are Important", 2025,
     arXiv 2504.04704; training-free, attention-free and query-agnostic. Exact score: ``scoring.lagkv_priority``.
