@@ -18,11 +18,11 @@ on first use, so **a new family is one new file** here (and the family-parametri
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from tokenzip.registry import import_modules
 
 TinyConfig = Callable[[dict[str, Any]], Any]
 
@@ -64,8 +64,7 @@ def _load() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
-            importlib.import_module(f"{__name__}.{module}")
+        import_modules(__name__, __path__)
 
 
 def family_names() -> tuple[str, ...]:
