@@ -83,6 +83,15 @@ def kv_attachment(model: Any, method: Method) -> Iterator[None]:
         _KV_ATTACHED.pop(key, None)
 
 
+def check_not_kv_attached(model: Any, what: str) -> None:
+    """Refuse ``what`` (a call that runs its own kv runtime) on a model a ``with tz.compress(...)`` block has
+    hooked: both would route the same attention calls."""
+    if id(model) in _KV_ATTACHED:
+        raise TokenzipError(f"{what} runs its own kv hooks, but {_KV_ATTACHED[id(model)]} is attached to this model "
+                            "by an enclosing `with tz.compress(...)` block; call it outside the block (pass the "
+                            "method to it instead)")
+
+
 def check_kv_model(model: Any) -> None:
     """The kv stage hooks Hugging Face decoders: refuse anything without a transformers config up front."""
     if getattr(model, "config", None) is None:

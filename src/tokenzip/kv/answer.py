@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
+from tokenzip.hooks import check_kv_model, check_not_kv_attached
 from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import cache_bytes, copy_cache, layer_at, layer_length, restore, snapshot
 from tokenzip.kv.chunked import check_chunk_size
@@ -219,6 +220,8 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
     time and compressed by the one method given between chunks, so no compressed layer ever holds more than
     its budget + one chunk (:mod:`tokenzip.kv.chunked`); without a method, the chunks are only read in turn.
     """
+    check_kv_model(model)
+    check_not_kv_attached(model, "tz.kv.prefill")
     methods = [_as_method(m) for m in methods]
     live = [m for m in methods if m is not None]
     chunk_size = chunk_size if chunk_size is not None else next((m.chunk_size for m in live if m.chunk_size), None)
