@@ -79,9 +79,7 @@ class Prefill:
                     f"{' and received attention' if method.wants_received() else ''}; this prefill captured "
                     f"{self.window}: pass it in prefill(..., methods=[...])"
                 )
-            runtime = KVRuntime(self.model, method, masks=masks)
-            runtime.captures, runtime.input_ids, runtime.seen = self.captures, self.input_ids, self.n_tokens
-            runtime.tokenizer, runtime.memo = self.tokenizer, self.memo
+            runtime = KVRuntime.over_prefill(self, method, masks)
             with torch.no_grad(), runtime.attached():
                 runtime.compress_all(cache)
             reused_seconds = runtime.charged_seconds  # reused work is charged as if this method had done it alone
@@ -240,8 +238,7 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
         raise TokenzipError("the context is empty: give the text the questions are about")
     method = live[0] if chunk_size is not None and live else None
     if chunk_size is not None:
-        runtime = KVRuntime(model, method, chunk_size=chunk_size)
-        runtime.tokenizer = tok
+        runtime = KVRuntime(model, method, chunk_size=chunk_size, tokenizer=tok)
     else:
         runtime = KVRuntime(model, None, window=window, received=received)
     limit = runtime.adapter.max_positions

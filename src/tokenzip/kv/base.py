@@ -18,11 +18,20 @@ from typing import Any, ClassVar
 import torch
 
 from tokenzip.errors import TokenzipError
+from tokenzip.kv.context import DecodeContext, ReplayContext
 from tokenzip.reduce import gather_tokens, keep_topk
 from tokenzip.registry import Method
 from tokenzip.scoring import rotate_half, unrotate
 
 ALL_QUERIES = 1 << 30  # query_window() of methods that need every prefill query (Compactor's non-causal attention)
+
+
+def target_layers(adapter: Any, compress_sliding: bool) -> list[int]:
+    """Layers a method compresses (``adapter``: a :class:`tokenzip.models.decoders.DecoderAdapter`): all, except
+    the sliding-window layers of hybrid models by default."""
+    sliding = [adapter.is_sliding(i) for i in range(adapter.num_layers)]
+    hybrid = any(sliding) and not all(sliding)
+    return [i for i, s in enumerate(sliding) if compress_sliding or not (s and hybrid)]
 
 
 @dataclass
@@ -173,10 +182,10 @@ class KVMethod(Method):
         """Whether this method compresses after the whole prefill (all layers at once) instead of layer by layer."""
         return self.whole_model
 
-    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
-        """Hook for methods that need extra model passes before scoring (KVzip uses ``runtime.replay``)."""
+    def prepare(self, replay: ReplayContext, contexts: list[LayerContext]) -> None:
+        """Hook for methods that need extra model passes before scoring (KVzip uses ``replay.replay``)."""
 
-    def on_decode(self, runtime: Any, cache: Any, layer_idx: int) -> None:
+    def on_decode(self, step: DecodeContext) -> None:
         """Hook called after each decoding step's attention in a target layer (the ``decoding`` wrapper)."""
 
     def supports_chunks(self) -> bool:
@@ -275,8 +284,8 @@ class WrapperMethod(KVMethod):
     def needs_whole_model(self) -> bool:
         return self.base.needs_whole_model()
 
-    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
-        self.base.prepare(runtime, contexts)
+    def prepare(self, replay: ReplayContext, contexts: list[LayerContext]) -> None:
+        self.base.prepare(replay, contexts)
 
 
 def _chunkable(name: str) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult, build_base
 from tokenzip.kv.cache import QuantizedLayer
+from tokenzip.kv.context import ReplayContext
 from tokenzip.registry import register
 
 
@@ -55,9 +56,9 @@ class KIVI(KVMethod):
     def needs_whole_model(self) -> bool:
         return bool(self.evict and self.evict.needs_whole_model())
 
-    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
+    def prepare(self, replay: ReplayContext, contexts: list[LayerContext]) -> None:
         if self.evict is not None:
-            self.evict.prepare(runtime, contexts)
+            self.evict.prepare(replay, contexts)
 
     def changes_storage(self) -> bool:
         return True
