@@ -2,6 +2,7 @@
 
     python benchmarks/kv_frontier_timing.py TASKS.jsonl --methods kvzip kvzip_fast compactor ... \
         --ratio 0.5 --repeats 3 --new-tokens 16 --out results/kv-frontier/timing.jsonl
+    python benchmarks/kv_frontier_timing.py --table results/kv-frontier/timing.jsonl
 
 TASKS.jsonl comes from ``tokenzip bench ... --export-tasks``. For every task row and method, the plain run
 (``tz.kv.prefill`` with no method, then ``tz.kv.answer_from``) and the method's run (``tz.kv.prefill`` capturing
@@ -37,17 +38,36 @@ def run_once(model, tok, context: str, question: str, method, new_tokens: int) -
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def table(path: Path) -> str:
+    """Markdown: per context and method, the median over its pairs of (method / plain), CPU and wall clock."""
+    lines = ["| task | method | ratio | CPU vs plain (median) | wall clock vs plain | plain CPU s | pairs |",
+             "|---|---|---|---|---|---|---|"]
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        task = r["task"].replace("|", " ")
+        lines.append(f"| {task} | {r['method']} | {r['ratio']:g} | {r['median_relative_cpu']:.3f}x | "
+                     f"{r['median_relative']:.3f}x | {statistics.median(r['plain_cpu_seconds']):.1f} | "
+                     f"{len(r['relative'])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tasks", type=Path)
-    parser.add_argument("--methods", nargs="+", required=True)
+    parser.add_argument("tasks", type=Path, nargs="?")
+    parser.add_argument("--table", type=Path, help="print the markdown table of a timing file, stop")
+    parser.add_argument("--methods", nargs="+")
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None, help="first N task rows only")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    if args.tasks is None or not args.methods or args.out is None:
+        parser.error("give TASKS.jsonl, --methods and --out (or --table FILE)")
     torch.set_num_threads(args.threads)
     model, tok = tz.load_model("gemma-3-270m")
     model.generation_config.eos_token_id = []  # fixed-length answers: plain and compressed decode alike
