@@ -24,15 +24,13 @@ from tokenzip.reduce import ranked
 RATIOS = (0.5, 0.75, 0.875, 0.95)
 
 
-def contexts(model, tok, pre, method):
+def contexts(pre, method):
     """The method's layer contexts on a prefill, with its whole-model pass done."""
-    runtime = KVRuntime(model, method)
-    runtime.captures, runtime.input_ids, runtime.seen = pre.captures, pre.input_ids, pre.n_tokens
-    runtime.tokenizer, runtime.cache = tok, pre.cache
+    runtime = KVRuntime.over_prefill(pre, method)
     ctxs = [runtime.context(pre.cache, i) for i in runtime.targets]
     if method.needs_whole_model():
         with torch.no_grad(), runtime.attached():
-            method.prepare(runtime, ctxs)
+            runtime.prepare(method, ctxs, pre.cache)
     return ctxs
 
 
@@ -63,11 +61,11 @@ def main() -> None:
         pre = tz.kv.prefill(model, tok, row["context"], list(methods.values()))
         print(f"{row['id']} ({pre.n_tokens} tokens); loss at ratio {'/'.join(map(str, RATIOS))} per layer")
         for name, method in methods.items():
-            curves = [loss_curve(method, ctx) for ctx in contexts(model, tok, pre, method)]
+            curves = [loss_curve(method, ctx) for ctx in contexts(pre, method)]
             print(f"  {name:11s}", " | ".join(" ".join(f"{v:.3f}" for v in c) for c in curves))
         if args.kvzip:
-            exact = {c.layer_idx: c.extra["kvzip"][0, 0] for c in contexts(model, tok, pre, tz.get_method("kvzip"))}
-            fast = {c.layer_idx: c.extra["kvzip"][0, 0] for c in contexts(model, tok, pre, methods["kvzip_fast"])}
+            exact = {c.layer_idx: c.extra["kvzip"][0, 0] for c in contexts(pre, tz.get_method("kvzip"))}
+            fast = {c.layer_idx: c.extra["kvzip"][0, 0] for c in contexts(pre, methods["kvzip_fast"])}
             parts = []
             for i, a in exact.items():
                 for q in (0.5, 0.25):

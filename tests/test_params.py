@@ -7,7 +7,7 @@ import pytest
 import tokenzip as tz
 from tokenzip.errors import TokenzipError
 from tokenzip.params import declared
-from tokenzip.registry import _REGISTRY, _load_all
+from tokenzip.registry import registered
 
 
 @pytest.mark.parametrize("name,params,message", [
@@ -49,12 +49,11 @@ def test_good_parameters_pass():
 
 
 def test_every_registered_method_builds_with_its_defaults_and_declares_real_parameters():
-    _load_all()
-    for (stage, name), cls in _REGISTRY.items():
+    for cls in registered():
         cls()  # the defaults satisfy the declared types and ranges
         fields = {f.name for f in dataclasses.fields(cls) if f.init}
         declared_names = set(declared(cls, "bounds")) | set(declared(cls, "choices"))
-        assert declared_names <= fields, (stage, name, declared_names - fields)
+        assert declared_names <= fields, (cls.stage, cls.name, declared_names - fields)
 
 
 @pytest.mark.parametrize("name", ["snapkv", "tome", "llmlingua"])

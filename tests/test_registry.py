@@ -1,3 +1,7 @@
+import importlib
+import importlib.metadata
+import pkgutil
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -98,3 +102,63 @@ def test_auto_ratio_only_where_the_method_can_choose(toy_methods):
         assert "kv.toy" in registry.auto_methods()
     finally:
         toy_methods[0].auto_ratio = False
+
+
+@pytest.mark.parametrize("package", ["tokenzip.kv.methods", "tokenzip.layers.methods", "tokenzip.prompt.methods"])
+def test_every_file_of_a_methods_package_registers_a_method(package):
+    """A new method is one file: the package imports all its modules, and each one registers something."""
+    path = importlib.import_module(package).__path__
+    files = {f"{package}.{m.name}" for m in pkgutil.iter_modules(path) if not m.name.startswith("_")}
+    registering = {cls.__module__ for cls in registry.registered()}
+    assert files and files <= registering, sorted(files - registering)
+
+
+PLUGIN = '''
+from dataclasses import dataclass
+
+from tokenzip.registry import Method, register
+
+
+@register
+@dataclass
+class PluginKV(Method):
+    """A kv method from another package."""
+
+    name = "plugin_toy"
+    stage = "kv"
+    paper = "nobody, 2026"
+'''
+
+
+def _entry_points_returning(*points):
+    real = importlib.metadata.entry_points
+
+    def entry_points(**selection):
+        if selection.get("group") == registry.ENTRY_POINT_GROUP:
+            return importlib.metadata.EntryPoints(points)
+        return real(**selection)
+
+    return entry_points
+
+
+def test_a_method_from_an_entry_point_is_found_by_name(tmp_path, monkeypatch):
+    (tmp_path / "tz_plugin_toy.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    point = importlib.metadata.EntryPoint("plugin_toy", "tz_plugin_toy", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points", _entry_points_returning(point))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # restored after the test
+    try:
+        method = tz.get_method("plugin_toy", ratio=0.5)
+        assert type(method).__module__ == "tz_plugin_toy" and method.stage == "kv"
+        assert any(row["name"] == "plugin_toy" for row in tz.methods("kv"))
+    finally:
+        sys.modules.pop("tz_plugin_toy", None)
+
+
+def test_a_broken_entry_point_names_itself(monkeypatch):
+    point = importlib.metadata.EntryPoint("broken", "tz_no_such_module_here", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points", _entry_points_returning(point))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    with pytest.raises(TokenzipError, match="tokenzip.methods entry point 'broken' = 'tz_no_such_module_here'"):
+        tz.get_method("snapkv")

@@ -83,12 +83,22 @@ def kv_attachment(model: Any, method: Method) -> Iterator[None]:
         _KV_ATTACHED.pop(key, None)
 
 
+def check_not_kv_attached(model: Any, what: str) -> None:
+    """Refuse ``what`` (a call that runs its own kv runtime) on a model a ``with tz.compress(...)`` block has
+    hooked: both would route the same attention calls."""
+    if id(model) in _KV_ATTACHED:
+        raise TokenzipError(f"{what} runs its own kv hooks, but {_KV_ATTACHED[id(model)]} is attached to this model "
+                            "by an enclosing `with tz.compress(...)` block; call it outside the block (pass the "
+                            "method to it instead)")
+
+
 def check_kv_model(model: Any) -> None:
     """The kv stage hooks Hugging Face decoders: refuse anything without a transformers config up front."""
     if getattr(model, "config", None) is None:
-        from tokenzip.models.decoders import SUPPORTED
+        from tokenzip.models.families import supported_model_types
 
+        supported = ", ".join(supported_model_types())
         raise TokenzipError(
-            f"the kv stage works on Hugging Face decoder models ({', '.join(SUPPORTED)}, and LLaVA's language "
+            f"the kv stage works on Hugging Face decoder models ({supported}, and LLaVA's language "
             f"model); got a {type(model).__name__}, which has no transformers config. Load one with "
             "tz.load_model(name) or transformers' AutoModelForCausalLM.from_pretrained(...)")

@@ -1,7 +1,9 @@
 """Shared reducers: what to do with the tokens that are not kept. Pure tensor functions, no model code.
 
-Top-k keep, bipartite soft matching merge (with size tracking), cluster merge, per-layer/per-head
-budget allocation and quantization all live here, once, for every stage.
+Top-k keep (per head, head-adaptive, over all layers, within a loss), per-layer budget allocation, merging
+evicted entries into kept ones and quantization for the KV cache; top-k pruning, bipartite soft matching merge
+(with size tracking) and duplication-aware keep for hidden states; top-fraction and knapsack selection for
+prompt units: all live here, once, for every stage.
 """
 
 from __future__ import annotations
@@ -231,12 +233,6 @@ def quantized_bytes(q: dict[str, torch.Tensor | int]) -> int:
 # ``dest[b, i] == i`` the token stays, ``dest[b, i] == j`` it is merged into token j (which stays),
 # ``dest[b, i] == -1`` it is pruned.
 # ---------------------------------------------------------------------------------------------
-
-
-def stay_all(valid: torch.Tensor) -> torch.Tensor:
-    """The identity reduction: every valid token stays, invalid (padding) slots are dropped."""
-    index = torch.arange(valid.shape[1], device=valid.device).expand_as(valid)
-    return torch.where(valid, index, torch.full_like(index, -1))
 
 
 def keep_top_scores(scores: torch.Tensor, candidates: torch.Tensor, remove: torch.Tensor) -> torch.Tensor:

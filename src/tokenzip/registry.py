@@ -3,12 +3,26 @@
 A method is a small dataclass with a ``stage``, a ``paper`` and its parameters. ``ratio`` is the
 fraction of tokens removed (0 = no compression, always < 1) at every stage; ``budget`` (tokens kept)
 may be given instead.
+
+Where methods come from (loaded on the first lookup, so ``import tokenzip`` stays light):
+
+- the built-in ones: every public module of ``tokenzip.kv.methods``, ``tokenzip.layers.methods`` and
+  ``tokenzip.prompt.methods`` is imported (:func:`import_modules`), so a new method is one new file there
+  whose class carries ``@register``;
+- other packages: each entry point of the group ``tokenzip.methods`` names a module (or an object in one)
+  that is imported the same way, e.g. in the other package's ``pyproject.toml``::
+
+      [project.entry-points."tokenzip.methods"]
+      mymethod = "mypackage.mymethod"     # a module whose classes carry @tokenzip.registry.register
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.metadata
+import pkgutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,10 +31,12 @@ from tokenzip.params import check_params
 
 STAGES = ("tokenizers", "prompt", "layers", "kv", "bench")
 
-# Modules whose import registers methods; loaded on first lookup so `import tokenzip` stays light.
+# Packages whose import registers methods (each imports all its modules, see import_modules).
 _METHOD_MODULES = ("tokenzip.kv.methods", "tokenzip.layers.methods", "tokenzip.prompt.methods")
+ENTRY_POINT_GROUP = "tokenzip.methods"  # other packages' methods: each entry point names a module to import
 
 _REGISTRY: dict[tuple[str, str], type[Method]] = {}
+_plugins_loaded = False
 
 
 def check_ratio(ratio: float) -> float:
@@ -40,8 +56,7 @@ AUTO = "auto"  # ratio="auto": the method picks, per context (and layer), the la
 
 def auto_methods() -> list[str]:
     """Names of the methods that accept ``ratio="auto"``."""
-    _load_all()
-    return sorted(f"{s}.{n}" for (s, n), cls in _REGISTRY.items() if cls.auto_ratio)
+    return [f"{cls.stage}.{cls.name}" for cls in registered() if cls.auto_ratio]
 
 
 def check_budget(budget: int | None) -> int | None:
@@ -120,9 +135,45 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+def import_modules(package: str, path: Iterable[str]) -> list[str]:
+    """Import every public module of a package (sorted; names starting with ``_`` are skipped).
+
+    A methods package calls ``import_modules(__name__, __path__)`` in its ``__init__``, so that each of its
+    files registers its methods by being imported. Returns the imported module names.
+    """
+    names = sorted(info.name for info in pkgutil.iter_modules(list(path)) if not info.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return [f"{package}.{name}" for name in names]
+
+
+def _load_plugins() -> None:
+    """Import what each ``tokenzip.methods`` entry point names (once per process)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            point.load()
+        except Exception as error:  # a broken plugin names itself instead of failing somewhere inside
+            raise TokenzipError(
+                f"the {ENTRY_POINT_GROUP} entry point {point.name!r} = {point.value!r} failed to load: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+    _plugins_loaded = True
+
+
 def _load_all() -> None:
     for module in _METHOD_MODULES:
         importlib.import_module(module)
+    _load_plugins()
+
+
+def registered(stage: str | None = None) -> list[type[Method]]:
+    """Every registered method class (built-in and from entry points), sorted by (stage, name);
+    only ``stage``'s when given."""
+    _load_all()
+    return [cls for (s, _), cls in sorted(_REGISTRY.items()) if stage is None or s == stage]
 
 
 def _resolve(name: str, stage: str | None) -> type[Method]:
@@ -165,11 +216,8 @@ def method_class(name: str, stage: str | None = None) -> type[Method]:
 
 def methods(stage: str | None = None) -> list[dict[str, Any]]:
     """Registry rows: name, stage, paper and parameters with their defaults."""
-    _load_all()
     rows = []
-    for (s, n), cls in sorted(_REGISTRY.items()):
-        if stage is not None and s != stage:
-            continue
+    for cls in registered(stage):
         params = {}
         for f in dataclasses.fields(cls):
             if not f.init:
@@ -181,5 +229,6 @@ def methods(stage: str | None = None) -> list[dict[str, Any]]:
             else:
                 params[f.name] = None
         doc = (cls.__doc__ or "").strip().splitlines()
-        rows.append({"name": n, "stage": s, "paper": cls.paper, "summary": doc[0] if doc else "", "params": params})
+        rows.append({"name": cls.name, "stage": cls.stage, "paper": cls.paper,
+                     "summary": doc[0] if doc else "", "params": params})
     return rows

@@ -97,6 +97,49 @@ def sink_recent_scores(positions: torch.Tensor, sinks: int) -> torch.Tensor:
     return torch.where((positions >= 0) & (positions < sinks), torch.full_like(positions, 2 * n), positions).float()
 
 
+def lag_relative_scores(x: torch.Tensor, lag: int) -> torch.Tensor:
+    """LagKV (Liang et al., 2025, arXiv 2504.04704): how much each token stands out against the next partition.
+
+    ``x`` ``(..., n, D)``: keys or values of real tokens, ``n`` a multiple of ``lag``. For each partition ``p`` of
+    ``lag`` tokens but the last, with ``lo``/``hi`` the per-channel min/max over partition ``p + 1`` (its lag
+    reference): ``x_bar = (x - lo) / (hi - lo)`` (the range clamped to >= 1e-6), ``s = std over the D channels of
+    x_bar`` (unbiased), score = ``softmax(s)`` over the partition's tokens. Returns ``(..., n - lag)``.
+    """
+    parts = x.float().unflatten(-2, (-1, lag))  # (..., P, lag, D)
+    reference = parts[..., 1:, :, :]
+    low = reference.amin(-2, keepdim=True)
+    span = (reference.amax(-2, keepdim=True) - low).clamp_min(1e-6)
+    spread = ((parts[..., :-1, :, :] - low) / span).std(-1)  # (..., P - 1, lag)
+    return spread.softmax(-1).flatten(-2)
+
+
+def lagkv_priority(keys: torch.Tensor, values: torch.Tensor, sinks: int, lag: int) -> torch.Tensor:
+    """LagKV's keep order for one unpadded sequence: keys/values ``(..., n, D)`` -> ``(..., n)``, higher kept first.
+
+    After the first ``sinks`` tokens the sequence is cut into partitions of ``lag``; the last full partition and
+    the remainder after it (fewer than ``lag`` tokens) form the tail, which has no reference. A token of a scored
+    partition gets ``r + l / 4``, where ``l = lag_relative_scores(keys) + lag_relative_scores(values)`` (in (0, 2])
+    and ``r`` (0 .. lag-1) is the rank of ``l`` inside its partition: a top-k over the whole sequence then keeps
+    the same number of tokens from every partition (the paper's per-partition top-k), the extra ones going to the
+    higher ``l``. The tail scores ``lag + 1 + j / len(tail)`` (``j``: its index, the most recent highest) and the
+    sinks ``lag + 3``: both are kept whenever the budget holds them (otherwise the sinks, then the most recent).
+    """
+    n = keys.shape[-2]
+    s = min(sinks, n)
+    parts = (n - s) // lag
+    scored = max(parts - 1, 0) * lag  # tokens s .. s + scored have a reference partition after them
+    tail = n - s - scored
+    priority = keys.new_zeros(*keys.shape[:-2], n, dtype=torch.float32)
+    priority[..., :s] = lag + 3.0
+    priority[..., s + scored :] = lag + 1.0 + torch.arange(tail, device=keys.device) / max(tail, 1)
+    if scored:
+        span = slice(s, s + scored + lag)  # the scored partitions and their last reference
+        lag_score = lag_relative_scores(keys[..., span, :], lag) + lag_relative_scores(values[..., span, :], lag)
+        ranks = lag_score.unflatten(-1, (-1, lag)).argsort(-1).argsort(-1).flatten(-2)
+        priority[..., s : s + scored] = ranks + lag_score / 4
+    return priority
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat([-x[..., half:], x[..., :half]], dim=-1)

@@ -2,8 +2,9 @@
 
 ``tiny_model(family)`` returns ``(model, tokenizer_or_processor)`` for every family tokenzip
 supports. Weights are seeded, so two calls give identical models. Decoder tokenizers pad on the
-left (as batched generation needs); the gemma3 model mixes sliding-window and global layers with a
-16-token window so tests exercise both.
+left (as batched generation needs). The decoder families are those registered in
+``tokenzip.models.families`` (each file there holds its family's tiny config); the gemma3 model mixes
+sliding-window and global layers with a 16-token window so tests exercise both.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 import torch
 
-DECODER_FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma3", "phi3")
+from tokenzip.models.families import family_named, family_names
+
+DECODER_FAMILIES = family_names()
 ENCODER_FAMILIES = ("bert",)
 VISION_FAMILIES = ("vit", "dinov2")
 VLM_FAMILIES = ("llava",)
@@ -109,25 +112,7 @@ _DECODER_COMMON = dict(
 
 
 def _decoder_config(family: str, vocab_size: int) -> Any:
-    import transformers as tf
-
-    common = dict(_DECODER_COMMON, vocab_size=vocab_size)
-    if family == "llama":
-        return tf.LlamaConfig(**common)
-    if family == "mistral":
-        return tf.MistralConfig(**common, sliding_window=None)
-    if family == "qwen2":
-        return tf.Qwen2Config(**common)
-    if family == "qwen3":
-        return tf.Qwen3Config(**common, head_dim=16)
-    if family == "phi3":
-        return tf.Phi3Config(**common)
-    if family == "gemma3":
-        return tf.Gemma3TextConfig(
-            **common, head_dim=16, sliding_window=16, query_pre_attn_scalar=16,
-            layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
-        )
-    raise ValueError(family)
+    return family_named(family).tiny_config(dict(_DECODER_COMMON, vocab_size=vocab_size))
 
 
 def tiny_model(family: str, seed: int = 0) -> tuple[Any, Any]:

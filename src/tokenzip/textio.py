@@ -1,8 +1,12 @@
-"""Reading the user's text files: one function for every command, with errors that say what to do."""
+"""Reading the user's text files (one function for every command, with errors that say what to do), and
+writing files atomically."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import threading
 from pathlib import Path
 
 from tokenzip.errors import TokenzipError
@@ -49,3 +53,22 @@ def read_text(path: str | Path, what: str = "file", stdin: bool = True) -> str:
     except OSError as exc:
         raise TokenzipError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
     return decode_utf8(data, f"{what} {path}")
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Replace ``path`` by ``data`` (text is written as UTF-8) so that a reader finds the old file or the whole new
+    one, never a part, also after a crash: written to a temporary file in the same directory, flushed, fsync'ed,
+    then renamed over ``path``."""
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

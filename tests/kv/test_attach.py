@@ -67,7 +67,30 @@ def test_wrappers_are_the_way_to_combine(tiny):
 
 
 def test_a_module_that_is_not_a_transformers_model_is_refused():
-    with pytest.raises(TokenzipError, match="kv stage works on Hugging Face decoder models \\(llama, .*got a Linear, "
-                                            "which has no transformers config"):
+    with pytest.raises(TokenzipError, match="kv stage works on Hugging Face decoder models \\(gemma3, .*llama, "
+                                            ".*got a Linear, which has no transformers config"):
         with tz.compress(torch.nn.Linear(2, 2), tz.get_method("snapkv", ratio=0.5)):
             pass
+
+
+def test_a_prefill_inside_an_attached_block_is_refused_before_any_forward(tiny):
+    """tz.kv.prefill runs its own kv hooks; inside a `with tz.compress(...)` block both would route one call."""
+    model, tok = tiny("llama")
+    calls, handle = counting_forwards(model)
+    try:
+        with tz.compress(model, tz.get_method("snapkv", ratio=0.5)):
+            with pytest.raises(TokenzipError, match="tz.kv.prefill runs its own kv hooks, but kv.snapkv "
+                                                    "\\(ratio 0.5\\) is attached.*outside the block"):
+                tz.kv.prefill(model, tok, TEXT, [tz.get_method("knorm", ratio=0.5)])
+            with pytest.raises(TokenzipError, match="tz.kv.prefill runs its own kv hooks"):
+                tz.kv.answer(model, tok, TEXT, "What is the special magic number?", "knorm")
+        assert not calls
+    finally:
+        handle.remove()
+    tz.kv.prefill(model, tok, TEXT, [tz.get_method("knorm", ratio=0.5)])  # outside the block it runs
+
+
+def test_prefill_refuses_a_module_that_is_not_a_transformers_model(tiny):
+    _, tok = tiny("llama")
+    with pytest.raises(TokenzipError, match="has no transformers config"):
+        tz.kv.prefill(torch.nn.Linear(2, 2), tok, TEXT)

@@ -32,6 +32,7 @@ from typing import Any
 from tokenzip.bench import savings
 from tokenzip.errors import TokenzipError, require
 from tokenzip.table import format_table
+from tokenzip.textio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -425,12 +426,6 @@ def render_html(rows: list[dict[str, Any]], directory: Path, images: dict[str, b
     return "\n".join(parts)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_report(directory: str | os.PathLike, out: str | os.PathLike | None = None,
                  with_plots: bool = True) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and ``plots/*.png`` for the rows in ``directory``."""
@@ -444,10 +439,10 @@ def write_report(directory: str | os.PathLike, out: str | os.PathLike | None = N
         (target / "plots").mkdir(exist_ok=True)
         for name, png in images.items():
             path = target / "plots" / f"{name}.png"
-            _write_atomic(path, png)
+            write_atomic(path, png)
             written[name] = path
     markdown = render_markdown(rows, directory, images)
-    _write_atomic(target / "report.md", markdown.encode())
-    _write_atomic(target / "report.html", render_html(rows, directory, images).encode())
+    write_atomic(target / "report.md", markdown.encode())
+    write_atomic(target / "report.html", render_html(rows, directory, images).encode())
     written["markdown"], written["html"] = target / "report.md", target / "report.html"
     return written

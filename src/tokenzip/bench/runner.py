@@ -27,7 +27,7 @@ from tokenzip.bench.tasks.registry import get_task
 from tokenzip.bench.worker import Job, row_key
 from tokenzip.errors import TokenzipError
 from tokenzip.registry import check_ratio
-from tokenzip.textio import check_file
+from tokenzip.textio import check_file, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -222,15 +222,6 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return [row for _, row in numbered_rows(path)]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def prepare_out(config: BenchConfig) -> set[str]:
     """Create or check the run directory; return the keys of the rows already finished there."""
     out = Path(config.out)
@@ -255,7 +246,7 @@ def prepare_out(config: BenchConfig) -> set[str]:
                             "they are: use another --out directory, or the same settings to resume it.")
     grid = {k: getattr(config, k) for k in ("methods", "ratios", "tasks", "contexts", "samples", "tasks_file")}
     record = {"identity": identity, "last_grid": grid, "command": config.command}
-    _write_atomic(config_path, json.dumps(record, indent=2) + "\n")
+    write_atomic(config_path, json.dumps(record, indent=2) + "\n")
     return {r["key"] for r in rows if isinstance(r, dict) and isinstance(r.get("key"), str)}
 
 
@@ -398,5 +389,5 @@ def export_tasks(path: str | os.PathLike, model: str = "gemma-3-270m", tasks: Se
                 "metadata": sample.metadata}, ensure_ascii=False))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, "\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
     return len(lines)

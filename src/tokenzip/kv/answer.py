@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
+from tokenzip.hooks import check_kv_model, check_not_kv_attached
 from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import cache_bytes, copy_cache, layer_at, layer_length, restore, snapshot
 from tokenzip.kv.chunked import check_chunk_size
@@ -78,9 +79,7 @@ class Prefill:
                     f"{' and received attention' if method.wants_received() else ''}; this prefill captured "
                     f"{self.window}: pass it in prefill(..., methods=[...])"
                 )
-            runtime = KVRuntime(self.model, method, masks=masks)
-            runtime.captures, runtime.input_ids, runtime.seen = self.captures, self.input_ids, self.n_tokens
-            runtime.tokenizer, runtime.memo = self.tokenizer, self.memo
+            runtime = KVRuntime.over_prefill(self, method, masks)
             with torch.no_grad(), runtime.attached():
                 runtime.compress_all(cache)
             reused_seconds = runtime.charged_seconds  # reused work is charged as if this method had done it alone
@@ -219,6 +218,8 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
     time and compressed by the one method given between chunks, so no compressed layer ever holds more than
     its budget + one chunk (:mod:`tokenzip.kv.chunked`); without a method, the chunks are only read in turn.
     """
+    check_kv_model(model)
+    check_not_kv_attached(model, "tz.kv.prefill")
     methods = [_as_method(m) for m in methods]
     live = [m for m in methods if m is not None]
     chunk_size = chunk_size if chunk_size is not None else next((m.chunk_size for m in live if m.chunk_size), None)
@@ -237,8 +238,7 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
         raise TokenzipError("the context is empty: give the text the questions are about")
     method = live[0] if chunk_size is not None and live else None
     if chunk_size is not None:
-        runtime = KVRuntime(model, method, chunk_size=chunk_size)
-        runtime.tokenizer = tok
+        runtime = KVRuntime(model, method, chunk_size=chunk_size, tokenizer=tok)
     else:
         runtime = KVRuntime(model, None, window=window, received=received)
     limit = runtime.adapter.max_positions

@@ -18,11 +18,20 @@ from typing import Any, ClassVar
 import torch
 
 from tokenzip.errors import TokenzipError
+from tokenzip.kv.context import DecodeContext, ReplayContext
 from tokenzip.reduce import gather_tokens, keep_topk
 from tokenzip.registry import Method
 from tokenzip.scoring import rotate_half, unrotate
 
 ALL_QUERIES = 1 << 30  # query_window() of methods that need every prefill query (Compactor's non-causal attention)
+
+
+def target_layers(adapter: Any, compress_sliding: bool) -> list[int]:
+    """Layers a method compresses (``adapter``: a :class:`tokenzip.models.decoders.DecoderAdapter`): all, except
+    the sliding-window layers of hybrid models by default."""
+    sliding = [adapter.is_sliding(i) for i in range(adapter.num_layers)]
+    hybrid = any(sliding) and not all(sliding)
+    return [i for i, s in enumerate(sliding) if compress_sliding or not (s and hybrid)]
 
 
 @dataclass
@@ -173,10 +182,10 @@ class KVMethod(Method):
         """Whether this method compresses after the whole prefill (all layers at once) instead of layer by layer."""
         return self.whole_model
 
-    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
-        """Hook for methods that need extra model passes before scoring (KVzip uses ``runtime.replay``)."""
+    def prepare(self, replay: ReplayContext, contexts: list[LayerContext]) -> None:
+        """Hook for methods that need extra model passes before scoring (KVzip uses ``replay.replay``)."""
 
-    def on_decode(self, runtime: Any, cache: Any, layer_idx: int) -> None:
+    def on_decode(self, step: DecodeContext) -> None:
         """Hook called after each decoding step's attention in a target layer (the ``decoding`` wrapper)."""
 
     def supports_chunks(self) -> bool:
@@ -248,8 +257,49 @@ class KVMethod(Method):
             yield runtime
 
 
+class Wrapping:
+    """Mixed into a kv method that wraps another one (:meth:`wrapped`): the captures and extra passes it needs
+    before scoring, whether it can compress between prefill chunks and what it carries between them come from
+    the wrapped method. Without one (``wrapped()`` None, or not built yet) the method's own are used."""
+
+    def wrapped(self) -> KVMethod | None:
+        """The wrapped method, or None."""
+        raise NotImplementedError
+
+    def _inner(self) -> KVMethod | None:
+        inner = self.wrapped()
+        return inner if isinstance(inner, KVMethod) else None
+
+    def supports_chunks(self) -> bool:
+        inner = self._inner()
+        return super().supports_chunks() and (inner is None or inner.supports_chunks())
+
+    def carry(self, ctx: LayerContext) -> torch.Tensor | None:
+        inner = self._inner()
+        return super().carry(ctx) if inner is None else inner.carry(ctx)
+
+    def query_window(self) -> int:
+        inner = self._inner()
+        return super().query_window() if inner is None else inner.query_window()
+
+    def wants_received(self) -> bool:
+        inner = self._inner()
+        return super().wants_received() if inner is None else inner.wants_received()
+
+    def needs_whole_model(self) -> bool:
+        inner = self._inner()
+        return super().needs_whole_model() if inner is None else inner.needs_whole_model()
+
+    def prepare(self, replay: ReplayContext, contexts: list[LayerContext]) -> None:
+        inner = self._inner()
+        if inner is None:
+            super().prepare(replay, contexts)
+        else:
+            inner.prepare(replay, contexts)
+
+
 @dataclass
-class WrapperMethod(KVMethod):
+class WrapperMethod(Wrapping, KVMethod):
     """A method that wraps another one (``base``: a method name, built with the wrapper's ratio/budget, or
     a method object) and changes how its scores are used."""
 
@@ -260,23 +310,8 @@ class WrapperMethod(KVMethod):
         self.base = build_base(self.base, self.ratio, self.budget, self.compress_sliding)
         self.check_chunks()
 
-    def supports_chunks(self) -> bool:
-        return self.chunkable and (not isinstance(self.base, KVMethod) or self.base.supports_chunks())
-
-    def carry(self, ctx: LayerContext) -> torch.Tensor | None:
-        return self.base.carry(ctx)
-
-    def query_window(self) -> int:
-        return self.base.query_window()
-
-    def wants_received(self) -> bool:
-        return self.base.wants_received()
-
-    def needs_whole_model(self) -> bool:
-        return self.base.needs_whole_model()
-
-    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
-        self.base.prepare(runtime, contexts)
+    def wrapped(self) -> KVMethod | None:
+        return self.base
 
 
 def _chunkable(name: str) -> bool:

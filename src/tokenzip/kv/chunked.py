@@ -193,7 +193,7 @@ def compress_model(runtime: Any, cache: Any) -> None:
     method = runtime.method
     contexts = [context(runtime, cache, i) for i in runtime.targets]
     if contexts:
-        method.prepare(runtime, contexts)
+        runtime.prepare(method, contexts, cache)
         reduced = method.compress_model(contexts) if any(_must_reduce(method, c) for c in contexts) else None
         for k, ctx in enumerate(contexts):
             runtime.write(cache, ctx.layer_idx, reduce(runtime, ctx, None if reduced is None else reduced[k]))

@@ -11,25 +11,23 @@ alone unless the method says ``compress_sliding=True``. Everything is removed on
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tokenzip.kv import chunked
-from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
+from tokenzip.kv.base import KVMethod, LayerContext, LayerResult, target_layers
 from tokenzip.kv.cache import layer_at, layer_entries, layer_length, restore, snapshot, store
+from tokenzip.kv.context import DecodeContext, ReplayContext
 from tokenzip.models.attention import CacheMasks, route_attention
 from tokenzip.models.calling import cache_kwargs, call_cache, output_cache
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.scoring import received_attention
 
-
-def target_layers(adapter: DecoderAdapter, compress_sliding: bool) -> list[int]:
-    """Layers a method compresses: all, except the sliding-window layers of hybrid models by default."""
-    sliding = [adapter.is_sliding(i) for i in range(adapter.num_layers)]
-    hybrid = any(sliding) and not all(sliding)
-    return [i for i, s in enumerate(sliding) if compress_sliding or not (s and hybrid)]
+if TYPE_CHECKING:
+    from tokenzip.kv.answer import Prefill
 
 
 class KVRuntime:
@@ -38,11 +36,14 @@ class KVRuntime:
     With ``method=None`` it only captures (the shared prefill of :func:`tokenzip.kv.prefill`):
     ``window`` last queries per layer, and the attention each key received when ``received``.
     ``chunk_size`` (default: the method's) prefills chunk by chunk, compressing between chunks
-    (:mod:`tokenzip.kv.chunked`).
+    (:mod:`tokenzip.kv.chunked`). ``tokenizer`` is for methods that tokenize an instruction (KVzip); ``memo``
+    holds extra passes over one prefill shared by every method and ratio compressing it. To compress a prefill
+    already made, use :meth:`over_prefill`.
     """
 
     def __init__(self, model: Any, method: KVMethod | None = None, window: int = 0, received: bool = False,
-                 masks: CacheMasks | None = None, chunk_size: int | None = None) -> None:
+                 masks: CacheMasks | None = None, chunk_size: int | None = None, tokenizer: Any = None,
+                 memo: dict[Any, tuple[Any, float]] | None = None) -> None:
         self.model = model
         self.adapter = DecoderAdapter(model)
         self.method = method
@@ -56,10 +57,10 @@ class KVRuntime:
         self.token_valid: torch.Tensor | None = None
         self.input_ids: torch.Tensor | None = None
         self.cache: Any = None
-        self.tokenizer: Any = None  # for methods that tokenize an instruction (KVzip)
+        self.tokenizer = tokenizer
         # extra passes over one prefill (KVzip's reconstruction), shared by every method and ratio compressing
         # it: key -> (result, seconds it took); ``charged_seconds`` adds the reused ones to the method's cost
-        self.memo: dict[Any, tuple[Any, float]] = {}
+        self.memo: dict[Any, tuple[Any, float]] = {} if memo is None else memo
         self.charged_seconds = 0.0
         self.seen = 0
         self.prefilling = False
@@ -73,6 +74,14 @@ class KVRuntime:
         self.chunks: chunked.ChunkState | None = None  # set during a chunked prefill
         self.carried: dict[int, torch.Tensor] = {}  # per-entry state methods carry from chunk to chunk
         self.compress_seconds = 0.0  # time a chunked prefill spent compressing
+
+    @classmethod
+    def over_prefill(cls, prefill: Prefill, method: KVMethod | None, masks: CacheMasks | None = None) -> KVRuntime:
+        """A runtime that compresses ``prefill`` (a :class:`tokenzip.kv.answer.Prefill`) as if it had just run it:
+        its captures, ids, length, tokenizer and memo."""
+        runtime = cls(prefill.model, method, masks=masks, tokenizer=prefill.tokenizer, memo=prefill.memo)
+        runtime.captures, runtime.input_ids, runtime.seen = prefill.captures, prefill.input_ids, prefill.n_tokens
+        return runtime
 
     # --- attachment ------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -163,7 +172,7 @@ class KVRuntime:
         if self.replaying or i not in self.targets or cache is None:
             return
         if not self.prefilling:
-            self.method.on_decode(self, cache, i)
+            self.method.on_decode(self.decode_context(cache, i))
             return
         if self.method.needs_whole_model():
             return
@@ -209,9 +218,28 @@ class KVRuntime:
         contexts = [self.context(cache, i) for i in self.targets]
         if not contexts or method.is_noop(max(c.n_tokens for c in contexts)):
             return
-        method.prepare(self, contexts)
+        self.prepare(method, contexts, cache)
         for ctx, result in zip(contexts, method.compress_model(contexts)):
             self.write(cache, ctx.layer_idx, result)
+
+    def prepare(self, method: KVMethod, contexts: list[LayerContext], cache: Any) -> None:
+        """Let ``method`` run its extra passes over this prefill (:meth:`KVMethod.prepare`) before it scores
+        ``contexts``; the seconds of memoized passes it reused are added to ``charged_seconds``."""
+        replay = self.replay_context(cache)
+        method.prepare(replay, contexts)
+        self.charged_seconds += replay.charged_seconds
+
+    def replay_context(self, cache: Any) -> ReplayContext:
+        """What :meth:`KVMethod.prepare` sees of this prefill: its ids, a replay pass over ``cache``, the memo."""
+        return ReplayContext(input_ids=self.input_ids, seen=self.seen,
+                             bos_token_id=getattr(self.adapter.config, "bos_token_id", None),
+                             tokenizer=self.tokenizer, replay=functools.partial(self.replay, cache), memo=self.memo)
+
+    def decode_context(self, cache: Any, i: int) -> DecodeContext:
+        """What :meth:`KVMethod.on_decode` sees of layer ``i`` after a decoding step's attention."""
+        return DecodeContext(layer_idx=i, seen=self.seen, stored=layer_length(layer_at(cache, i)),
+                             layer=functools.partial(self.context, cache, i),
+                             write=functools.partial(self.write, cache, i))
 
     @torch.no_grad()
     def replay(self, cache: Any, input_ids: torch.Tensor, on_attention: Callable) -> None:

@@ -26,7 +26,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.layers.schedule import SCHEDULES
-from tokenzip.registry import Method
+from tokenzip.registry import Method, registered
 
 KINDS = ("encoder", "vision", "decoder", "vlm")
 RESTORE = ("nearest", "exit", "none")
@@ -189,10 +189,8 @@ class LayersMethod(Method):
 
 
 def methods_for(kind: str) -> list[str]:
-    from tokenzip.registry import _REGISTRY, _load_all
-
-    _load_all()
-    return sorted(n for (s, n), cls in _REGISTRY.items() if s == "layers" and kind in getattr(cls, "kinds", ()))
+    """Names of the layers methods that support a model kind (e.g. ``"decoder"``)."""
+    return sorted(cls.name for cls in registered("layers") if kind in getattr(cls, "kinds", ()))
 
 
 def _int_tuple(name: str, value: Any, minimum: int) -> tuple[int, ...]:

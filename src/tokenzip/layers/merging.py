@@ -20,17 +20,16 @@ class MergingMethod(LayersMethod):
     the attention logits (proportional attention)."""
 
     kinds: ClassVar[tuple[str, ...]] = ("encoder", "vision")
-    needs: ClassVar[frozenset[str]] = frozenset({"keys"})
     merges: ClassVar[bool] = True
     choices = {"metric": METRICS}
 
     prop_attn: bool = True
     metric: str = "keys"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.metric == "hidden":
-            self.needs = frozenset()  # the layer's output is all it needs
+    @property
+    def needs(self) -> frozenset[str]:  # type: ignore[override]  # computed from ``metric``, not a class constant
+        """The attention keys, or nothing with ``metric="hidden"`` (the layer's output is all it needs)."""
+        return frozenset() if self.metric == "hidden" else frozenset({"keys"})
 
     def similarity_metric(self, step: Step) -> torch.Tensor:
         return step.need("keys") if self.metric == "keys" else step.hidden

@@ -33,7 +33,8 @@ from tokenzip import scoring
 from tokenzip.errors import TokenzipError
 from tokenzip.models.attention import route_attention, shared_masks
 from tokenzip.models.calling import call_cache
-from tokenzip.models.decoders import SUPPORTED, DecoderAdapter
+from tokenzip.models.decoders import DecoderAdapter
+from tokenzip.models.families import family_of
 from tokenzip.models.inmodel import LayerStack, statistics
 
 
@@ -51,7 +52,7 @@ def decoder_stack(model: Any) -> LayerStack | None:
                           layers=list(adapter.decoder.layers), attention=adapter.attention_modules,
                           extra={"adapter": adapter, "llava": llava})
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    if getattr(text, "model_type", None) not in SUPPORTED or not hasattr(model, "generate"):
+    if family_of(getattr(text, "model_type", None)) is None or not hasattr(model, "generate"):
         return None
     adapter = DecoderAdapter(model)
     return LayerStack(kind="decoder", family=text.model_type, model=model, root=adapter.decoder,

@@ -1,8 +1,8 @@
 """Decoder adapter: where tokenzip finds what it needs inside a Hugging Face decoder.
 
-One class covers the supported families (llama, mistral, qwen2, qwen3, phi3, gemma3, and the
-language model inside LLaVA); a new family is a new entry in ``SUPPORTED`` plus, where its layout
-differs, a small override here. Nothing outside ``tokenzip.models`` touches transformers modules.
+One class covers every registered family (``tokenzip.models.families``: one file per family, holding its
+quirks and its tiny test config) and the language model inside LLaVA. Nothing outside ``tokenzip.models``
+touches transformers modules.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-
-SUPPORTED = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3", "gemma3_text")
+from tokenzip.models.families import family_of, supported_model_types
 
 
 def _text_config(config: Any) -> Any:
@@ -29,13 +28,16 @@ class DecoderAdapter:
 
     def __post_init__(self) -> None:
         config = _text_config(self.model.config)
-        family = getattr(config, "model_type", None)
-        if family not in SUPPORTED:
+        model_type = getattr(config, "model_type", None)
+        family = family_of(model_type)
+        if family is None:
             raise TokenzipError(
-                f"unsupported model family {family!r} for the kv stage; supported: {', '.join(SUPPORTED)}"
+                f"unsupported model family {model_type!r} for the kv stage; supported: "
+                f"{', '.join(supported_model_types())} (a new family is one file in tokenzip/models/families/)"
             )
         self.config = config
-        self.family = family
+        self.family = model_type
+        self.quirks = family
         self.decoder = self._find_decoder()
         self.attention_modules = [layer.self_attn for layer in self.decoder.layers]
         for i, module in enumerate(self.attention_modules):
@@ -86,7 +88,4 @@ class DecoderAdapter:
     @torch.no_grad()
     def rotary(self, layer_idx: int, positions: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(cos, sin)`` of the layer's rotary embedding at ``positions`` (shape ``(1, P)``), each ``(1, P, D)``."""
-        rotary = self.decoder.rotary_emb
-        if self.family in ("gemma3", "gemma3_text"):
-            return rotary(like, positions, self.layer_type(layer_idx))
-        return rotary(like, positions)
+        return self.quirks.rotary(self.decoder.rotary_emb, like, positions, self.layer_type(layer_idx))

@@ -3,8 +3,8 @@
 A :class:`LayerStack` says where a family keeps what the runtime needs: the layers (a list of
 modules each mapping hidden states to hidden states), the attention module inside each layer, and
 the module that receives the padding mask. The family adapters build it (``encoders.py`` for
-BERT-style encoders, ``vision.py`` for ViT / DINOv2 / CLIP vision towers, ``decoders.py`` /
-``llava.py`` for decoders and VLMs); :func:`hooked` attaches the runtime with forward hooks on the
+BERT-style encoders, ``vision.py`` for ViT / DINOv2 / CLIP vision towers, ``decoder_layers.py`` (on
+``decoders.py``'s adapter) for decoders and LLaVA); :func:`hooked` attaches the runtime with forward hooks on the
 layers and an attention handler routed through tokenzip's SDPA attention implementation
 (``tokenzip.models.attention``), so no transformers function is patched and the model keeps its
 fused attention kernel: statistics that need attention weights are computed for just the rows they
@@ -42,7 +42,7 @@ class LayerStack:
 def find_stack(model: Any) -> LayerStack:
     """The layer stack of a supported model, or a :class:`TokenzipError` naming what is supported."""
     from tokenzip.models import decoder_layers, encoders, vision
-    from tokenzip.models.decoders import SUPPORTED
+    from tokenzip.models.families import supported_model_types
 
     for find in (encoders.encoder_stack, vision.vision_stack, decoder_layers.decoder_stack):
         stack = find(model)
@@ -50,7 +50,7 @@ def find_stack(model: Any) -> LayerStack:
             return stack
     raise TokenzipError(
         f"the layers stage does not support {type(model).__name__}; supported: BERT-style encoders "
-        f"(BertModel, RobertaModel, ...), ViTModel, Dinov2Model, decoder LLMs ({', '.join(SUPPORTED)}) "
+        f"(BertModel, RobertaModel, ...), ViTModel, Dinov2Model, decoder LLMs ({', '.join(supported_model_types())}) "
         "and LlavaForConditionalGeneration"
     )
 

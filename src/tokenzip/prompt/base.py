@@ -31,6 +31,9 @@ class PromptJob:
     mode: str = "text"
     scorer_spec: Any = "gemma-3-270m"
     notes: list[str] = field(default_factory=list)
+    # what the method computed for this call, from prepare() to order(): kept here, never on the method
+    # object, so one method object can compress several texts at once
+    state: dict[str, Any] = field(default_factory=dict)
     _scorer: Any = None
 
     @property

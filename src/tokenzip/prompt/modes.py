@@ -20,7 +20,7 @@ import numpy as np
 import regex
 
 from tokenzip.errors import TokenzipError
-from tokenzip.prompt.segment import FIXED, STRUCT, WORD, PieceBuilder, Pieces, word_units
+from tokenzip.prompt.segment import STRUCT, WORD, PieceBuilder, Pieces, word_units
 
 MODES = ("text", "json", "markdown", "code")
 
@@ -161,7 +161,3 @@ def protected_mask(pieces: Pieces, patterns: list[regex.Pattern]) -> np.ndarray:
                 hit[e] -= 1
     covered = np.concatenate([[0], np.cumsum(hit[:-1]) > 0]).astype(np.int64).cumsum()
     return covered[pieces.end] - covered[pieces.start] > 0
-
-
-def fixed_pieces(pieces: Pieces) -> np.ndarray:
-    return pieces.unit == FIXED

@@ -52,11 +52,6 @@ def splitter(superwords: bool) -> Any:
     return pre_tokenizers.Split(Regex(SUPERWORD_PATTERN if superwords else SUBWORD_PATTERN), behavior="isolated")
 
 
-def byte_level_text(raw: str) -> str:
-    """The byte-level alphabet spelling of ``raw`` (GPT-2's visible mapping of the 256 bytes)."""
-    return "".join(BYTE_TO_CHAR[b] for b in raw.encode("utf-8"))
-
-
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from bytes to visible characters (as in ``tokenizers``' ByteLevel)."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))

@@ -9,7 +9,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import LayerContext, LayerResult, WrapperMethod
-from tokenzip.kv.cache import layer_at, layer_length
+from tokenzip.kv.context import DecodeContext
 from tokenzip.reduce import gather_tokens
 from tokenzip.registry import register
 
@@ -49,12 +49,11 @@ class Decoding(WrapperMethod):
     def target(self, seen: int) -> int:
         return self.budget if self.budget is not None else self.kept(seen)
 
-    def on_decode(self, runtime: Any, cache: Any, layer_idx: int) -> None:
-        target = self.target(runtime.seen + 1)
-        if layer_length(layer_at(cache, layer_idx)) < target + self.interval:
+    def on_decode(self, step: DecodeContext) -> None:
+        target = self.target(step.seen + 1)
+        if step.stored < target + self.interval:
             return
-        ctx = runtime.context(cache, layer_idx)
+        ctx = step.layer()
         keep = torch.full((ctx.keys.shape[0],), target, device=ctx.keys.device)
         indices, valid = self.base.select(ctx, self.base.masked_scores(ctx), keep)
-        runtime.write(cache, layer_idx, LayerResult(gather_tokens(ctx.keys, indices),
-                                                    gather_tokens(ctx.values, indices), valid))
+        step.write(LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), valid))

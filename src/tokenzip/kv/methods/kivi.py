@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenzip.errors import TokenzipError
-from tokenzip.kv.base import KVMethod, LayerContext, LayerResult, build_base
+from tokenzip.kv.base import KVMethod, LayerContext, LayerResult, Wrapping, build_base
 from tokenzip.kv.cache import QuantizedLayer
 from tokenzip.registry import register
 
 
 @register
 @dataclass
-class KIVI(KVMethod):
+class KIVI(Wrapping, KVMethod):
     """Store the cache as packed ``bits``-bit codes: keys quantized per channel in groups of ``group``
     tokens, values per token in groups of channels; the last ``residual`` tokens stay in full precision
     and are quantized ``group`` at a time as generation goes on. ``evict`` (a method name) first removes
@@ -46,18 +46,8 @@ class KIVI(KVMethod):
         if self.evict is not None:
             self.evict = build_base(self.evict, self.ratio, self.budget, False)
 
-    def query_window(self) -> int:
-        return self.evict.query_window() if self.evict else 0
-
-    def wants_received(self) -> bool:
-        return bool(self.evict and self.evict.wants_received())
-
-    def needs_whole_model(self) -> bool:
-        return bool(self.evict and self.evict.needs_whole_model())
-
-    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
-        if self.evict is not None:
-            self.evict.prepare(runtime, contexts)
+    def wrapped(self) -> KVMethod | None:
+        return self.evict  # what it needs before scoring (captures, KVzip's replay) is the eviction's
 
     def changes_storage(self) -> bool:
         return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
+from tokenzip.kv.context import ReplayContext
 from tokenzip.reduce import gather_tokens, keep_topk_global
 from tokenzip.registry import register
 from tokenzip.scoring import replay_attention_max
@@ -43,32 +43,22 @@ class KVzip(KVMethod):
     prompt: str = "\n\nRepeat the previous context exactly.\n"
     tokenizer: Any = None
 
-    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
+    def prepare(self, replay: ReplayContext, contexts: list[LayerContext]) -> None:
         if contexts and contexts[0].chunked:  # one reconstruction of the newest chunk, nothing to share
-            scores = self.reconstruction_scores(runtime, contexts)
-            for ctx in contexts:
-                ctx.extra = {"kvzip": scores[ctx.layer_idx]}
-            return
-        key = ("kvzip", self.prompt, id(self.tokenizer or getattr(runtime, "tokenizer", None)),
-               tuple(ctx.layer_idx for ctx in contexts))
-        if key in runtime.memo:  # the same prefill compressed again (another ratio): same reconstruction
-            scores, seconds = runtime.memo[key]
-            runtime.charged_seconds += seconds
-        else:
-            start = time.perf_counter()
-            scores = self.reconstruction_scores(runtime, contexts)
-            runtime.memo[key] = (scores, time.perf_counter() - start)
+            scores = self.reconstruction_scores(replay, contexts)
+        else:  # the same prefill compressed again (another ratio): the same reconstruction, at the same price
+            key = ("kvzip", self.prompt, id(self.tokenizer or replay.tokenizer), tuple(c.layer_idx for c in contexts))
+            scores = replay.memoized(key, lambda: self.reconstruction_scores(replay, contexts))
         for ctx in contexts:
             ctx.extra = {"kvzip": scores[ctx.layer_idx]}
 
-    def replay_ids(self, runtime: Any) -> torch.Tensor:
+    def replay_ids(self, replay: ReplayContext) -> torch.Tensor:
         """The reconstruction input: the instruction, then the context (a chunked prefill: the newest chunk)
         again, without its BOS."""
-        ids = runtime.input_ids
-        bos = getattr(runtime.adapter.config, "bos_token_id", None)
-        if bos is not None and bool((ids[:, 0] == bos).all()):
+        ids = replay.input_ids
+        if replay.bos_token_id is not None and bool((ids[:, 0] == replay.bos_token_id).all()):
             ids = ids[:, 1:]
-        tokenizer = self.tokenizer or getattr(runtime, "tokenizer", None)
+        tokenizer = self.tokenizer or replay.tokenizer
         if tokenizer is not None:
             prompt = tokenizer(self.prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(ids.device)
             ids = torch.cat([prompt.expand(ids.shape[0], -1), ids], dim=1)
@@ -77,9 +67,9 @@ class KVzip(KVMethod):
                           stacklevel=4)
         return ids
 
-    def reconstruction_scores(self, runtime: Any, contexts: list[LayerContext]) -> dict[int, torch.Tensor]:
+    def reconstruction_scores(self, replay: ReplayContext, contexts: list[LayerContext]) -> dict[int, torch.Tensor]:
         """Replay instruction + context after the prefill; per layer, each entry's largest attention."""
-        ids = self.replay_ids(runtime)
+        ids = self.replay_ids(replay)
         by_layer = {ctx.layer_idx: ctx for ctx in contexts}
         scores: dict[int, torch.Tensor] = {}
 
@@ -88,7 +78,7 @@ class KVzip(KVMethod):
             if ctx is not None:
                 scores[ctx.layer_idx] = replay_attention_max(query, key, ctx.scaling, ctx.n_tokens)
 
-        runtime.replay(runtime.cache, ids, on_attention)
+        replay.replay(ids, on_attention)
         return scores
 
     def score(self, ctx: LayerContext) -> torch.Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.auto import AutoRatioMethod
 from tokenzip.kv.base import ALL_QUERIES, LayerContext, LayerResult
+from tokenzip.kv.context import ReplayContext
 from tokenzip.kv.methods.compactor import all_queries
 from tokenzip.kv.methods.kvzip import KVzip
 from tokenzip.reduce import gather_tokens, keep_topk
@@ -58,25 +58,20 @@ class KVzipFast(KVzip, AutoRatioMethod):
     def query_window(self) -> int:
         return ALL_QUERIES if self.replay == "self" else 0
 
-    def prepare(self, runtime: Any, contexts: list[LayerContext]) -> None:
+    def prepare(self, replay: ReplayContext, contexts: list[LayerContext]) -> None:
         if self.replay == "full" and not self.stop_early and not self.auto:
-            return super().prepare(runtime, contexts)  # KVzip's own pass (and its memo)
+            return super().prepare(replay, contexts)  # KVzip's own pass (and its memo)
         key = (self.name, self.replay, self.stop_early, self.auto, self.prompt,
-               id(self.tokenizer or getattr(runtime, "tokenizer", None)), tuple(ctx.layer_idx for ctx in contexts))
-        if key in runtime.memo:  # the same prefill compressed again (another ratio): same scores, same price
-            scores, seconds = runtime.memo[key]
-            runtime.charged_seconds += seconds
-        else:
-            start = time.perf_counter()
-            scores = (self.self_replay_scores(runtime, contexts) if self.replay == "self"
-                      else self.short_replay_scores(runtime, contexts))
-            runtime.memo[key] = (scores, time.perf_counter() - start)
+               id(self.tokenizer or replay.tokenizer), tuple(ctx.layer_idx for ctx in contexts))
+        # the same prefill compressed again (another ratio): same scores, same price
+        compute = self.self_replay_scores if self.replay == "self" else self.short_replay_scores
+        scores = replay.memoized(key, lambda: compute(replay, contexts))
         for ctx in contexts:
             ctx.extra = {"kvzip": scores[ctx.layer_idx][0], "mass": scores[ctx.layer_idx][1]}
 
-    def self_replay_scores(self, runtime: Any, contexts: list[LayerContext]) -> dict[int, tuple]:
+    def self_replay_scores(self, replay: ReplayContext, contexts: list[LayerContext]) -> dict[int, tuple]:
         """Per layer, (max, mean) attention of the prefill's queries re-reading the context from ``Delta`` later."""
-        delta = self.replay_ids(runtime).shape[1] + runtime.seen - runtime.input_ids.shape[1]
+        delta = self.replay_ids(replay).shape[1] + replay.seen - replay.input_ids.shape[1]
         out = {}
         for ctx in contexts:
             queries = all_queries(ctx, self.name)
@@ -84,7 +79,7 @@ class KVzipFast(KVzip, AutoRatioMethod):
                                                        ctx.valid_tokens())
         return out
 
-    def short_replay_scores(self, runtime: Any, contexts: list[LayerContext]) -> dict[int, tuple]:
+    def short_replay_scores(self, replay: ReplayContext, contexts: list[LayerContext]) -> dict[int, tuple]:
         """KVzip's replay, stopped after the last compressed layer when ``stop_early``; the mean too for auto."""
         by_layer = {ctx.layer_idx: ctx for ctx in contexts}
         last = max(by_layer)
@@ -101,7 +96,7 @@ class KVzipFast(KVzip, AutoRatioMethod):
                 raise _ReplayDone
 
         try:
-            runtime.replay(runtime.cache, self.replay_ids(runtime), on_attention)
+            replay.replay(self.replay_ids(replay), on_attention)
         except _ReplayDone:
             pass
         return out

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenzip.kv.base import LayerContext
+from tokenzip.kv.base import LayerContext, target_layers
 from tokenzip.kv.methods.snapkv import SnapKV
 from tokenzip.reduce import layer_budgets
 from tokenzip.registry import register
@@ -33,8 +33,6 @@ class PyramidKV(SnapKV):
     beta: float = 20.0
 
     def keep_counts(self, ctx: LayerContext) -> torch.Tensor:
-        from tokenzip.kv.runtime import target_layers
-
         targets = target_layers(ctx.adapter, self.compress_sliding)
         depth = targets.index(ctx.layer_idx) if ctx.layer_idx in targets else 0
         counts = []

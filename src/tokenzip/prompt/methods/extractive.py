@@ -56,13 +56,13 @@ class Extractive(PromptMethod):
         protected = (pieces.kind == WORD) & (pieces.unit == FIXED)
         sentence = group_sentences(pieces)
         holds_protected = np.isin(sentence, sentence[protected]) & (pieces.unit >= 0)
-        self._holders = np.unique(pieces.unit[holds_protected])
+        job.state["holders"] = np.unique(pieces.unit[holds_protected])
 
     def priority(self, job: PromptJob) -> np.ndarray:
-        self._relevance = self.relevance(job)
-        priority = self._relevance.copy()
+        relevance = job.state["relevance"] = self.relevance(job)
+        priority = relevance.copy()
         if self.protected_first:
-            priority[self._holders] += PROTECTED_BONUS
+            priority[job.state["holders"]] += PROTECTED_BONUS
         return priority
 
     def relevance(self, job: PromptJob) -> np.ndarray:
@@ -90,7 +90,7 @@ class Extractive(PromptMethod):
         """The text in its order, then the most relevant sentence (with a question and ``best-last``)."""
         if self.reorder == "none" or not job.question or job.mode != "text" or job.pieces.n_units == 0:
             return None
-        best = int(np.argmax(self._relevance))  # units are sentences, in text order
+        best = int(np.argmax(job.state["relevance"]))  # units are sentences, in text order
         sentences = documents(job.pieces, levels=("sentence",))
         top = next(i for i, s in enumerate(sentences) if (job.pieces.unit[s] == best).any())
         return move_to_end(sentences, top)

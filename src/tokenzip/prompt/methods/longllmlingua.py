@@ -73,7 +73,7 @@ class LongLLMLingua(PromptMethod):
         plain = scorer.surprisal([((), ids + question_ids) for ids, _ in encoded])
         question_loss = np.array([float(p[len(ids):].mean()) for p, (ids, _) in zip(plain, encoded)])
         order = np.argsort(question_loss, kind="stable")  # most relevant first
-        self._rank = order
+        job.state["rank"] = order
         sizes = np.array([len(ids) for ids, _ in encoded])
         kept, total = [], 0
         for b in order:
@@ -116,7 +116,7 @@ class LongLLMLingua(PromptMethod):
             n = len(scorer.ids(block_text(pieces, block)))
             parts = max(1, -(-n // (scorer.window - 64)))
             out += [p for p in np.array_split(block, parts) if len(p)]
-        self._documents = out
+        job.state["documents"] = out
         return out
 
     def _sentence_runs(self, job: PromptJob, sentences: list[np.ndarray]) -> list[np.ndarray]:
@@ -133,8 +133,8 @@ class LongLLMLingua(PromptMethod):
         return runs
 
     def order(self, job: PromptJob) -> list[np.ndarray] | None:
-        if self.reorder == "none" or not job.question or job.mode != "text" or not hasattr(self, "_rank"):
+        if self.reorder == "none" or not job.question or job.mode != "text" or "rank" not in job.state:
             return None
         if self.reorder == "best-last":
-            return move_to_end(self._documents, int(self._rank[0]))
-        return [self._documents[b] for b in self._rank]
+            return move_to_end(job.state["documents"], int(job.state["rank"][0]))
+        return [job.state["documents"][b] for b in job.state["rank"]]
