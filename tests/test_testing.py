@@ -65,4 +65,5 @@ def test_unknown_family():
 
 
 def test_all_families_listed():
-    assert set(FAMILIES) == {"llama", "qwen2", "qwen3", "mistral", "gemma3", "phi3", "bert", "vit", "dinov2", "llava"}
+    assert set(FAMILIES) == {"llama", "qwen2", "qwen3", "mistral", "gemma3", "olmo2", "phi3", "bert", "vit", "dinov2",
+                             "llava"}
