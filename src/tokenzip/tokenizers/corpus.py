@@ -17,10 +17,8 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import os
 import sys
 import sysconfig
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tokenzip.errors import TokenzipError
-from tokenzip.textio import read_text
+from tokenzip.textio import read_text, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +178,8 @@ def default_corpus(packages: Sequence[str] = DEFAULT_PACKAGES, max_bytes: int = 
     corpus = build_default_corpus(packages, max_bytes, heldout)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump({"train": corpus.train, "heldout": corpus.heldout, "description": corpus.description,
-                       "meta": corpus.meta}, f, ensure_ascii=False)
-        os.replace(f.name, path)
+        write_atomic(path, json.dumps({"train": corpus.train, "heldout": corpus.heldout,
+                                       "description": corpus.description, "meta": corpus.meta}, ensure_ascii=False))
     return corpus
 
 

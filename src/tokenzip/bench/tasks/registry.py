@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-import pkgutil
 from typing import Any
 
 from tokenzip.bench.tasks.base import Task
 from tokenzip.errors import TokenzipError, unknown_name
+from tokenzip.registry import import_modules
 
 TASKS: dict[str, type[Task]] = {}
 
@@ -28,8 +27,7 @@ def _load_all() -> None:
     """Import every module of this package: each task file registers itself."""
     import tokenzip.bench.tasks as package
 
-    for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{info.name}")
+    import_modules(package.__name__, package.__path__)
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
