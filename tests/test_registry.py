@@ -33,8 +33,8 @@ def toy_methods():
     registry.register(ToyKV)
     registry.register(ToyPrompt)
     yield ToyKV, ToyPrompt
-    registry._REGISTRY.pop(("kv", "toy"))
-    registry._REGISTRY.pop(("prompt", "toy"))
+    registry.METHODS.remove(("kv", "toy"))
+    registry.METHODS.remove(("prompt", "toy"))
 
 
 def test_get_method_by_stage(toy_methods):
@@ -146,8 +146,8 @@ def test_a_method_from_an_entry_point_is_found_by_name(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     point = importlib.metadata.EntryPoint("plugin_toy", "tz_plugin_toy", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(importlib.metadata, "entry_points", _entry_points_returning(point))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # restored after the test
+    monkeypatch.setattr(registry.METHODS, "_entries", dict(registry.METHODS))  # restored after the test
+    monkeypatch.setattr(registry.METHODS, "_loaded", False)
     try:
         method = tz.get_method("plugin_toy", ratio=0.5)
         assert type(method).__module__ == "tz_plugin_toy" and method.stage == "kv"
@@ -159,6 +159,33 @@ def test_a_method_from_an_entry_point_is_found_by_name(tmp_path, monkeypatch):
 def test_a_broken_entry_point_names_itself(monkeypatch):
     point = importlib.metadata.EntryPoint("broken", "tz_no_such_module_here", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(importlib.metadata, "entry_points", _entry_points_returning(point))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(registry.METHODS, "_loaded", False)
     with pytest.raises(TokenzipError, match="tokenzip.methods entry point 'broken' = 'tz_no_such_module_here'"):
         tz.get_method("snapkv")
+
+
+def test_the_generic_registry_checks_the_base_class_refuses_a_taken_key_and_names_the_known_ones():
+    class Base:
+        pass
+
+    class Good(Base):
+        pass
+
+    things = registry.Registry("thing", Base)
+    assert things.add("good", Good) is Good and things.add("good", Good) is Good  # the same entry again: fine
+    assert things.add("one", Base()) is things["one"]  # instances of the base class too
+    with pytest.raises(TypeError, match="a thing must be a Base subclass"):
+        things.add("bad", int)
+    with pytest.raises(TypeError, match="thing 'good' is registered twice"):
+        things.add("good", Base)
+    assert list(things) == ["good", "one"] and "good" in things and "bad" not in things
+    with pytest.raises(TokenzipError, match="unknown thing 'goo'. Did you mean 'good'"):
+        things.get_or_raise("goo")
+
+
+def test_families_models_and_methods_share_the_generic_registry():
+    from tokenzip.models.catalog import MODELS
+    from tokenzip.models.families import FAMILIES
+
+    assert all(isinstance(r, registry.Registry) for r in (registry.METHODS, FAMILIES, MODELS))
+    assert ("kv", "snapkv") in registry.METHODS and "llama" in FAMILIES and "gemma-3-270m" in MODELS

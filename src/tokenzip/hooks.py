@@ -1,4 +1,7 @@
-"""`compress(model, *methods)`: hook kv and layers methods into a model, unhook on exit."""
+"""`compress(model, *methods)`: hook kv and layers methods into a model, unhook on exit.
+
+:func:`attach` is the one table saying how a stage's method hooks into a model; ``tz.compress``, the
+pipeline and the server all go through it (the methods themselves know nothing of hooks)."""
 
 from __future__ import annotations
 
@@ -10,15 +13,22 @@ from typing import Any
 from tokenzip.errors import TokenzipError
 from tokenzip.registry import Method
 
-# id(model) -> the kv method attached to it (one per model: two would each evict, multiplying their ratios)
-_KV_ATTACHED: dict[int, str] = {}
+HOOKED_STAGES = ("kv", "layers")
 
-_ONE_KV_METHOD = (
-    "Two kv methods would each evict from the same cache and multiply their ratios. Use one kv method per model: "
-    "to quantize what an eviction keeps, kivi with evict= (tz.get_method('kivi', evict='snapkv', ratio=0.5), "
-    "or 'kivi:evict=snapkv'); to change how a method's scores are used, a wrapper with base= (adakv, kvmerger, "
-    "decoding: tz.get_method('adakv', base='snapkv', ratio=0.5))."
-)
+
+def attach(model: Any, method: Method) -> contextlib.AbstractContextManager[Any]:
+    """Hook one kv or layers method into ``model`` for a ``with`` block; the block gets the stage's runtime
+    (:class:`tokenzip.kv.runtime.KVRuntime`, :class:`tokenzip.layers.runtime.Runtime`)."""
+    if method.stage == "kv":
+        from tokenzip.kv.runtime import attach_kv
+
+        return attach_kv(model, method)
+    if method.stage == "layers":
+        from tokenzip.layers.runtime import attach as attach_layers
+
+        return attach_layers(model, method)
+    raise TokenzipError(f"{method.stage}.{method.name} does not hook into a model; compress() takes kv and layers "
+                        "methods")
 
 
 @contextlib.contextmanager
@@ -41,13 +51,15 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None) -> Ite
     for method in methods:
         if not isinstance(method, Method):
             raise TokenzipError(f"expected a method from tz.get_method(...), got {type(method).__name__}")
-        if method.stage not in ("kv", "layers") or getattr(method, "hook", None) is None:
+        if method.stage not in HOOKED_STAGES:
             raise TokenzipError(
                 f"{method.stage}.{method.name} does not hook into a model; compress() takes kv and layers methods"
             )
-    kv = [label(m) for m in methods if m.stage == "kv"]
+    kv = [m.label() for m in methods if m.stage == "kv"]
     if len(kv) > 1:
-        raise TokenzipError(f"compress() got {len(kv)} kv methods ({', '.join(kv)}). {_ONE_KV_METHOD}")
+        from tokenzip.kv.attached import ONE_KV_METHOD
+
+        raise TokenzipError(f"compress() got {len(kv)} kv methods ({', '.join(kv)}). {ONE_KV_METHOD}")
     if chunk_size is not None:
         if not kv:
             raise TokenzipError("chunk_size= is for a kv method (it compresses while prefilling); none was given")
@@ -57,48 +69,5 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None) -> Ite
                             "method prunes a whole prefill at once")
     with contextlib.ExitStack() as stack:
         for method in methods:
-            stack.enter_context(method.hook(model))
+            stack.enter_context(attach(model, method))
         yield model
-
-
-def label(method: Method) -> str:
-    """``kv.snapkv (ratio 0.5)``: a method's name with its ratio or budget, for messages."""
-    size = f"budget {method.budget}" if method.budget is not None else f"ratio {method.ratio}"
-    return f"{method.stage}.{method.name} ({size})"
-
-
-@contextlib.contextmanager
-def kv_attachment(model: Any, method: Method) -> Iterator[None]:
-    """Record ``method`` as the kv method attached to ``model`` inside the block (removed on exit, also on
-    error); refuse a model that is not a transformers model, or one that already has a kv method."""
-    check_kv_model(model)
-    key = id(model)
-    if key in _KV_ATTACHED:
-        raise TokenzipError(f"{label(method)} cannot be attached: {_KV_ATTACHED[key]} is already attached to this "
-                            f"model by an enclosing `with tz.compress(...)` block. {_ONE_KV_METHOD}")
-    _KV_ATTACHED[key] = label(method)
-    try:
-        yield
-    finally:
-        _KV_ATTACHED.pop(key, None)
-
-
-def check_not_kv_attached(model: Any, what: str) -> None:
-    """Refuse ``what`` (a call that runs its own kv runtime) on a model a ``with tz.compress(...)`` block has
-    hooked: both would route the same attention calls."""
-    if id(model) in _KV_ATTACHED:
-        raise TokenzipError(f"{what} runs its own kv hooks, but {_KV_ATTACHED[id(model)]} is attached to this model "
-                            "by an enclosing `with tz.compress(...)` block; call it outside the block (pass the "
-                            "method to it instead)")
-
-
-def check_kv_model(model: Any) -> None:
-    """The kv stage hooks Hugging Face decoders: refuse anything without a transformers config up front."""
-    if getattr(model, "config", None) is None:
-        from tokenzip.models.families import supported_model_types
-
-        supported = ", ".join(supported_model_types())
-        raise TokenzipError(
-            f"the kv stage works on Hugging Face decoder models ({supported}, and LLaVA's language "
-            f"model); got a {type(model).__name__}, which has no transformers config. Load one with "
-            "tz.load_model(name) or transformers' AutoModelForCausalLM.from_pretrained(...)")

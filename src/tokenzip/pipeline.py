@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
+from tokenzip.hooks import attach
 from tokenzip.kv.answer import CompressedCache, Prefill, answer_from, prefill
 from tokenzip.models.cache_layers import dense_cache_bytes, dense_cache_entries, held_entries
 from tokenzip.registry import Method
@@ -47,6 +48,7 @@ class StageRecord:
     seconds: float
     bytes_after: int | None = None
     entries_after: float | None = None
+    token_layers: float | None = None  # layers stage: tokens processed summed over the decoder's layers
 
     @property
     def removed(self) -> float:
@@ -172,7 +174,7 @@ class Pipeline:
     # --- checks before any work ----------------------------------------------------------------
     def check(self, model: Any) -> None:
         """Refuse a model the layers or kv method cannot hook, before any text is compressed."""
-        from tokenzip.hooks import check_kv_model
+        from tokenzip.kv.attached import check_kv_model
 
         if "kv" in self.methods or "layers" in self.methods:
             check_kv_model(model)
@@ -212,17 +214,15 @@ class Pipeline:
         those of the kv methods in ``capture`` (one prefill then serves pipelines that differ in their kv method)."""
         layers = self.methods.get("layers")
         kv = self.methods.get("kv")
-        hook = layers.hook(model) if layers is not None else contextlib.nullcontext()
-        if layers is not None:
-            layers.last_report = None
-        with hook:
+        with attach(model, layers) if layers is not None else contextlib.nullcontext() as runtime:
             pre = prefill(model, tok, context, ([kv] if kv is not None else []) + list(capture))
         if layers is None:
             return pre, None
-        report = layers.last_report
+        report = runtime.report
         kept = report.kept[0] if report else pre.n_tokens
+        token_layers = float(sum(report.tokens_per_layer)) if report and report.tokens_per_layer else None
         return pre, StageRecord("layers", str(self.spec.get("layers")), "tokens", pre.n_tokens, kept, pre.seconds,
-                                pre.bytes, _held(pre.cache, pre.masks))
+                                pre.bytes, _held(pre.cache, pre.masks), token_layers)
 
     def compress_cache(self, pre: Prefill) -> tuple[CompressedCache, StageRecord | None]:
         kv = self.methods.get("kv")
@@ -308,12 +308,14 @@ class Pipeline:
         dense_seconds = None
         if baseline:
             dense_seconds = prefill(model, tok, original).seconds
-        layers = self.methods.get("layers")
+        num_layers = _num_layers(model)
+        layers = next((r.token_layers for r in records if r.stage == "layers"), None)
         return PipelineReport(
             spec=str(self.spec), stages=records, context_tokens=dense, entries_held=held,
             bytes_held=compressed.bytes, dense_entries=dense_cache_entries(model, dense),
             dense_bytes=dense_cache_bytes(model, dense), prefill_seconds=pre.seconds,
-            token_layers=_token_layers(model, layers, pre.n_tokens), dense_token_layers=dense * _num_layers(model),
+            token_layers=layers if layers is not None else float(pre.n_tokens * num_layers),
+            dense_token_layers=dense * num_layers,
             dense_prefill_seconds=dense_seconds)
 
 
@@ -351,11 +353,3 @@ def _num_layers(model: Any) -> int:
     from tokenzip.models.decoders import DecoderAdapter
 
     return DecoderAdapter(model).num_layers
-
-
-def _token_layers(model: Any, layers: Method | None, n_tokens: int) -> float:
-    """Tokens processed summed over decoder layers during the prefill of ``n_tokens`` tokens."""
-    report = getattr(layers, "last_report", None) if layers is not None else None
-    if report is not None and report.tokens_per_layer:
-        return float(sum(report.tokens_per_layer))
-    return float(n_tokens * _num_layers(model))

@@ -1,4 +1,6 @@
-"""The method registry: every method of every stage, found by name.
+"""The registries: every method of every stage found by name, on the one generic :class:`Registry` that
+also holds the decoder families (``tokenzip.models.families``), the offline models (``tokenzip.models.catalog``)
+and the benchmark tasks and task kinds.
 
 A method is a small dataclass with a ``stage``, a ``paper`` and its parameters. ``ratio`` is the
 fraction of tokens removed (0 = no compression, always < 1) at every stage; ``budget`` (tokens kept)
@@ -22,9 +24,9 @@ import dataclasses
 import importlib
 import importlib.metadata
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from tokenzip.errors import TokenzipError, unknown_name
 from tokenzip.params import check_params
@@ -35,8 +37,72 @@ STAGES = ("tokenizers", "prompt", "layers", "kv", "bench")
 _METHOD_MODULES = ("tokenzip.kv.methods", "tokenzip.layers.methods", "tokenzip.prompt.methods")
 ENTRY_POINT_GROUP = "tokenzip.methods"  # other packages' methods: each entry point names a module to import
 
-_REGISTRY: dict[tuple[str, str], type[Method]] = {}
-_plugins_loaded = False
+T = TypeVar("T")
+
+
+class Registry(Mapping[Hashable, T], Generic[T]):
+    """Named entries of one kind (lm-evaluation-harness's registries and timm's ``@register_model`` are the
+    models): a read-only mapping, filled on first use by importing every public module of ``packages`` (each
+    file registers what it defines) and then the modules the ``entry_points`` group of other installed
+    packages names. :meth:`add` checks each entry against ``base`` (a class, or the class of instances) and
+    refuses a second entry under a taken key."""
+
+    def __init__(self, kind: str, base: type, packages: tuple[str, ...] = (), entry_points: str | None = None
+                 ) -> None:
+        self.kind = kind
+        self.base = base
+        self.packages = packages
+        self.entry_points = entry_points
+        self._entries: dict[Hashable, T] = {}
+        self._loaded = False
+
+    def add(self, key: Hashable, entry: T) -> T:
+        """Register ``entry`` under ``key``; returns it (so a decorator can return the class)."""
+        is_class = isinstance(entry, type)
+        if not (issubclass(entry, self.base) if is_class else isinstance(entry, self.base)):
+            raise TypeError(f"a {self.kind} must be a {self.base.__name__}{' subclass' if is_class else ''}; "
+                            f"got {entry!r}")
+        if key in self._entries and self._entries[key] is not entry:
+            raise TypeError(f"{self.kind} {key!r} is registered twice")
+        self._entries[key] = entry
+        return entry
+
+    def remove(self, key: Hashable) -> None:
+        """Take ``key`` out (tests that register a toy entry)."""
+        del self._entries[key]
+
+    def load(self) -> None:
+        """Import the packages' modules and the entry points' modules, once per process."""
+        if self._loaded:
+            return
+        self._loaded = True  # set first: the modules imported below register into this registry
+        try:
+            for package in self.packages:
+                module = importlib.import_module(package)
+                import_modules(package, module.__path__)
+            if self.entry_points:
+                _load_entry_points(self.entry_points)
+        except BaseException:
+            self._loaded = False
+            raise
+
+    def __getitem__(self, key: Hashable) -> T:
+        self.load()
+        return self._entries[key]
+
+    def __iter__(self) -> Iterator[Hashable]:
+        self.load()
+        return iter(list(self._entries))  # in registration order
+
+    def __len__(self) -> int:
+        self.load()
+        return len(self._entries)
+
+    def get_or_raise(self, key: Hashable, hint: str = "") -> T:
+        """The entry under ``key``, or a :class:`TokenzipError` listing the known ones (closest first)."""
+        if key not in self:
+            raise unknown_name(self.kind, str(key), [str(k) for k in self], hint=hint)
+        return self[key]
 
 
 def check_ratio(ratio: float) -> float:
@@ -117,9 +183,17 @@ class Method:
         """Current parameter values."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    def label(self) -> str:
+        """``kv.snapkv (ratio 0.5)``: the method's name with its ratio or budget, for messages."""
+        size = f"budget {self.budget}" if self.budget is not None else f"ratio {self.ratio}"
+        return f"{self.stage}.{self.name} ({size})"
+
     def describe(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{self.stage}.{self.name}({args})"
+
+
+METHODS: Registry[type[Method]] = Registry("method", Method, _METHOD_MODULES, ENTRY_POINT_GROUP)
 
 
 def register(cls: type[Method]) -> type[Method]:
@@ -128,11 +202,7 @@ def register(cls: type[Method]) -> type[Method]:
         raise TypeError(f"{cls.__name__}.stage must be one of {STAGES}, got {cls.stage!r}")
     if not cls.name or not cls.paper:
         raise TypeError(f"{cls.__name__} needs a name and a paper reference")
-    key = (cls.stage, cls.name)
-    if key in _REGISTRY and _REGISTRY[key] is not cls:
-        raise TypeError(f"method {cls.stage}.{cls.name} is registered twice")
-    _REGISTRY[key] = cls
-    return cls
+    return METHODS.add((cls.stage, cls.name), cls)
 
 
 def import_modules(package: str, path: Iterable[str]) -> list[str]:
@@ -147,44 +217,32 @@ def import_modules(package: str, path: Iterable[str]) -> list[str]:
     return [f"{package}.{name}" for name in names]
 
 
-def _load_plugins() -> None:
-    """Import what each ``tokenzip.methods`` entry point names (once per process)."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+def _load_entry_points(group: str) -> None:
+    """Import what each entry point of ``group`` names."""
+    for point in importlib.metadata.entry_points(group=group):
         try:
             point.load()
         except Exception as error:  # a broken plugin names itself instead of failing somewhere inside
             raise TokenzipError(
-                f"the {ENTRY_POINT_GROUP} entry point {point.name!r} = {point.value!r} failed to load: "
+                f"the {group} entry point {point.name!r} = {point.value!r} failed to load: "
                 f"{type(error).__name__}: {error}"
             ) from error
-    _plugins_loaded = True
-
-
-def _load_all() -> None:
-    for module in _METHOD_MODULES:
-        importlib.import_module(module)
-    _load_plugins()
 
 
 def registered(stage: str | None = None) -> list[type[Method]]:
     """Every registered method class (built-in and from entry points), sorted by (stage, name);
     only ``stage``'s when given."""
-    _load_all()
-    return [cls for (s, _), cls in sorted(_REGISTRY.items()) if stage is None or s == stage]
+    return [cls for (s, _), cls in sorted(METHODS.items()) if stage is None or s == stage]
 
 
 def _resolve(name: str, stage: str | None) -> type[Method]:
-    _load_all()
     if stage is None and "." in name:
         stage, name = name.split(".", 1)
     if stage is not None and stage not in STAGES:
         raise unknown_name("stage", stage, STAGES)
-    matches = [cls for (s, n), cls in _REGISTRY.items() if n == name and (stage is None or s == stage)]
+    matches = [cls for (s, n), cls in METHODS.items() if n == name and (stage is None or s == stage)]
     if not matches:
-        known = [n for (s, n) in _REGISTRY if stage is None or s == stage]
+        known = [n for (s, n) in METHODS if stage is None or s == stage]
         where = f"{stage} method" if stage else "method"
         raise unknown_name(where, name, known, hint="Run `tokenzip methods` to see them all.")
     if len(matches) > 1:

@@ -17,6 +17,7 @@ import os
 import platform
 import resource
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +91,10 @@ def synchronize(device: Any) -> None:
 
 @functools.cache
 def versions() -> dict[str, str]:
-    import tokenizers
-    import transformers
-
     import tokenzip
 
-    return {"tokenzip": tokenzip.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "tokenizers": tokenizers.__version__, "python": platform.python_version()}
+    return {"tokenzip": tokenzip.__version__, "torch": torch.__version__, "transformers": version("transformers"),
+            "tokenizers": version("tokenizers"), "python": platform.python_version()}
 
 
 def _cpu_name() -> str:

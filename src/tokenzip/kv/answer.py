@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.hooks import check_kv_model, check_not_kv_attached
+from tokenzip.kv.attached import check_kv_model, check_not_kv_attached
 from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import cache_bytes, copy_cache, layer_at, layer_length, restore, snapshot
 from tokenzip.kv.chunked import check_chunk_size

@@ -8,10 +8,8 @@ wrappers and quantizers override :meth:`KVMethod.compress_layer` or :meth:`KVMet
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -245,16 +243,6 @@ class KVMethod(Method):
     def changes_storage(self) -> bool:
         """True for methods that change how entries are stored even when none are removed (quantization)."""
         return False
-
-    @contextlib.contextmanager
-    def hook(self, model: Any) -> Iterator[Any]:
-        """``with tz.compress(model, method)``: compress the cache after prefill, inside the block (one kv
-        method per model: a second one, nested, is refused before any forward pass)."""
-        from tokenzip.hooks import kv_attachment
-        from tokenzip.kv.runtime import KVRuntime
-
-        with kv_attachment(model, self), KVRuntime(model, self).attached() as runtime:
-            yield runtime
 
 
 class Wrapping:

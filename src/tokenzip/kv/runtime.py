@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tokenzip.kv import chunked
+from tokenzip.kv.attached import kv_attachment
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult, target_layers
 from tokenzip.kv.cache import layer_at, layer_entries, layer_length, restore, snapshot, store
 from tokenzip.kv.context import DecodeContext, ReplayContext
@@ -260,3 +261,11 @@ class KVRuntime:
             self.extra_handlers = {}
             restore(cache, saved)
             self.masks.restore(saved_masks)
+
+
+@contextlib.contextmanager
+def attach_kv(model: Any, method: KVMethod) -> Iterator[KVRuntime]:
+    """``with tz.compress(model, method)``: compress the cache after prefill, inside the block (one kv method per
+    model: a second one, nested, is refused before any forward pass)."""
+    with kv_attachment(model, method), KVRuntime(model, method).attached() as runtime:
+        yield runtime

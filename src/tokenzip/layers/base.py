@@ -17,8 +17,6 @@ in ``method.last_report`` after each forward.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -178,14 +176,6 @@ class LayersMethod(Method):
                 f"{tuple(resolved)}; give one count per layer"
             )
         return resolved
-
-    @contextlib.contextmanager
-    def hook(self, model: Any) -> Iterator[Any]:
-        """``with tz.compress(model, method)``: reduce tokens inside ``model`` within the block."""
-        from tokenzip.layers.runtime import attach
-
-        with attach(model, self):
-            yield model
 
 
 def methods_for(kind: str) -> list[str]:

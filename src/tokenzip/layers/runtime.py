@@ -67,6 +67,15 @@ class Runtime:
         self.trail = trail if method.protect_last is None else method.protect_last
         self.prop_attn = bool(getattr(method, "prop_attn", False))
         self.state: TokenState | None = None
+        self.report: LayersReport | None = None  # of the last forward that reduced tokens
+
+    def reset(self) -> None:
+        """A new prefill starts: forget the last one's token state."""
+        self.state = None
+
+    def reduces_input(self) -> bool:
+        """True when the method removes tokens before the first layer (a VLM's image tokens)."""
+        return -1 in self.step_of
 
     # --- forward start ---------------------------------------------------------------------------
     def begin(self, hidden: torch.Tensor, padding: torch.Tensor | None = None,
@@ -255,7 +264,8 @@ class Runtime:
         kept = st.valid.sum(-1).tolist()
         entering = [st.entering.get(i, st.entering[max(k for k in st.entering if k <= i)])
                     for i in range(self.num_layers)]
-        self.method.last_report = LayersReport(st.input_tokens, st.candidate_tokens, kept, entering)
+        self.report = LayersReport(st.input_tokens, st.candidate_tokens, kept, entering)
+        self.method.last_report = self.report  # for `with tz.compress(model, method)`, which yields the model
         if not st.changed or self.restore == "none":
             return hidden
         slot = st.proxy.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1])

@@ -35,7 +35,7 @@ from tokenzip.models.attention import route_attention, shared_masks
 from tokenzip.models.calling import call_cache
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
-from tokenzip.models.inmodel import LayerStack, statistics
+from tokenzip.models.stack import LayerStack, statistics
 
 
 def decoder_stack(model: Any) -> LayerStack | None:
@@ -100,7 +100,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
             shared_masks(stack.model).clear()
             mask = bound.get("attention_mask")
             fwd.padding = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
-            runtime.state = None
+            runtime.reset()
 
     def before_llava(module: Any, args: tuple, kwargs: dict) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -173,7 +173,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
     handlers = {module: on_attention(i) for i, module in enumerate(stack.attention)}
     if llava is not None:
         hooks.append(llava.register_forward_pre_hook(before_llava, with_kwargs=True))
-        if -1 in runtime.step_of:
+        if runtime.reduces_input():
             handlers.update(vision_cls_handlers(llava, fwd))
     _LAYERS_ATTACHED.add(id(stack.model))
     try:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from tokenzip.errors import require
-from tokenzip.models.loading import cache_dir
+from tokenzip.models.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +137,16 @@ def load_gemma(dtype: torch.dtype = torch.float32, **kwargs: Any) -> tuple[Any, 
     model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, **kwargs)
     tok = AutoTokenizer.from_pretrained(str(directory))
     return model, tok
+
+
+def tokenizer_dir() -> Path:
+    """The cached Gemma directory, checking only the tokenizer files against the manifest (hashing the
+    1 GB weights is for loading the model); anything amiss goes through the full verified build."""
+    directory = gemma_dir()
+    try:
+        entries = json.loads((directory / MANIFEST).read_text())["files"]
+        if all(_sha256(directory / n) == entries[n]["sha256"] for n in ("tokenizer.json", "tokenizer_config.json")):
+            return directory
+    except (OSError, ValueError, KeyError):
+        pass
+    return ensure_cache()

@@ -1,6 +1,6 @@
 """Hooking the layers-stage runtime into a model's layer stack.
 
-A :class:`LayerStack` says where a family keeps what the runtime needs: the layers (a list of
+A :class:`~tokenzip.models.stack.LayerStack` says where a family keeps what the runtime needs: the layers (a list of
 modules each mapping hidden states to hidden states), the attention module inside each layer, and
 the module that receives the padding mask. The family adapters build it (``encoders.py`` for
 BERT-style encoders, ``vision.py`` for ViT / DINOv2 / CLIP vision towers, ``decoder_layers.py`` (on
@@ -16,34 +16,19 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from tokenzip import scoring
 from tokenzip.errors import TokenzipError
+from tokenzip.models import decoder_layers, encoders, vision
 from tokenzip.models.attention import route_attention
-
-
-@dataclass
-class LayerStack:
-    """Where a model keeps its layers, for the layers stage."""
-
-    kind: str  # encoder | vision | decoder | vlm
-    family: str  # bert, vit, dinov2, clip, llama, ...
-    model: Any  # the PreTrainedModel whose attention implementation is routed
-    root: Any  # the module whose forward receives ``attention_mask`` (2-D padding mask)
-    layers: list[Any]
-    attention: list[Any]  # per layer: the module the attention function is called with
-    extra: dict[str, Any] = field(default_factory=dict)
+from tokenzip.models.families import supported_model_types
+from tokenzip.models.stack import LayerStack, statistics
 
 
 def find_stack(model: Any) -> LayerStack:
     """The layer stack of a supported model, or a :class:`TokenzipError` naming what is supported."""
-    from tokenzip.models import decoder_layers, encoders, vision
-    from tokenzip.models.families import supported_model_types
-
     for find in (encoders.encoder_stack, vision.vision_stack, decoder_layers.decoder_stack):
         stack = find(model)
         if stack is not None:
@@ -53,24 +38,6 @@ def find_stack(model: Any) -> LayerStack:
         f"(BertModel, RobertaModel, ...), ViTModel, Dinov2Model, decoder LLMs ({', '.join(supported_model_types())}) "
         "and LlavaForConditionalGeneration"
     )
-
-
-def statistics(wants: frozenset[str], query: torch.Tensor, key: torch.Tensor, scaling: float,
-               mask: Any) -> dict[str, torch.Tensor]:
-    """The statistics a method asked for, from one attention call's queries and keys."""
-    bias = mask if isinstance(mask, torch.Tensor) else None
-    out: dict[str, torch.Tensor] = {}
-    if "keys" in wants:
-        out["keys"] = key.mean(dim=1)
-    if "key_l1" in wants:
-        out["key_l1"] = scoring.key_l1_norm(key)
-    if "cls_attention" in wants:
-        out["cls_attention"] = scoring.cls_attention(query, key, scaling, bias)
-    if "last_attention" in wants:
-        out["last_attention"] = scoring.last_tokens_attention(query, key, scaling, bias)
-    if "attention" in wants:
-        out["attention"] = scoring.attention_probabilities(query, key, scaling, bias)
-    return out
 
 
 def _padding_from(root: Any) -> Callable:
@@ -90,9 +57,7 @@ def _padding_from(root: Any) -> Callable:
 def hooked(stack: LayerStack, runtime: Any) -> Iterator[None]:
     """Attach ``runtime`` (``tokenzip.layers.runtime.Runtime``) to a layer stack, inside the block."""
     if stack.kind in ("decoder", "vlm"):
-        from tokenzip.models.decoder_layers import hooked_decoder
-
-        with hooked_decoder(stack, runtime):
+        with decoder_layers.hooked_decoder(stack, runtime):
             yield
         return
     root = stack.root

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from tokenzip.errors import TokenzipError, unknown_name
+from tokenzip.models import gemma
 from tokenzip.models.catalog import MODELS
-
-
-def cache_dir() -> Path:
-    """Where tokenzip keeps converted weights: ``$TOKENZIP_CACHE`` or the user cache directory."""
-    env = os.environ.get("TOKENZIP_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("tokenzip"))
 
 
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -92,3 +83,48 @@ def _load_hf(name_or_path: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any,
     model = auto.from_pretrained(name_or_path, dtype=dtype, **kwargs)
     tok = AutoTokenizer.from_pretrained(name_or_path)
     return model, tok
+
+
+def auto_tokenizer(name_or_path: str, **kwargs: Any) -> Any:
+    """transformers' ``AutoTokenizer`` for a local path or HF id (``kwargs`` go to ``from_pretrained``)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(name_or_path: str) -> Any:
+    """The tokenizer of a short model name (without loading the weights where possible), a local path or an HF id."""
+    if name_or_path == "gemma-3-270m":
+        return auto_tokenizer(str(gemma.tokenizer_dir()))
+    if name_or_path in MODELS:
+        return load_model(name_or_path)[1]
+    try:
+        return auto_tokenizer(name_or_path)
+    except (OSError, ValueError) as exc:
+        raise TokenzipError(
+            f"could not load a tokenizer from {name_or_path!r}: {exc}. Pass a tokenizer object, a short model name "
+            "from `tokenzip models`, or a local directory holding tokenizer files."
+        ) from exc
+
+
+def max_positions(model: Any) -> int:
+    """Positions the model accepts (``max_position_embeddings`` of its text config); 0 when unknown."""
+    return _config_positions(model.config) or int(getattr(model.config, "max_position_embeddings", 0) or 0)
+
+
+def config_positions(name_or_path: str) -> int:
+    """:func:`max_positions` read from the config alone (0 when it cannot be read without the weights)."""
+    from transformers import AutoConfig
+
+    if name_or_path == "gemma-3-270m":
+        name_or_path = str(gemma.ensure_cache())
+    try:
+        return _config_positions(AutoConfig.from_pretrained(name_or_path))
+    except (OSError, ValueError):
+        return 0
+
+
+def _config_positions(config: Any) -> int:
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    return int(getattr(text, "max_position_embeddings", 0) or 0)

@@ -17,7 +17,7 @@ import numpy as np
 import regex
 
 from tokenzip.errors import TokenzipError
-from tokenzip.prompt.segment import FIXED, LINE, SEP, Pieces
+from tokenzip.prompt.segment import FIXED, LINE, SEP, URL, Pieces, protected_mask
 
 _BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
 
@@ -115,8 +115,6 @@ def build_code_pieces(text: str, keep: list[regex.Pattern], protect: bool) -> Pi
     pieces.parent = np.array(parents, dtype=np.int64)  # type: ignore[attr-defined]
     patterns = list(keep)
     if protect:
-        from tokenzip.prompt.modes import URL
-
         patterns.append(regex.compile(URL))
     _fix_protected(pieces, patterns)
     return pieces
@@ -126,8 +124,6 @@ def _fix_protected(pieces: Pieces, patterns: list[regex.Pattern]) -> None:
     """Fix the units of lines matching a pattern, and every ancestor of those units."""
     if not patterns:
         return
-    from tokenzip.prompt.modes import protected_mask
-
     hit = protected_mask(pieces, patterns) & (pieces.unit >= 0)
     parent = pieces.parent  # type: ignore[attr-defined]
     fixed_units: set[int] = set()

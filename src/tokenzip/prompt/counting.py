@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tokenzip.errors import TokenzipError
+from tokenzip.models.loading import load_tokenizer
 
 
 class TokenCounter:
@@ -36,43 +34,6 @@ class TokenCounter:
 
     def __call__(self, text: str) -> int:
         return self._count(text) if text else 0
-
-
-@functools.lru_cache(maxsize=8)
-def load_tokenizer(name_or_path: str) -> Any:
-    """The tokenizer of a short model name (without loading the weights), a local path or an HF id."""
-    from transformers import AutoTokenizer
-
-    from tokenzip.models.catalog import MODELS
-
-    if name_or_path == "gemma-3-270m":
-        return AutoTokenizer.from_pretrained(str(_gemma_tokenizer_dir()))
-    if name_or_path in MODELS:
-        import tokenzip as tz
-
-        return tz.load_model(name_or_path)[1]
-    try:
-        return AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError) as exc:
-        raise TokenzipError(
-            f"could not load a tokenizer from {name_or_path!r}: {exc}. Pass a tokenizer object, a short model name "
-            "from `tokenzip models`, or a local directory holding tokenizer files."
-        ) from exc
-
-
-def _gemma_tokenizer_dir() -> Path:
-    """The cached Gemma directory, checking only the tokenizer files against the manifest (hashing the
-    1 GB weights is for loading the model); anything amiss goes through the full verified build."""
-    from tokenzip.models.gemma import MANIFEST, _sha256, ensure_cache, gemma_dir
-
-    directory = gemma_dir()
-    try:
-        entries = json.loads((directory / MANIFEST).read_text())["files"]
-        if all(_sha256(directory / n) == entries[n]["sha256"] for n in ("tokenizer.json", "tokenizer_config.json")):
-            return directory
-    except (OSError, ValueError, KeyError):
-        pass
-    return ensure_cache()
 
 
 def resolve_counter(target_tokenizer: Any, scorer: Any) -> TokenCounter:

@@ -20,13 +20,12 @@ import numpy as np
 import regex
 
 from tokenzip.errors import TokenzipError
-from tokenzip.prompt.segment import STRUCT, WORD, PieceBuilder, Pieces, word_units
+from tokenzip.prompt.code import build_code_pieces
+from tokenzip.prompt.segment import NUMBER, STRUCT, URL, WORD, PieceBuilder, Pieces, protected_mask, word_units
 
 MODES = ("text", "json", "markdown", "code")
 
-NUMBER = r"\p{Nd}"
 # E-mail addresses match from the start of a run only, possessively: linear time on long unspaced runs.
-URL = r"(?:(?:https?|ftp|file)://|www\.)[^\s<>\"']+|(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)+"
 _MARKDOWN_KEEP = r"(?m)^[ \t]*(?:[-*+]|\d{1,9}[.)])(?=[ \t])|`[^`\n]+`"
 
 _JSON_STRING = regex.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"')
@@ -128,8 +127,6 @@ def build_pieces(
     guarded).
     """
     if mode == "code":
-        from tokenzip.prompt.code import build_code_pieces
-
         return build_code_pieces(text, keep, protect)
     builder = PieceBuilder(text)
     if mode == "json":
@@ -147,17 +144,3 @@ def build_pieces(
     guarded = protected_mask(pieces, patterns)
     word_units(pieces, (pieces.kind == WORD) & ~guarded)
     return pieces
-
-
-def protected_mask(pieces: Pieces, patterns: list[regex.Pattern]) -> np.ndarray:
-    """Pieces overlapping any match of ``patterns``."""
-    text = pieces.text
-    hit = np.zeros(len(text) + 1, dtype=np.int64)
-    for pattern in patterns:
-        for m in pattern.finditer(text):
-            s, e = m.span()
-            if e > s:
-                hit[s] += 1
-                hit[e] -= 1
-    covered = np.concatenate([[0], np.cumsum(hit[:-1]) > 0]).astype(np.int64).cumsum()
-    return covered[pieces.end] - covered[pieces.start] > 0

@@ -151,9 +151,9 @@ class CausalScorer:
 
 @functools.lru_cache(maxsize=4)
 def _load(name: str) -> CausalScorer:
-    import tokenzip as tz
+    from tokenzip.models.loading import load_model
 
-    model, tokenizer = tz.load_model(name)
+    model, tokenizer = load_model(name)
     return CausalScorer(model, tokenizer)
 
 

@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import regex
 
+# Patterns a protect=True compression never cuts through: numbers, and URLs / e-mail addresses.
+NUMBER = r"\p{Nd}"
+URL = r"(?:(?:https?|ftp|file)://|www\.)[^\s<>\"']+|(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)+"
+
 WORD, SEP, STRUCT, LINE = 0, 1, 2, 3
 FIXED = -1  # unit id of pieces that are always kept
 
@@ -219,3 +223,17 @@ def assemble(pieces: Pieces, kept_units: np.ndarray, order: list[np.ndarray] | N
 def _newlines(text: str, pieces: Pieces, i: int) -> int:
     seg = text[pieces.start[i] : pieces.end[i]]
     return seg.count("\n") + seg.count("\r") - seg.count("\r\n")
+
+
+def protected_mask(pieces: Pieces, patterns: list[regex.Pattern]) -> np.ndarray:
+    """Pieces overlapping any match of ``patterns``."""
+    text = pieces.text
+    hit = np.zeros(len(text) + 1, dtype=np.int64)
+    for pattern in patterns:
+        for m in pattern.finditer(text):
+            s, e = m.span()
+            if e > s:
+                hit[s] += 1
+                hit[e] -= 1
+    covered = np.concatenate([[0], np.cumsum(hit[:-1]) > 0]).astype(np.int64).cumsum()
+    return covered[pieces.end] - covered[pieces.start] > 0

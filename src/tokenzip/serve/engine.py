@@ -26,6 +26,7 @@ import torch
 
 from tokenzip import spec as specs
 from tokenzip.errors import TokenzipError
+from tokenzip.hooks import attach
 from tokenzip.serve.cache import ContextCache, Entry
 from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.generate import Detokenizer, answer_tokens, plain_tokens
@@ -261,11 +262,11 @@ class Engine:
             rows.append(row)
         kv, layers = job.spec.build("kv"), job.spec.build("layers")
         start = time.perf_counter()
-        with layers.hook(self.model) if layers is not None else contextlib.nullcontext():
+        with attach(self.model, layers) if layers is not None else contextlib.nullcontext() as runtime:
             pre = prefill(self.model, self.tok, torch.tensor([ids], device=next(self.model.parameters()).device),
                           [kv] if kv is not None else [])
         if layers is not None:  # in-model pruning during the prefill: tokens leaving the last reduction layer
-            report = layers.last_report
+            report = runtime.report
             rows.append({"stage": "layers", "method": str(job.spec.get("layers")), "tokens_before": len(ids),
                          "tokens_after": report.kept[0] if report else len(ids), "bytes_after": pre.bytes,
                          "seconds": pre.seconds})

@@ -146,10 +146,10 @@ def load_tokenizer(spec: Any, name: str | None = None) -> LoadedTokenizer:
 
 
 def _from_transformers(spec: str, name: str, local: bool) -> LoadedTokenizer:
-    from transformers import AutoTokenizer
+    from tokenzip.models.loading import auto_tokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(spec, local_files_only=local)
+        tok = auto_tokenizer(spec, local_files_only=local)
     except (OSError, ValueError) as exc:
         raise TokenzipError(
             f"could not load a tokenizer from {spec!r}: {exc}. Without hub access, give a tokenizer.json, a local "

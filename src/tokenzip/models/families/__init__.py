@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tokenzip.registry import import_modules
+from tokenzip.registry import Registry
 
 TinyConfig = Callable[[dict[str, Any]], Any]
 
@@ -43,8 +43,7 @@ class DecoderFamily:
         return rotary_emb(like, positions)
 
 
-_FAMILIES: dict[str, DecoderFamily] = {}
-_loaded = False
+FAMILIES: Registry[DecoderFamily] = Registry("decoder family", DecoderFamily, (__name__,))
 
 
 def register_family(name: str, model_types: tuple[str, ...] | None = None,
@@ -52,40 +51,27 @@ def register_family(name: str, model_types: tuple[str, ...] | None = None,
     """Register the decorated tiny-config builder as the family ``name``."""
 
     def decorate(tiny_config: TinyConfig) -> TinyConfig:
-        if name in _FAMILIES:
-            raise ValueError(f"decoder family {name!r} is registered twice")
-        _FAMILIES[name] = DecoderFamily(name, model_types or (name,), tiny_config, rotary_per_layer_type)
+        FAMILIES.add(name, DecoderFamily(name, model_types or (name,), tiny_config, rotary_per_layer_type))
         return tiny_config
 
     return decorate
 
 
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import_modules(__name__, __path__)
-
-
 def family_names() -> tuple[str, ...]:
     """The registered families, by name (sorted)."""
-    _load()
-    return tuple(sorted(_FAMILIES))
+    return tuple(sorted(FAMILIES))
 
 
 def family_named(name: str) -> DecoderFamily:
     """The family registered as ``name``."""
-    _load()
-    return _FAMILIES[name]
+    return FAMILIES.get_or_raise(name)
 
 
 def family_of(model_type: str | None) -> DecoderFamily | None:
     """The family covering ``config.model_type``, or None when tokenzip does not support it."""
-    _load()
-    return next((f for f in _FAMILIES.values() if model_type in f.model_types), None)
+    return next((FAMILIES[name] for name in family_names() if model_type in FAMILIES[name].model_types), None)
 
 
 def supported_model_types() -> tuple[str, ...]:
     """Every ``config.model_type`` a registered family covers."""
-    _load()
-    return tuple(t for name in sorted(_FAMILIES) for t in _FAMILIES[name].model_types)
+    return tuple(t for name in family_names() for t in FAMILIES[name].model_types)

@@ -1,0 +1,44 @@
+"""Where a model keeps what the layers stage hooks (:class:`LayerStack`, built by each family's adapter:
+``encoders.py``, ``vision.py``, ``decoder_layers.py``) and the attention statistics a layers method may ask
+for, computed from one attention call's queries and keys (:func:`statistics`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tokenzip import scoring
+
+
+@dataclass
+class LayerStack:
+    """Where a model keeps its layers, for the layers stage."""
+
+    kind: str  # encoder | vision | decoder | vlm
+    family: str  # bert, vit, dinov2, clip, llama, ...
+    model: Any  # the PreTrainedModel whose attention implementation is routed
+    root: Any  # the module whose forward receives ``attention_mask`` (2-D padding mask)
+    layers: list[Any]
+    attention: list[Any]  # per layer: the module the attention function is called with
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+
+def statistics(wants: frozenset[str], query: torch.Tensor, key: torch.Tensor, scaling: float,
+               mask: Any) -> dict[str, torch.Tensor]:
+    """The statistics a method asked for, from one attention call's queries and keys."""
+    bias = mask if isinstance(mask, torch.Tensor) else None
+    out: dict[str, torch.Tensor] = {}
+    if "keys" in wants:
+        out["keys"] = key.mean(dim=1)
+    if "key_l1" in wants:
+        out["key_l1"] = scoring.key_l1_norm(key)
+    if "cls_attention" in wants:
+        out["cls_attention"] = scoring.cls_attention(query, key, scaling, bias)
+    if "last_attention" in wants:
+        out["last_attention"] = scoring.last_tokens_attention(query, key, scaling, bias)
+    if "attention" in wants:
+        out["attention"] = scoring.attention_probabilities(query, key, scaling, bias)
+    return out
