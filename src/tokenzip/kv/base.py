@@ -186,6 +186,10 @@ class KVMethod(Method):
     def on_decode(self, step: DecodeContext) -> None:
         """Hook called after each decoding step's attention in a target layer (the ``decoding`` wrapper)."""
 
+    def acts_on_decode(self) -> bool:
+        """Whether this method defines :meth:`on_decode` (the runtime builds no decode context for the others)."""
+        return type(self).on_decode is not KVMethod.on_decode
+
     def supports_chunks(self) -> bool:
         """Whether this method can compress between the chunks of a chunked prefill."""
         return self.chunkable

@@ -173,7 +173,8 @@ class KVRuntime:
         if self.replaying or i not in self.targets or cache is None:
             return
         if not self.prefilling:
-            self.method.on_decode(self.decode_context(cache, i))
+            if self.method.acts_on_decode():
+                self.method.on_decode(self.decode_context(cache, i))
             return
         if self.method.needs_whole_model():
             return
