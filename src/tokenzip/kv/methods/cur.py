@@ -10,7 +10,7 @@ from tokenzip.errors import TokenzipError
 from tokenzip.kv.auto import AutoRatioMethod
 from tokenzip.kv.base import LayerContext
 from tokenzip.registry import register
-from tokenzip.scoring import cur_norm_scores, leverage_scores
+from tokenzip.ops.geometry import cur_norm_scores, leverage_scores
 
 
 @register

@@ -8,7 +8,8 @@ import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext
 from tokenzip.registry import register
-from tokenzip.scoring import expected_attention_scores, unrotate
+from tokenzip.ops.attention import expected_attention_scores
+from tokenzip.ops.rope import unrotate
 
 
 @register

@@ -8,7 +8,7 @@ import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext
 from tokenzip.registry import register
-from tokenzip.scoring import group_mean
+from tokenzip.ops.attention import group_mean
 
 
 @register

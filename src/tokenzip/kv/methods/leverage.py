@@ -9,7 +9,7 @@ import torch
 from tokenzip.kv.auto import AutoRatioMethod
 from tokenzip.kv.base import LayerContext
 from tokenzip.registry import register
-from tokenzip.scoring import leverage_scores
+from tokenzip.ops.geometry import leverage_scores
 
 
 @register
