@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 
-from tokenzip.ops.attention import cls_attention
 from tokenzip.errors import TokenzipError
 from tokenzip.models.attention import route_attention, shared_masks
 from tokenzip.models.calling import call_cache
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
 from tokenzip.models.inmodel import LayerStack, statistics
+from tokenzip.ops.attention import cls_attention
 
 
 def decoder_stack(model: Any) -> LayerStack | None:

@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from tokenzip.ops.attention import attention_probabilities, cls_attention, last_tokens_attention
-from tokenzip.ops.geometry import key_l1_norm
 from tokenzip.errors import TokenzipError
 from tokenzip.models.attention import route_attention
+from tokenzip.ops.attention import attention_probabilities, cls_attention, last_tokens_attention
+from tokenzip.ops.geometry import key_l1_norm
 
 
 @dataclass

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenzip.ops.selection import top_fraction
 from tokenzip.prompt.base import PromptJob, PromptMethod, block_tokens, documents
 from tokenzip.prompt.segment import SEP
-from tokenzip.ops.selection import top_fraction
 from tokenzip.registry import register
 
 DROPPED = 1e6  # priority penalty of words in paragraphs the coarse stage drops
