@@ -19,7 +19,7 @@ import torch
 
 import tokenzip as tz
 from tokenzip.kv.runtime import KVRuntime
-from tokenzip.reduce import ranked
+from tokenzip.ops.topk import ranked
 
 RATIOS = (0.5, 0.75, 0.875, 0.95)
 

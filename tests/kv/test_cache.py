@@ -9,22 +9,10 @@ from tokenzip.hooks import attach
 from tokenzip.kv.cache import QuantizedLayer, layer_length
 from tokenzip.kv.runtime import target_layers
 from tokenzip.models.decoders import DecoderAdapter
-from tokenzip.reduce import dequantize, quantize, quantized_bytes
+from tokenzip.ops.quantize import quantized_bytes
 
 TEXT = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 8
 QUESTION = "\nQuestion: What is the special magic number?\nAnswer: The special magic number is"
-
-
-@pytest.mark.parametrize("bits", [2, 4, 8])
-def test_quantize_round_trip_error_is_bounded(bits):
-    torch.manual_seed(0)
-    x = torch.randn(2, 3, 128, 16)
-    for dim, group in ((-2, 32), (-1, 16)):
-        q = quantize(x, bits, dim=dim, group=group)
-        err = (dequantize(q, torch.float32) - x).abs()
-        step = (q["scale"].float()).max()
-        assert float(err.max()) <= float(step) / 2 + 1e-2 * float(step) + 1e-3
-        assert q["packed"].dtype == torch.uint8 and q["packed"].numel() == x.numel() * bits // 8
 
 
 @pytest.mark.parametrize("bits,factor", [(4, 3.5), (2, 6.0)])

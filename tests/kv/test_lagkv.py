@@ -45,7 +45,7 @@ def loop_lag_scores(x, start, lag, n_parts):
 
 
 def loop_priority(keys, values, sinks, lag):
-    """The documented keep order (scoring.lagkv_priority), computed token by token."""
+    """The documented keep order (ops.geometry.lagkv_priority), computed token by token."""
     n = len(keys)
     n_parts = (n - sinks) // lag
     scored = max(n_parts - 1, 0) * lag

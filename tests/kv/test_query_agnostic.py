@@ -6,8 +6,8 @@ import torch
 import tokenzip as tz
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import LayerContext
-from tokenzip.reduce import keep_within_loss
-from tokenzip.scoring import noncausal_chunk_attention, self_replay_attention, zscore
+from tokenzip.ops.attention import self_replay_attention
+from tokenzip.ops.geometry import zscore
 
 TEXT = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 5
 QUESTION = "\nQuestion: What is the special magic number?\nAnswer: The special magic number is"
@@ -67,18 +67,6 @@ def test_leverage_sketch_approximates_exact_scores():
     assert kept_positions(sketched, ctx) == kept_positions(exact, ctx) == [17]
 
 
-def test_noncausal_chunk_attention_matches_hand_softmax():
-    torch.manual_seed(1)
-    q, k = torch.randn(1, 2, 6, 4), torch.randn(1, 1, 6, 4)
-    got = noncausal_chunk_attention(q, k, scaling=0.5, chunk=4)
-    want = torch.zeros(1, 2, 6)
-    for start in (0, 4):
-        rows = slice(start, min(start + 4, 6))
-        attn = torch.softmax(q[:, :, rows] @ k[:, :, rows].transpose(-1, -2) * 0.5, dim=-1)
-        want[..., rows] = attn.sum(2)
-    assert torch.allclose(got, want, atol=1e-6)
-
-
 def test_compactor_keeps_top_of_blended_score_and_protects_ends():
     torch.manual_seed(2)
     n = 12
@@ -116,21 +104,6 @@ def test_cur_prefers_rows_outlying_in_keys_and_values():
     assert kept_positions(tz.get_method("cur", budget=2, sinks=1), ctx) == [0, 5]  # the first token is a sink
 
 
-def test_self_replay_attention_matches_a_loop():
-    torch.manual_seed(3)
-    n, d = 7, 4
-    q, k = torch.randn(1, 2, n, d), torch.randn(1, 1, n, d)
-    shifted = torch.randn(1, 2, n, d)  # the same queries seen from later positions
-    best, mean = self_replay_attention(q, k, 0.5, shifted, chunk=3)
-    rows = []
-    for t in range(n):
-        logits = torch.cat([shifted[:, :, t] @ k[0, 0].T * 0.5, q[:, :, t] @ k[0, 0, : t + 1].T * 0.5], dim=-1)
-        rows.append(torch.softmax(logits, dim=-1)[..., :n])
-    attn = torch.stack(rows, dim=2)  # (1, 2, n queries, n keys)
-    assert torch.allclose(best, attn.amax(2).amax(1, keepdim=True), atol=1e-6)
-    assert torch.allclose(mean, attn.mean(2).mean(1, keepdim=True), atol=1e-6)
-
-
 def test_kvzip_fast_self_keeps_the_key_a_query_re_reads():
     """Each query matches one key exactly (the copy target of a re-read); the unmatched ones are dropped."""
     n, d = 8, 8
@@ -143,18 +116,6 @@ def test_kvzip_fast_self_keeps_the_key_a_query_re_reads():
     scores = self_replay_attention(queries, keys, 1.0, queries)[0]
     ctx.extra = {"kvzip": scores, "mass": scores}
     assert kept_positions(method, ctx) == [3, 6]
-
-
-def test_keep_within_loss_counts():
-    scores = torch.tensor([[[4.0, 3.0, 2.0, 1.0]]])
-    mass = torch.tensor([[[0.5, 0.3, 0.15, 0.05]]])
-    least = torch.tensor([1])
-    assert keep_within_loss(scores, mass, 0.0, least).tolist() == [4]
-    assert keep_within_loss(scores, mass, 0.06, least).tolist() == [3]
-    assert keep_within_loss(scores, mass, 0.25, least).tolist() == [2]
-    assert keep_within_loss(scores, mass, 0.25, torch.tensor([3])).tolist() == [3]  # the ceiling on removal
-    padded = torch.tensor([[[float("-inf"), 4.0, 3.0, 1.0]]])
-    assert keep_within_loss(padded, mass, 0.0, least).tolist() == [3]  # padding is never counted as kept
 
 
 def test_ratio_auto_is_refused_by_methods_that_cannot_choose():
@@ -208,7 +169,7 @@ def test_shared_prefill_does_not_widen_another_methods_window(tiny):
 
 def test_keys_unrotated_and_rotated_further_agree_with_the_rotary_embedding(tiny):
     from tokenzip.kv.runtime import KVRuntime
-    from tokenzip.scoring import rotate_half
+    from tokenzip.ops.rope import rotate_half
 
     model, tok = tiny("llama")
     pre = tz.kv.prefill(model, tok, TEXT)

@@ -78,7 +78,7 @@ def test_fastv_keeps_the_tokens_the_last_token_attends_to_most():
     model, tok = tiny_model("llama")
     inputs = tok([PROMPTS[0]], return_tensors="pt")
     from tokenzip.layers.runtime import attach
-    from tokenzip.scoring import last_tokens_attention
+    from tokenzip.ops.attention import last_tokens_attention
 
     captured = {}
     attention = model.model.layers[1].self_attn

@@ -9,7 +9,7 @@ from PIL import Image
 
 import tokenzip as tz
 from tokenzip.layers.runtime import attach
-from tokenzip.scoring import cls_attention
+from tokenzip.ops.attention import cls_attention
 from tokenzip.testing import tiny_model
 
 PROMPTS = ["<image> describe the picture of the blue house near the city river please",

@@ -17,7 +17,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
-from tokenzip.reduce import gather_tokens, keep_within_loss
+from tokenzip.ops.topk import gather_tokens, keep_within_loss
 from tokenzip.registry import AUTO
 
 

@@ -17,9 +17,9 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.context import DecodeContext, ReplayContext
-from tokenzip.reduce import gather_tokens, keep_topk
+from tokenzip.ops.rope import rotate_half, unrotate
+from tokenzip.ops.topk import gather_tokens, keep_topk
 from tokenzip.registry import Method
-from tokenzip.scoring import rotate_half, unrotate
 
 ALL_QUERIES = 1 << 30  # query_window() of methods that need every prefill query (Compactor's non-causal attention)
 

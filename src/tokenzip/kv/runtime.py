@@ -25,7 +25,7 @@ from tokenzip.kv.context import DecodeContext, ReplayContext
 from tokenzip.models.attention import CacheMasks, route_attention
 from tokenzip.models.calling import cache_kwargs, call_cache, output_cache
 from tokenzip.models.decoders import DecoderAdapter
-from tokenzip.scoring import received_attention
+from tokenzip.ops.attention import received_attention
 
 if TYPE_CHECKING:
     from tokenzip.kv.answer import Prefill

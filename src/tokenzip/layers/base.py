@@ -5,7 +5,7 @@
 :class:`Step`: the layer's output hidden states, which tokens may leave, how many must, and the
 statistics it asked for (attention keys, [CLS] attention, ...), captured from the layer's own
 attention call. The method returns a destination per token (stay, merge into another token, or be
-pruned: see ``tokenzip.reduce``); the runtime applies it, tracks sizes and where every input token
+pruned: see ``tokenzip.ops.merging``); the runtime applies it, tracks sizes and where every input token
 went, and (by default) restores the input length at the end of the stack so downstream code (mean
 pooling, dense heads) works unchanged.
 

@@ -25,7 +25,7 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.layers.base import LayersMethod, LayersReport, Step
 from tokenzip.layers.schedule import plan_row
-from tokenzip.reduce import merge_compact
+from tokenzip.ops.merging import merge_compact
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import CacheLayerMixin
 
-from tokenzip.reduce import dequantize, quantize, quantized_bytes
+from tokenzip.ops.quantize import dequantize, quantize, quantized_bytes
 
 
 def tensor_bytes(t: torch.Tensor | None) -> int:

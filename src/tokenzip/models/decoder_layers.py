@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 
-from tokenzip import scoring
 from tokenzip.errors import TokenzipError
 from tokenzip.models.attention import route_attention, shared_masks
 from tokenzip.models.calling import call_cache
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
 from tokenzip.models.stack import LayerStack, statistics
+from tokenzip.ops.attention import cls_attention
 
 
 def decoder_stack(model: Any) -> LayerStack | None:
@@ -214,7 +214,7 @@ def vision_cls_handlers(llava: Any, fwd: _Forward) -> dict[Any, Callable]:
     def handler(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any,
                 kwargs: dict) -> Any:
         scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
-        cls = scoring.cls_attention(query, key, scaling, mask if isinstance(mask, torch.Tensor) else None)
+        cls = cls_attention(query, key, scaling, mask if isinstance(mask, torch.Tensor) else None)
         fwd.vision_cls = cls[:, 1:] if drop_cls else cls
         return mask
 

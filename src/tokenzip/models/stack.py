@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from tokenzip import scoring
+from tokenzip.ops.attention import attention_probabilities, cls_attention, last_tokens_attention
+from tokenzip.ops.geometry import key_l1_norm
 
 
 @dataclass
@@ -34,11 +35,11 @@ def statistics(wants: frozenset[str], query: torch.Tensor, key: torch.Tensor, sc
     if "keys" in wants:
         out["keys"] = key.mean(dim=1)
     if "key_l1" in wants:
-        out["key_l1"] = scoring.key_l1_norm(key)
+        out["key_l1"] = key_l1_norm(key)
     if "cls_attention" in wants:
-        out["cls_attention"] = scoring.cls_attention(query, key, scaling, bias)
+        out["cls_attention"] = cls_attention(query, key, scaling, bias)
     if "last_attention" in wants:
-        out["last_attention"] = scoring.last_tokens_attention(query, key, scaling, bias)
+        out["last_attention"] = last_tokens_attention(query, key, scaling, bias)
     if "attention" in wants:
-        out["attention"] = scoring.attention_probabilities(query, key, scaling, bias)
+        out["attention"] = attention_probabilities(query, key, scaling, bias)
     return out

@@ -55,7 +55,7 @@ class PromptJob:
     def piece_scores(self, spans: np.ndarray, info: torch.Tensor, how: str = "mean") -> torch.Tensor:
         """Token self-information (with its character spans) reduced over every piece ``(P,)``;
         NaN for pieces no token overlaps."""
-        from tokenzip.scoring import spans_reduce
+        from tokenzip.ops.spans import spans_reduce
 
         out = torch.full((len(self.pieces),), float("nan"))
         if len(spans) == 0:
@@ -72,7 +72,7 @@ class PromptJob:
 
     def unit_scores(self, piece_values: torch.Tensor, how: str = "mean") -> np.ndarray:
         """Piece values reduced over each unit (NaN pieces ignored) ``(U,)``."""
-        from tokenzip.scoring import group_reduce
+        from tokenzip.ops.spans import group_reduce
 
         groups = torch.from_numpy(self.pieces.unit.copy())
         groups[torch.isnan(piece_values)] = -1

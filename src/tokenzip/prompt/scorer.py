@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.scoring import self_information
+from tokenzip.ops.information import self_information
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from tokenzip.kv.base import LayerContext, WrapperMethod
-from tokenzip.reduce import keep_topk_per_head
+from tokenzip.ops.topk import keep_topk_per_head
 from tokenzip.registry import register
 
 

@@ -10,7 +10,7 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import LayerContext, LayerResult, WrapperMethod
 from tokenzip.kv.context import DecodeContext
-from tokenzip.reduce import gather_tokens
+from tokenzip.ops.topk import gather_tokens
 from tokenzip.registry import register
 
 

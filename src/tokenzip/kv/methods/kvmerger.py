@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenzip.kv.base import LayerContext, LayerResult, WrapperMethod
-from tokenzip.reduce import merge_evicted
+from tokenzip.ops.merging import merge_evicted
 from tokenzip.registry import register
 
 

@@ -10,9 +10,9 @@ import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
 from tokenzip.kv.context import ReplayContext
-from tokenzip.reduce import gather_tokens, keep_topk_global
+from tokenzip.ops.attention import replay_attention_max
+from tokenzip.ops.topk import gather_tokens, keep_topk_global
 from tokenzip.registry import register
-from tokenzip.scoring import replay_attention_max
 
 
 @register

@@ -13,9 +13,9 @@ from tokenzip.kv.base import ALL_QUERIES, LayerContext, LayerResult
 from tokenzip.kv.context import ReplayContext
 from tokenzip.kv.methods.compactor import all_queries
 from tokenzip.kv.methods.kvzip import KVzip
-from tokenzip.reduce import gather_tokens, keep_topk
+from tokenzip.ops.attention import replay_attention_mass, replay_attention_max, self_replay_attention
+from tokenzip.ops.topk import gather_tokens, keep_topk
 from tokenzip.registry import register
-from tokenzip.scoring import replay_attention_mass, replay_attention_max, self_replay_attention
 
 
 class _ReplayDone(Exception):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext
+from tokenzip.ops.geometry import lagkv_priority
 from tokenzip.registry import register
-from tokenzip.scoring import lagkv_priority
 
 
 @register
@@ -22,7 +22,7 @@ class LagKV(KVMethod):
     kept from every partition. The sinks and the last partition (with the remainder after it) are always kept.
 
     Liang et al., "LagKV: Lag-Relative Information of the KV Cache Tells Which Tokens Are Important", 2025,
-    arXiv 2504.04704; training-free, attention-free and query-agnostic. Exact score: ``scoring.lagkv_priority``.
+    arXiv 2504.04704; training-free, attention-free and query-agnostic. Exact score: ``ops.geometry.lagkv_priority``.
     Defaults as kvpress's LagKVPress (4 sinks, lag 128). Deviations: ``ratio`` is the fraction removed from the
     whole context (tokenzip's meaning), so with the sinks and the tail kept the scored partitions lose more than
     ``ratio``; a budget too small for sinks + tail keeps the sinks, then the most recent tokens; a context with

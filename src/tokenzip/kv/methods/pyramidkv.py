@@ -8,7 +8,7 @@ import torch
 
 from tokenzip.kv.base import LayerContext, target_layers
 from tokenzip.kv.methods.snapkv import SnapKV
-from tokenzip.reduce import layer_budgets
+from tokenzip.ops.topk import layer_budgets
 from tokenzip.registry import register
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext
+from tokenzip.ops.attention import observation_window_scores, window_attention
 from tokenzip.registry import register
-from tokenzip.scoring import observation_window_scores, window_attention
 
 
 def window_scores(ctx: LayerContext, kernel: int) -> tuple[torch.Tensor, int]:

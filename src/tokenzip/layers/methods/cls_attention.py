@@ -9,7 +9,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.layers.base import LayersMethod, Step
-from tokenzip.reduce import keep_top_scores
+from tokenzip.ops.topk import keep_top_scores
 from tokenzip.registry import register
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import LayersMethod, Step
-from tokenzip.reduce import duplication_aware_keep
+from tokenzip.ops.topk import duplication_aware_keep
 from tokenzip.registry import register
 
 

@@ -9,9 +9,9 @@ import torch
 
 from tokenzip.layers.base import Step
 from tokenzip.layers.merging import MergingMethod
-from tokenzip.reduce import soft_matching
+from tokenzip.ops.geometry import energy_scores
+from tokenzip.ops.merging import soft_matching
 from tokenzip.registry import register
-from tokenzip.scoring import energy_scores
 
 
 @register

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import LayersMethod, Step
-from tokenzip.reduce import keep_top_scores
+from tokenzip.ops.topk import keep_top_scores
 from tokenzip.registry import register
 
 

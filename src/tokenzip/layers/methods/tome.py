@@ -8,7 +8,7 @@ import torch
 
 from tokenzip.layers.base import Step
 from tokenzip.layers.merging import MergingMethod
-from tokenzip.reduce import bipartite_soft_matching
+from tokenzip.ops.merging import bipartite_soft_matching
 from tokenzip.registry import register
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenzip.ops.selection import top_fraction
 from tokenzip.prompt.base import PromptJob, PromptMethod, block_tokens, documents
 from tokenzip.prompt.segment import SEP
-from tokenzip.reduce import top_fraction
 from tokenzip.registry import register
 
 DROPPED = 1e6  # priority penalty of words in paragraphs the coarse stage drops
@@ -66,7 +66,7 @@ class LLMLingua(PromptMethod):
     def _provisional(self, job: PromptJob, seg_spans: np.ndarray, info: torch.Tensor) -> np.ndarray:
         """Pieces of one segment kept at the target rate (fixed pieces always)."""
         pieces = job.pieces
-        from tokenzip.scoring import spans_reduce
+        from tokenzip.ops.spans import spans_reduce
 
         idx = job.pieces_between(int(seg_spans[:, 0].min()), int(seg_spans[:, 1].max()))
         idx = idx[pieces.kind[idx] != SEP]
