@@ -11,6 +11,7 @@ from tokenzip.bench.kinds.qa_f1 import answer_words, token_f1
 from tokenzip.bench.report import summary_table, write_report
 from tokenzip.bench.rows import write_rows
 from tokenzip.bench.tasks import Question, Sample, build_sample, get_task, list_tasks
+from tokenzip.bench.tasks.jsonl import read_tasks_file
 
 
 def test_words_are_normalised_as_longbench_does():
@@ -84,6 +85,14 @@ def test_the_qa_f1_task_uses_the_kind(tiny_count):
     assert sample.context.count(sample.questions[0].answers[0]) == 1
     listed = next(t for t in list_tasks() if t["task"] == "qa_f1")
     assert (listed["kind"], listed["metric"]) == ("qa_f1", "f1")
+
+
+def test_a_tasks_file_asks_for_f1(tmp_path):
+    rows = [{"context": "Dravel was born in Morkin.", "question": "Where?", "answer": "Morkin", "metric": "f1"},
+            {"context": "Ilsa bakes bread.", "question": "Job?", "answer": "baker"}]
+    write_rows(tmp_path / "mine.jsonl", rows)
+    f1, default = read_tasks_file(tmp_path / "mine.jsonl")
+    assert (f1.kind, f1.metric) == ("qa_f1", "f1") and (default.kind, default.metric) == ("qa", "part")
 
 
 def test_a_run_scores_qa_f1_rows(tmp_path, tiny_llama):

@@ -30,6 +30,7 @@ class TaskKind:
     ``retention``: whether the mean over the samples the uncompressed model got fully right (score >= 1) means
     something. ``columns``: further row fields averaged in the summary. ``header``: the summary's heading.
     ``order``: summary tables are listed by it (then in the order the rows name the kinds).
+    ``metrics``: the samples' ``metric`` values this kind scores (a tasks file's ``metric`` picks the kind).
 
     ``TaskKind(name)`` alone is a kind the report knows nothing about (or a mix of kinds): plain mean scores.
     """
@@ -44,6 +45,7 @@ class TaskKind:
     retention: bool = False
     columns: tuple[str, ...] = ()
     order: int = 1
+    metrics: tuple[str, ...] = ()
 
     @property
     def percent(self) -> bool:
@@ -75,6 +77,12 @@ def get_kind(name: str) -> TaskKind:
     if name not in KINDS:
         raise unknown_name("task kind", name, KINDS)
     return KINDS[name]
+
+
+def answer_metrics() -> dict[str, TaskKind]:
+    """The kind of answered questions that scores each sample ``metric`` (``all``, ``part``, ``f1`` ...)."""
+    _load_all()
+    return {metric: kind for kind in KINDS.values() if kind.measures == ANSWERS for metric in kind.metrics}
 
 
 def kind_of(names: Sequence[str]) -> TaskKind:

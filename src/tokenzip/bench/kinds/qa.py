@@ -6,4 +6,4 @@ from tokenzip.bench.metrics import string_score
 QA = register_kind(TaskKind(
     name="qa", header="score (%, string match)",
     score=per_question(lambda sample, prediction, answers: string_score(sample.metric, prediction, answers)),
-    scale=100.0, retention=True, order=0))
+    scale=100.0, retention=True, order=0, metrics=("all", "part")))

@@ -42,4 +42,4 @@ def token_f1(prediction: str, answers: Sequence[str]) -> float:
 QA_F1 = register_kind(TaskKind(
     name="qa_f1", header="score (%, token F1)",
     score=per_question(lambda sample, prediction, answers: token_f1(prediction, answers)),
-    scale=100.0, retention=True, order=0))
+    scale=100.0, retention=True, order=0, metrics=("f1",)))

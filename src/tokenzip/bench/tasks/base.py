@@ -24,7 +24,6 @@ from tokenzip.bench.kinds.base import EMBEDDINGS, get_kind
 from tokenzip.errors import TokenzipError
 
 TOLERANCE = 0.02  # generated contexts are within 2% of the requested number of tokens
-METRICS = ("all", "part")
 
 
 @dataclass
@@ -41,9 +40,10 @@ class Sample:
     """One benchmark input. ``context`` is what gets compressed; questions come after it.
 
     ``metric``: ``all`` (RULER's string_match_all: the fraction of answers found in the prediction)
-    or ``part`` (string_match_part: 1 when any answer is found). Perplexity samples carry the text to
-    score in ``continuation``; embedding samples carry a corpus in ``texts``. ``kind`` names a registered
-    :class:`~tokenzip.bench.kinds.base.TaskKind`: what is measured and how it is scored.
+    or ``part`` (string_match_part: 1 when any answer is found); ``f1`` with the ``qa_f1`` kind.
+    Perplexity samples carry the text to score in ``continuation``; embedding samples carry a corpus in
+    ``texts``. ``kind`` names a registered :class:`~tokenzip.bench.kinds.base.TaskKind`: what is measured
+    and how it is scored.
     """
 
     task: str
