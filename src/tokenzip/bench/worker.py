@@ -67,8 +67,8 @@ class Worker:
     @torch.no_grad()
     def warm_up(self) -> None:
         """One untimed uncompressed run on a short input, so no row pays for first-call overheads."""
-        kind = "embedding:corpus=11" if self.config.stage == "layers" and _is_encoder(self.model) else "niah_single"
-        sample = build_sample(get_task(kind), self.count, 48 if kind.startswith("embedding") else 256, 0, seed=-1)
+        task = "embedding:corpus=11" if self.config.stage == "layers" and _is_encoder(self.model) else "niah_single"
+        sample = build_sample(get_task(task), self.count, 48 if task.startswith("embedding") else 256, 0, seed=-1)
         sample.max_new_tokens = 2
         list(self.stage.run(self, sample, format_sample(sample, self.tokenizer, self.config.prompt_style),
                             [("none", 0.0)]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,9 @@ def register_kind(kind: TaskKind) -> TaskKind:
     return kind
 
 
+@functools.cache
 def _load_all() -> None:
-    """Import every module of this package: each kind file registers its kind."""
+    """Import every module of this package (once): each kind file registers its kind."""
     import_modules(__package__, [str(Path(__file__).parent)])
 
 
