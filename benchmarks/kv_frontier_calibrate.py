@@ -12,12 +12,12 @@ of its top 50% / 25% entries per layer kvzip_fast's estimate (no second pass) ke
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 import tokenzip as tz
+from tokenzip.bench.rows import read_rows
 from tokenzip.kv.runtime import KVRuntime
 from tokenzip.ops.topk import ranked
 
@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, tok = tz.load_model("gemma-3-270m")
-    rows = [json.loads(line) for line in args.tasks.read_text().splitlines() if line.strip()]
+    rows = read_rows(args.tasks)
     if args.rows:
         rows = [rows[int(i)] for i in args.rows.split(",")]
     names = ("kvzip_fast", "compactor", "leverage", "cur")

@@ -12,16 +12,14 @@ count.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
+from tokenzip.bench.rows import read_rows
+
 
 def load(run: Path) -> list[dict]:
-    rows = []
-    for path in sorted(run.glob("*.jsonl")):
-        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return rows
+    return [row for path in sorted(run.glob("*.jsonl")) for row in read_rows(path)]
 
 
 def cells(rows: list[dict], by_task: bool, all_lengths: bool = False) -> dict[tuple, dict]:

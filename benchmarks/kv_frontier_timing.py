@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 import tokenzip as tz
+from tokenzip.bench.rows import read_rows
 from tokenzip.bench.tasks.registry import parse_spec
 
 
@@ -42,8 +43,7 @@ def table(path: Path) -> str:
     """Markdown: per context and method, the median over its pairs of (method / plain), CPU and wall clock."""
     lines = ["| task | method | ratio | CPU vs plain (median) | wall clock vs plain | plain CPU s | pairs |",
              "|---|---|---|---|---|---|---|"]
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
+    for r in read_rows(path):
         task = r["task"].replace("|", " ")
         lines.append(f"| {task} | {r['method']} | {r['ratio']:g} | {r['median_relative_cpu']:.3f}x | "
                      f"{r['median_relative']:.3f}x | {statistics.median(r['plain_cpu_seconds']):.1f} | "
@@ -71,7 +71,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, tok = tz.load_model("gemma-3-270m")
     model.generation_config.eos_token_id = []  # fixed-length answers: plain and compressed decode alike
-    rows = [json.loads(line) for line in args.tasks.read_text().splitlines() if line.strip()][: args.limit]
+    rows = read_rows(args.tasks)[: args.limit]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     first = rows[0]
     run_once(model, tok, first["context"], first["question"], None, args.new_tokens)  # warm-up, untimed

@@ -26,6 +26,8 @@ from collections import defaultdict
 from pathlib import Path
 from statistics import median
 
+from tokenzip.bench.rows import read_rows
+
 TASKS = ("niah_single", "niah_multikey", "qa", "two_facts")
 
 
@@ -34,16 +36,7 @@ def tokens(text: str) -> int:
 
 
 def done_keys(out: Path) -> set[str]:
-    if not out.exists():
-        return set()
-    keys = set()
-    for line in out.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        keys.add(f"{row['length']}|{row['config']}|{row['task']}|{row['sample']}")
-    return keys
+    return {f"{row['length']}|{row['config']}|{row['task']}|{row['sample']}" for row in read_rows(out)}
 
 
 def run_config(args: argparse.Namespace, length: int, config: str) -> None:
@@ -129,7 +122,7 @@ def sweep(args: argparse.Namespace) -> int:
 
 # --- tables ---------------------------------------------------------------------------------------------
 def load(paths: list[str]) -> list[dict]:
-    return [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
+    return [row for path in paths for row in read_rows(path)]
 
 
 def table(paths: list[str]) -> str:

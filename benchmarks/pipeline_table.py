@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from tokenzip.bench.report import load_rows
+from tokenzip.bench.rows import load_rows
 from tokenzip.bench.tune import figures
 
 

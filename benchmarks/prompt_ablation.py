@@ -17,6 +17,7 @@ import re
 import time
 
 import tokenzip as tz
+from tokenzip.bench.rows import read_rows
 from tokenzip.prompt.scorer import get_scorer
 
 
@@ -28,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     model, tokenizer = tz.load_model("gemma-3-270m")
     scorer = get_scorer((model, tokenizer))
-    tasks = [json.loads(line) for line in open(args.tasks, encoding="utf-8")]
+    tasks = read_rows(args.tasks)
     for variant in map(json.loads, args.variants):
         method = variant.pop("method")
         started, scores, removed = time.perf_counter(), [], []

@@ -34,6 +34,8 @@ import string
 import time
 from pathlib import Path
 
+from tokenzip.bench.rows import read_rows
+
 RATIOS = (0.5, 0.667, 0.8)
 METHODS = ("llmlingua", "longllmlingua", "extractive")
 
@@ -162,19 +164,15 @@ def run(args: argparse.Namespace) -> None:
     import tokenzip as tz
 
     model, tokenizer = tz.load_model("gemma-3-270m")
-    rows = [json.loads(x) for x in Path(args.tasks).read_text().splitlines() if x.strip()]
+    rows = read_rows(args.tasks)
     anchor = {}
-    if args.anchor and Path(args.anchor).exists():
-        for x in Path(args.anchor).read_text().splitlines():
-            a = json.loads(x)
-            anchor[(a["id"], a["method"], a["ratio"])] = a
+    if args.anchor:
+        anchor = {(a["id"], a["method"], a["ratio"]): a for a in read_rows(args.anchor)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
-    if out.exists() and not args.fresh:
-        for x in out.read_text().splitlines():
-            r = json.loads(x)
-            done.add((r["id"], r["method"], r["ratio"]))
+    if not args.fresh:
+        done = {(r["id"], r["method"], r["ratio"]) for r in read_rows(out)}
     methods = [m for m in args.methods.split(",") if m]
     tz.prompt.compress("warm up the scorer once.", ratio=0.5, method="llmlingua", scorer=(model, tokenizer))
     with out.open("a") as f:
@@ -215,7 +213,7 @@ def speed(args: argparse.Namespace) -> None:
     import tokenzip as tz
 
     model, tokenizer = tz.load_model("gemma-3-270m")
-    rows = [json.loads(x) for x in Path(args.tasks).read_text().splitlines() if x.strip()]
+    rows = read_rows(args.tasks)
     tz.prompt.compress("warm up the scorer once.", ratio=0.5, method="llmlingua", scorer=(model, tokenizer))
     with Path(args.out).open("a") as f:
         for row in rows:
@@ -232,8 +230,7 @@ def speed_report(args: argparse.Namespace) -> None:
     """Tokens/s per tool and method from ``speed`` and the anchor's JSONL files (same contexts)."""
     groups: dict[tuple, list] = {}
     for path, tool in ((args.tokenzip, "tokenzip"), (args.anchor, "llmlingua pkg")):
-        for x in Path(path).read_text().splitlines():
-            r = json.loads(x)
+        for r in read_rows(path):
             groups.setdefault((r["method"], tool), []).append(r)
     print("| method | tool | contexts | input tokens | seconds | tokens/s | load (median) |")
     print("|---|---|---|---|---|---|---|")
@@ -244,7 +241,7 @@ def speed_report(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    rows = [json.loads(x) for x in Path(args.rows).read_text().splitlines() if x.strip()]
+    rows = read_rows(args.rows)
     tasks = sorted({r["task"] for r in rows}, key=lambda t: list(MAKERS).index(t))
     base = {r["id"]: r["score"] for r in rows if r["method"] == "none"}
     groups: dict[tuple, list] = {}

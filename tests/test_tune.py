@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tokenzip.bench import tune as tune_module
-from tokenzip.bench.runner import read_rows
+from tokenzip.bench.rows import read_rows
 from tokenzip.bench.tune import Figures, TuneConfig, candidates, pool, ranked, sample_fingerprints, tune
 from tokenzip.cli import main
 from tokenzip.errors import TokenzipError

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tokenzip.bench.report import aggregate, load_rows, pareto, write_report
+from tokenzip.bench.aggregate import aggregate, pareto
+from tokenzip.bench.report import write_report
+from tokenzip.bench.rows import load_rows
 from tokenzip.errors import TokenzipError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run"

@@ -7,7 +7,8 @@ import json
 import pytest
 
 import tokenzip as tz
-from tokenzip.bench.runner import BenchConfig, read_rows
+from tokenzip.bench.rows import read_rows
+from tokenzip.bench.runner import BenchConfig
 from tokenzip.errors import TokenzipError
 
 TIMING = {"prefill_seconds", "compress_seconds", "decode_seconds", "decode_tokens_per_second", "peak_rss_bytes",

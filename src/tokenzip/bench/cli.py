@@ -109,12 +109,13 @@ def run(args: argparse.Namespace) -> int:
     stage = "pipeline" if args.pipeline else args.stage or "kv"
     methods = args.pipeline or with_chunk_size(args.methods or ["snapkv"], args.chunk_size)
     ratios = [0.0] if args.pipeline else _floats(args.ratios or ["0.5"])
-    runner.run(model=args.model, stage=stage, methods=methods, ratios=ratios, tasks=args.tasks,
-               context=contexts, samples=args.samples, out=args.out, seed=args.seed, tasks_file=args.tasks_file,
-               workers=args.workers, backend=args.backend, ray_address=args.ray_address,
-               max_new_tokens=args.max_new_tokens, prompt_style=args.prompt_style, query_aware=args.query_aware,
-               shared_prefill=not args.no_shared_prefill, dtype=args.dtype, device=args.device, threads=args.threads,
-               warmup=not args.no_warmup, command=_command_line())
+    runner.run(runner.BenchConfig(
+        model=args.model, stage=stage, methods=methods, ratios=ratios, tasks=args.tasks, contexts=contexts,
+        samples=args.samples, out=args.out, seed=args.seed, tasks_file=args.tasks_file, workers=args.workers,
+        backend=args.backend, ray_address=args.ray_address, max_new_tokens=args.max_new_tokens,
+        prompt_style=args.prompt_style, query_aware=args.query_aware, shared_prefill=not args.no_shared_prefill,
+        dtype=args.dtype, device=args.device, threads=args.threads, warmup=not args.no_warmup,
+        command=_command_line()))
     if args.report:
         _write(Path(args.out), None, plots=True)
     return 0
@@ -134,7 +135,8 @@ def _write(directory: Path, out: str | None, plots: bool) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tokenzip.bench.report import load_rows, summary_table
+    from tokenzip.bench.report import summary_table
+    from tokenzip.bench.rows import load_rows
 
     print(summary_table(load_rows(args.dir)))
     _write(Path(args.dir), args.out, plots=not args.no_plots)

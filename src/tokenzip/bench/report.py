@@ -1,17 +1,11 @@
 """``tokenzip report DIR``: tables, Pareto plots and one self-contained HTML page from bench rows.
 
-Every ``*.jsonl`` file in DIR is read (tokenzip's ``rows.jsonl`` and, e.g., the kvpress anchor's
-rows), so methods of several engines sit side by side. Scores are always read against the same
-engine's uncompressed rows (``none``) on the same samples:
-
-* ``score``: the mean score (string match in %, or NLL in nats, or cosine);
-* ``% of none``: the method's mean score over the samples both have, divided by the uncompressed
-  model's mean score over them;
-* ``retention``: the method's mean score over the samples the uncompressed model answered fully
-  right (DESIGN.md: a small model fails many samples anyway; this isolates what compression lost).
-
-Speed and memory are medians over samples: prefill, compression and decode seconds, decode tokens/s,
-cache bytes actually held, peak RSS of the process during the sample (model weights included).
+Every ``*.jsonl`` file in DIR is read (:func:`tokenzip.bench.rows.load_rows`: tokenzip's ``rows.jsonl``
+and, e.g., the kvpress anchor's rows), so methods of several engines sit side by side. The numbers
+(score, ``vs none``, retention, medians of speed and memory) come from :mod:`tokenzip.bench.aggregate`,
+read as each row's task kind declares; this module renders them. Speed and memory: prefill, compression
+and decode seconds, decode tokens/s, cache bytes actually held, peak RSS of the process during the sample
+(model weights included).
 """
 
 from __future__ import annotations
@@ -20,167 +14,20 @@ import base64
 import html
 import io
 import json
-import logging
 import os
 import re
-import statistics
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tokenzip.bench import savings
-from tokenzip.errors import TokenzipError, require
+from tokenzip.bench.aggregate import aggregate, by_kind, pareto, rows_kind, several_lengths
+from tokenzip.bench.rows import load_rows
+from tokenzip.errors import require
 from tokenzip.table import format_table
 from tokenzip.textio import write_atomic
 
-log = logging.getLogger(__name__)
-
 PLOTS = ("score_vs_ratio", "score_vs_latency", "score_vs_memory")
-
-
-REQUIRED = ("key", "method", "ratio", "score", "task", "length", "sample")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def row_problem(row: dict[str, Any]) -> str | None:
-    """What makes a bench row unusable (a field of the wrong type), or None for a good row."""
-    for name in ("key", "method", "task"):
-        if not isinstance(row[name], str):
-            return f"{name!r} is {row[name]!r}, not a string"
-    for name in ("ratio", "score"):
-        if not _number(row[name]):
-            return f"{name!r} is {row[name]!r}, not a number"
-    for name in ("length", "sample"):
-        if not isinstance(row[name], int) or isinstance(row[name], bool):
-            return f"{name!r} is {row[name]!r}, not an integer"
-    return None
-
-
-def bench_rows(path: Path) -> list[dict[str, Any]]:
-    """The usable bench rows of one JSONL file. Lines that are not bench rows (e.g. exported tasks) are
-    counted in one warning; a damaged row (unreadable, or a field of the wrong type) is skipped with a
-    warning naming the file and line."""
-    from tokenzip.bench.runner import numbered_rows
-
-    rows, ignored = [], 0
-    for number, row in numbered_rows(path):
-        if not isinstance(row, dict) or not set(REQUIRED) <= set(row):
-            ignored += 1
-            continue
-        problem = row_problem(row)
-        if problem:
-            log.warning("%s, line %d: a damaged row (%s); ignored", path, number, problem)
-            continue
-        rows.append(row)
-    if ignored:
-        log.warning("%s: %d lines are not bench rows (no %s; e.g. exported tasks): ignored",
-                    path, ignored, "/".join(REQUIRED))
-    return rows
-
-
-def load_rows(directory: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every row of every ``*.jsonl`` file in ``directory`` (duplicates of a key: the first one wins)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise TokenzipError(f"{directory} is not a directory of bench results (run `tokenzip bench --out DIR`)")
-    files = sorted(directory.glob("*.jsonl"))
-    if not files:
-        raise TokenzipError(f"{directory} holds no *.jsonl rows (run `tokenzip bench --out {directory}` first)")
-    rows, seen = [], set()
-    for path in files:
-        for row in bench_rows(path):
-            ident = (row.get("engine", "tokenzip"), row["key"])
-            if ident not in seen:
-                seen.add(ident)
-                rows.append(row)
-    if not rows:
-        raise TokenzipError(f"{directory} holds no bench rows")
-    return rows
-
-
-def label(row: dict[str, Any]) -> str:
-    engine = row.get("engine", "tokenzip")
-    return row["method"] if engine == "tokenzip" else f"{engine}:{row['method']}"
-
-
-def sample_id(row: dict[str, Any]) -> str:
-    return f"{row['task']}|{row['length']}|{row['sample']}"
-
-
-def _median(values: Iterable[Any]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def _mean(values: Iterable[Any]) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
-def _latency(row: dict[str, Any]) -> float | None:
-    parts = [row.get("prefill_seconds"), row.get("compress_seconds"), row.get("decode_seconds")]
-    return None if parts[0] is None else sum(p or 0.0 for p in parts)
-
-
-def _metric_kind(rows: list[dict[str, Any]]) -> str:
-    kinds = {r.get("task_kind", "qa") for r in rows}
-    return "qa" if kinds == {"qa"} else kinds.pop() if len(kinds) == 1 else "mixed"
-
-
-def aggregate(rows: list[dict[str, Any]], by: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """One summary dict per (engine, method, ratio[, by...]), baselines first, then by method and ratio."""
-    baseline: dict[tuple, dict[str, float]] = defaultdict(dict)
-    for r in rows:
-        if r["method"] == "none":
-            baseline[(r.get("engine", "tokenzip"), *(r.get(b) for b in by))][sample_id(r)] = r["score"]
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        groups[(r.get("engine", "tokenzip"), label(r), float(r["ratio"]), *(r.get(b) for b in by))].append(r)
-    out = []
-    for (engine, name, ratio, *extra), group in groups.items():
-        kind = _metric_kind(group)
-        base = baseline.get((engine, *extra), {})
-        shared = [r for r in group if sample_id(r) in base]
-        scale = 100.0 if kind == "qa" else 1.0
-        entry: dict[str, Any] = {"engine": engine, "method": name, "ratio": ratio}
-        entry.update({b: v for b, v in zip(by, extra)})
-        entry["n"] = len(group)
-        entry["score"] = scale * _mean(r["score"] for r in group)
-        if shared and name != "none":
-            method_mean = _mean(r["score"] for r in shared)
-            base_mean = _mean(base[sample_id(r)] for r in shared)
-            if kind == "perplexity":
-                entry["vs none"] = method_mean - base_mean  # NLL increase (nats)
-            else:
-                entry["vs none"] = 100.0 * method_mean / base_mean if base_mean else None
-            right = [r["score"] for r in shared if base[sample_id(r)] >= 1.0]
-            entry["retention"] = 100.0 * _mean(right) if right and kind == "qa" else None
-        else:
-            entry["vs none"] = 0.0 if kind == "perplexity" else 100.0 if name == "none" else None
-            entry["retention"] = 100.0 if name == "none" and kind == "qa" else None
-        entry["achieved"] = _mean(r.get("achieved_ratio") for r in group)
-        entry["prefill_s"] = _median(r.get("prefill_seconds") for r in group)
-        entry["compress_s"] = _median(r.get("compress_seconds") for r in group)
-        entry["decode_tok_s"] = _median(r.get("decode_tokens_per_second") for r in group)
-        entry["latency_s"] = _median(_latency(r) for r in group)
-        cache = _median(r.get("cache_bytes") for r in group)
-        entry["cache_MiB"] = cache / 2**20 if cache is not None else None
-        rss = _median(r.get("peak_rss_bytes") for r in group)
-        entry["peak_RSS_MiB"] = rss / 2**20 if rss is not None else None
-        cuda = _median(r.get("peak_cuda_bytes") for r in group)
-        if cuda is not None:
-            entry["peak_CUDA_MiB"] = cuda / 2**20
-        if kind == "embedding":
-            entry["neighbours"] = _mean(r.get("neighbours") for r in group)
-        entry["_kind"] = kind
-        out.append(entry)
-    out.sort(key=lambda e: (e["engine"] != "tokenzip", e["engine"], e["method"] != "none", e["method"], e["ratio"],
-                            *(str(e.get(b)) for b in by)))
-    return out
 
 
 def _display(entries: list[dict[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
@@ -189,7 +36,7 @@ def _display(entries: list[dict[str, Any]], columns: list[str]) -> list[dict[str
         row = {}
         for c in columns:
             v = e.get(c)
-            if isinstance(v, float) and c in ("score", "vs none", "retention") and e["_kind"] == "qa":
+            if isinstance(v, float) and c in ("score", "vs none", "retention") and e["_kind"].percent:
                 v = round(v, 1)
             elif isinstance(v, float) and c in ("ratio", "achieved"):
                 v = round(v, 3)
@@ -199,17 +46,7 @@ def _display(entries: list[dict[str, Any]], columns: list[str]) -> list[dict[str
 
 
 def _score_header(rows: list[dict[str, Any]]) -> str:
-    kind = _metric_kind(rows)
-    return {"qa": "score (%, string match)", "perplexity": "NLL (nats; vs none = increase)",
-            "embedding": "cosine to uncompressed"}.get(kind, "score")
-
-
-def by_kind(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Rows split by task kind (string-match QA, perplexity, embedding): their scores are not comparable."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(r.get("task_kind", "qa"), []).append(r)
-    return dict(sorted(groups.items(), key=lambda item: item[0] != "qa"))
+    return rows_kind(rows).header
 
 
 def summary_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
@@ -227,11 +64,6 @@ def summary_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
     return format_table(_display(entries, columns), columns, markdown=markdown)
 
 
-def several_lengths(rows: list[dict[str, Any]]) -> bool:
-    """Whether the rows cover more than one context length (the task table then splits by length)."""
-    return len({r["length"] for r in rows}) > 1
-
-
 def task_table(rows: list[dict[str, Any]], markdown: bool = True) -> str:
     """Score per task (columns) for each method and ratio; per task and context length when there are several
     lengths, each cell then reads ``score (% of uncompressed on the same samples)``."""
@@ -244,8 +76,8 @@ def task_table(rows: list[dict[str, Any]], markdown: bool = True) -> str:
     for e in entries:
         key = (e["engine"], e["method"], e["ratio"])
         table.setdefault(key, {"method": e["method"], "ratio": round(e["ratio"], 3)})
-        score = round(e["score"], 1) if e["_kind"] == "qa" else round(e["score"], 3)
-        if per_length and e["_kind"] == "qa" and e["method"] != "none" and e.get("vs none") is not None:
+        score = round(e["score"], 1) if e["_kind"].percent else round(e["score"], 3)
+        if per_length and e["_kind"].percent and e["method"] != "none" and e.get("vs none") is not None:
             score = f"{score:g} ({e['vs none']:.0f}%)"
         table[key][column(e)] = score
     return format_table(list(table.values()), ["method", "ratio", *dict.fromkeys(columns)], markdown=markdown)
@@ -276,17 +108,6 @@ def _depth_bin(depth: float) -> str:
 
 
 # --- plots ---------------------------------------------------------------------------------------------
-def pareto(points: list[tuple[float, float]], lower_x_better: bool = True) -> list[tuple[float, float]]:
-    """Points not dominated by another (higher score, and lower x when ``lower_x_better`` else higher x)."""
-    front = []
-    for x, y in points:
-        dominated = any((ox <= x if lower_x_better else ox >= x) and oy >= y and (ox, oy) != (x, y)
-                        for ox, oy in points)
-        if not dominated:
-            front.append((x, y))
-    return sorted(front)
-
-
 def plots(rows: list[dict[str, Any]]) -> dict[str, bytes]:
     """PNG bytes of the three Pareto plots (matplotlib, the ``bench`` extra)."""
     matplotlib = require("matplotlib", "bench")
@@ -295,9 +116,9 @@ def plots(rows: list[dict[str, Any]]) -> dict[str, bytes]:
 
     rows = next(iter(by_kind(rows).values()))  # QA rows when there are any
     entries = aggregate(rows)
-    kind = _metric_kind(rows)
-    higher_better = kind != "perplexity"
-    ylabel = _score_header(rows)
+    kind = rows_kind(rows)
+    higher_better = kind.higher_is_better
+    ylabel = kind.header
     memory_key = "cache_MiB" if any(e.get("cache_MiB") for e in entries) else "peak_RSS_MiB"
     specs = {
         "score_vs_ratio": ("achieved", "achieved ratio (fraction of tokens removed)", False),

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tokenzip.bench.kinds.base import ANSWERS, NLL, get_kind
 from tokenzip.bench.prompting import STYLES, format_sample
+from tokenzip.bench.report import summary_table
+from tokenzip.bench.rows import RowWriter, bench_rows, read_rows, write_rows
 from tokenzip.bench.stages import NONE, PIPELINE, STAGES, build_method, is_noop
 from tokenzip.bench.tasks.base import Sample, build_sample
 from tokenzip.bench.tasks.registry import get_task
@@ -29,8 +31,6 @@ from tokenzip.errors import TokenzipError
 from tokenzip.registry import check_ratio
 from tokenzip.textio import check_file, write_atomic
 
-log = logging.getLogger(__name__)
-
 ROWS = "rows.jsonl"
 CONFIG = "config.json"
 BACKENDS = ("local", "ray")
@@ -38,7 +38,18 @@ BACKENDS = ("local", "ray")
 
 @dataclass
 class BenchConfig:
-    """Everything a sweep is defined by. Fields in :meth:`identity` must match to resume a directory."""
+    """Everything a sweep is defined by. Fields in :meth:`identity` must match to resume a directory.
+
+    ``methods`` are names of ``stage`` methods, optionally with parameters (``"kivi:bits=2"``);
+    ``"none"`` is the uncompressed model, always included. ``ratios`` are fractions of tokens removed.
+    ``stage="pipeline"``: ``methods`` are pipeline specs (``"prompt:extractive@0.5 | kv:kvzip@0.5"``, each
+    stage's ratio inside; ``ratios`` is ignored), single-stage and composed alike.
+    ``tasks`` are task names with optional parameters (``"niah_single:haystack=prose"``), generated at
+    each of the ``contexts`` lengths (tokens of the model's tokenizer), ``samples`` each; ``tasks_file``
+    (JSONL) replaces them with user data. ``workers`` processes (``backend="local"``) or Ray actors
+    (``backend="ray"``) share the samples. ``device`` None: cuda when available (settled by :meth:`validate`).
+    Sequences may be given as tuples and ``contexts`` as one length; they are kept as lists.
+    """
 
     model: str = "gemma-3-270m"
     stage: str = "kv"
@@ -55,13 +66,20 @@ class BenchConfig:
     query_aware: bool = False
     shared_prefill: bool = True
     dtype: str = "float32"
-    device: str = "cpu"
+    device: str | None = None
     workers: int = 1
     backend: str = "local"
     ray_address: str | None = None
     threads: int | None = None
     warmup: bool = True
     command: str | None = None  # the command line that started the run, recorded in config.json
+
+    def __post_init__(self) -> None:
+        for name in ("methods", "ratios", "tasks"):  # a string is refused by validate(), not split into letters
+            if not isinstance(getattr(self, name), str):
+                setattr(self, name, list(getattr(self, name)))
+        self.contexts = [self.contexts] if isinstance(self.contexts, int) else list(self.contexts)
+        self.out = str(self.out)
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs' rows comparable; stored in every row and in ``config.json``."""
@@ -74,6 +92,12 @@ class BenchConfig:
         from tokenzip.bench.models import TINY
         from tokenzip.models.loading import check_model_name
 
+        if isinstance(self.methods, str) or isinstance(self.tasks, str):
+            raise TokenzipError("methods and tasks are lists of names, e.g. methods=['snapkv'], tasks=['vt']")
+        if self.device is None:
+            import torch
+
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if not self.model.startswith(TINY):  # an unknown model is refused before the run directory is read
             check_model_name(self.model)
         if self.stage not in STAGES:
@@ -188,9 +212,10 @@ def check_lengths(samples: Iterable[Sample], prompts: Sequence[Any], tokenizer: 
         return
     for sample, prompt in zip(samples, prompts):
         n = len(tokenizer(prompt.context).input_ids)
-        if sample.kind == "perplexity":
+        measures = get_kind(sample.kind).measures
+        if measures == NLL:
             n += len(tokenizer(sample.continuation, add_special_tokens=False).input_ids)
-        elif sample.kind == "qa":
+        elif measures == ANSWERS:
             longest = max(len(tokenizer(q + p, add_special_tokens=False).input_ids) for q, p in prompt.questions)
             n += longest + (config.max_new_tokens or sample.max_new_tokens)
         if n > limit:
@@ -200,28 +225,6 @@ def check_lengths(samples: Iterable[Sample], prompts: Sequence[Any], tokenizer: 
 
 
 # --- the run directory ------------------------------------------------------------------------------
-def numbered_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """``(line number, parsed JSON)`` of every line of a JSONL file. A damaged line (cut by an interrupted
-    write, or holding bytes that are not UTF-8) is skipped with a warning naming the file and line."""
-    if not path.exists():
-        return
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield number, json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                log.warning("%s, line %d: not UTF-8 text (byte %d of the line); ignored", path, number, exc.start)
-            except ValueError:
-                log.warning("%s, line %d: not a complete row (an interrupted write?); ignored", path, number)
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; damaged lines are skipped with a warning (see :func:`numbered_rows`)."""
-    return [row for _, row in numbered_rows(path)]
-
-
 def prepare_out(config: BenchConfig) -> set[str]:
     """Create or check the run directory; return the keys of the rows already finished there."""
     out = Path(config.out)
@@ -250,76 +253,38 @@ def prepare_out(config: BenchConfig) -> set[str]:
     return {r["key"] for r in rows if isinstance(r, dict) and isinstance(r.get("key"), str)}
 
 
-class RowWriter:
-    """Appends rows to a JSONL file, each flushed and fsync'ed before the next (nothing finished is lost)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.handle = open(path, "a", encoding="utf-8")
-        if path.stat().st_size:
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # an interrupted row: leave it, start on a new line
-                    self.handle.write("\n")
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def close(self) -> None:
-        self.handle.close()
-
-
 # --- the run -----------------------------------------------------------------------------------------
-def run(model: str = "gemma-3-270m", stage: str = "kv", methods: Sequence[str] = ("snapkv",),
-        ratios: Sequence[float] = (0.5,), tasks: Sequence[str] = ("niah_single",), context: int | Sequence[int] = 2048,
-        samples: int = 20, out: str | os.PathLike = "results/run1", *, seed: int = 0, tasks_file: str | None = None,
-        workers: int = 1, backend: str = "local", ray_address: str | None = None, max_new_tokens: int | None = None,
-        prompt_style: str = "auto", query_aware: bool = False, shared_prefill: bool = True, dtype: str = "float32",
-        device: str | None = None, threads: int | None = None, warmup: bool = True, progress: bool = True,
-        loaded: tuple[Any, Any] | None = None, summary: bool = True, command: str | None = None
-        ) -> list[dict[str, Any]]:
-    """Run a benchmark sweep and return every row of ``out`` (finished earlier or now).
+def run(config: BenchConfig | None = None, /, *, loaded: tuple[Any, Any] | None = None, progress: bool = True,
+        summary: bool = True, **fields: Any) -> list[dict[str, Any]]:
+    """Run the sweep ``config`` and return every row of ``config.out`` (finished earlier or now).
 
-    ``methods`` are names of ``stage`` methods, optionally with parameters (``"kivi:bits=2"``);
-    ``"none"`` is the uncompressed model, always included. ``ratios`` are fractions of tokens removed.
-    ``stage="pipeline"``: ``methods`` are pipeline specs (``"prompt:extractive@0.5 | kv:kvzip@0.5"``, each
-    stage's ratio inside; ``ratios`` is ignored), single-stage and composed alike.
-    ``tasks`` are task names with optional parameters (``"niah_single:haystack=prose"``), generated at
-    each ``context`` length (tokens of the model's tokenizer), ``samples`` each; ``tasks_file`` (JSONL)
-    replaces them with user data. ``workers`` processes (``backend="local"``) or Ray actors
-    (``backend="ray"``) share the samples. ``loaded`` passes an already loaded ``(model, tokenizer)``
-    for a single in-process worker.
+    Instead of a :class:`BenchConfig`, its fields may be given as keywords (``context``, one length or
+    several, stands for ``contexts``): ``run(model="gemma-3-270m", tasks=["vt"], context=2048, out="r1")``.
+    ``loaded`` passes an already loaded ``(model, tokenizer)`` for a single in-process worker; ``progress``
+    shows a progress bar and ``summary`` prints the summary table at the end.
     """
-    import torch
-
     from tokenzip.bench import backends
     from tokenzip.bench.measure import git_commit
     from tokenzip.bench.models import config_positions, load, load_tokenizer, max_positions
 
-    if isinstance(methods, str) or isinstance(tasks, str):
-        raise TokenzipError("methods and tasks are lists of names, e.g. methods=['snapkv'], tasks=['vt']")
-    contexts = [context] if isinstance(context, int) else list(context)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = BenchConfig(model=model, stage=stage, methods=list(methods), ratios=list(ratios), tasks=list(tasks),
-                         contexts=contexts, samples=samples, out=str(out), seed=seed, tasks_file=tasks_file,
-                         max_new_tokens=max_new_tokens, prompt_style=prompt_style, query_aware=query_aware,
-                         shared_prefill=shared_prefill, dtype=dtype, device=device, workers=workers, backend=backend,
-                         ray_address=ray_address, threads=threads, warmup=warmup, command=command)
+    if config is None:
+        if "context" in fields:
+            fields["contexts"] = fields.pop("context")
+        config = BenchConfig(**fields)
+    elif fields:
+        raise TypeError(f"run() takes a BenchConfig or its fields, not both (got {', '.join(sorted(fields))})")
     config.validate()
     done = prepare_out(config)
-    in_process = backend == "local" and workers == 1
+    in_process = config.backend == "local" and config.workers == 1
     if in_process and loaded is None:
-        loaded = load(model, dtype, device)
+        loaded = load(config.model, config.dtype, config.device)
     if loaded is not None:
         tokenizer, limit = loaded[1], max_positions(loaded[0])
     else:
-        tokenizer, limit = load_tokenizer(model), config_positions(model)
+        tokenizer, limit = load_tokenizer(config.model), config_positions(config.model)
     sample_list = make_samples(config, tokenizer)
     check_sizes(sample_list, tokenizer, limit, config)
-    prompts = [format_sample(s, tokenizer, prompt_style) for s in sample_list]
+    prompts = [format_sample(s, tokenizer, config.prompt_style) for s in sample_list]
     check_lengths(sample_list, prompts, tokenizer, limit, config)
     grid = config.pairs()
     jobs = []
@@ -333,8 +298,6 @@ def run(model: str = "gemma-3-270m", stage: str = "kv", methods: Sequence[str] =
         print(f"tokenzip bench: {skipped} rows already in {config.out}, skipped; {total} to run", file=sys.stderr)
     if total:
         _execute(config, jobs, total, loaded if in_process else None, progress, git_commit(), backends)
-    from tokenzip.bench.report import bench_rows, summary_table
-
     rows = bench_rows(Path(config.out) / ROWS)
     if summary and rows:
         print(summary_table(rows))
@@ -375,19 +338,19 @@ def export_tasks(path: str | os.PathLike, model: str = "gemma-3-270m", tasks: Se
                          prompt_style=prompt_style, tasks_file=tasks_file, methods=["none"])
     config.validate()
     tokenizer = tokenizer or load_tokenizer(model)
-    lines = []
+    exported = []
     for sample in make_samples(config, tokenizer):
-        if sample.kind != "qa":
+        if get_kind(sample.kind).measures != ANSWERS:
             raise TokenzipError(f"--export-tasks writes question-answering tasks; {sample.task} is {sample.kind}")
         prompt = format_sample(sample, tokenizer, prompt_style)
         for (question, prefix), q in zip(prompt.questions, sample.questions):
-            lines.append(json.dumps({
+            exported.append({
                 "id": sample.id, "task": sample.task, "length": sample.length, "index": sample.index,
                 "context": prompt.context, "question": question, "answer_prefix": prefix, "answer": q.answers,
                 "max_new_tokens": sample.max_new_tokens, "metric": sample.metric, "formatted": True,
                 "model": model, "seed": seed, "context_tokens": len(tokenizer(prompt.context).input_ids),
-                "metadata": sample.metadata}, ensure_ascii=False))
+                "metadata": sample.metadata})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, "\n".join(lines) + "\n")
-    return len(lines)
+    write_rows(path, exported)
+    return len(exported)

@@ -16,6 +16,7 @@ import io
 from collections import defaultdict
 from typing import Any
 
+from tokenzip.bench.aggregate import aggregate, pareto
 from tokenzip.errors import require
 from tokenzip.table import format_table
 
@@ -49,8 +50,6 @@ def configurations(rows: list[dict[str, Any]], by: tuple[str, ...] = ()) -> list
     """One entry per spec (and per value of the ``by`` fields): samples, score and ``vs none`` (as the summary
     table), effective compression, each stage's share of the dense bytes, and ``frontier`` (True when not
     dominated), the frontier taken within each ``by`` group."""
-    from tokenzip.bench.report import aggregate
-
     mine = pipeline_rows(rows)
     scores = {(e["method"], *(e.get(b) for b in by)): e for e in aggregate(mine, by=by)}
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
@@ -85,8 +84,6 @@ def _split(entries: list[dict[str, Any]], by: tuple[str, ...]) -> list[list[dict
 
 def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The points (compression, score) no other point matches or beats on both (higher is better for both)."""
-    from tokenzip.bench.report import pareto
-
     return pareto(points, lower_x_better=False)
 
 

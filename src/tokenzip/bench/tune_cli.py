@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 def render(result: dict[str, Any]) -> str:
     """The picks per target, then the frontier of what was reported."""
-    from tokenzip.bench.report import load_rows
+    from tokenzip.bench.rows import load_rows
     from tokenzip.bench.savings import savings_table
     from tokenzip.table import format_table
 

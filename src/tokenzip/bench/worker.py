@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from tokenzip.bench.kinds.base import get_kind
 from tokenzip.bench.measure import environment
-from tokenzip.bench.metrics import string_score
 from tokenzip.bench.prompting import Prompt, format_sample
 from tokenzip.bench.stages import adapter
 from tokenzip.bench.tasks.base import Sample, build_sample
@@ -67,14 +67,15 @@ class Worker:
     @torch.no_grad()
     def warm_up(self) -> None:
         """One untimed uncompressed run on a short input, so no row pays for first-call overheads."""
-        kind = "embedding:corpus=11" if self.config.stage == "layers" and _is_encoder(self.model) else "niah_single"
-        sample = build_sample(get_task(kind), self.count, 48 if kind.startswith("embedding") else 256, 0, seed=-1)
+        task = "embedding:corpus=11" if self.config.stage == "layers" and _is_encoder(self.model) else "niah_single"
+        sample = build_sample(get_task(task), self.count, 48 if task.startswith("embedding") else 256, 0, seed=-1)
         sample.max_new_tokens = 2
         list(self.stage.run(self, sample, format_sample(sample, self.tokenizer, self.config.prompt_style),
                             [("none", 0.0)]))
 
     def rows(self, job: Job) -> Iterator[dict[str, Any]]:
-        """Rows for every pair of ``job``, each as soon as it is measured (by the stage adapter; scored here)."""
+        """Rows for every pair of ``job``, each as soon as it is measured (by the stage adapter; scored here, as
+        the sample's task kind declares)."""
         for measured in self.stage.run(self, job.sample, job.prompt, job.pairs):
             yield self.complete(job.sample, measured)
 
@@ -87,15 +88,7 @@ class Worker:
         row: dict[str, Any] = {"key": row_key(sample, m["method"], m["ratio"]), "engine": "tokenzip", **identity,
                                "task": sample.task, "task_kind": sample.kind, "length": sample.length,
                                "sample": sample.index, "metric": sample.metric, "metadata": sample.metadata}
-        if sample.kind == "qa":
-            row["answers"] = [q.answers for q in sample.questions]
-            scores = [string_score(sample.metric, p, q.answers) for p, q in zip(m["predictions"], sample.questions)]
-            row["scores"] = scores
-            row["score"] = sum(scores) / len(scores)
-        elif sample.kind == "perplexity":
-            row["score"] = m["nll"]
-        else:
-            row["score"] = m["cosine"]
+        row.update(get_kind(sample.kind).score(sample, m))
         row.update(m)
         row.update(self.environment, warmed_up=self.config.warmup,
                    time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

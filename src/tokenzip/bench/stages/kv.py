@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 import tokenzip as tz
+from tokenzip.bench.kinds.base import NLL, get_kind
 from tokenzip.bench.measure import PeakMemory, synchronize
 from tokenzip.bench.metrics import mean_nll
 from tokenzip.bench.stages import build_method, measurement
@@ -30,7 +31,7 @@ from tokenzip.models.calling import cache_kwargs
 def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> Iterator[dict]:
     model, tok = worker.model, worker.tokenizer
     methods = [(spec, ratio, build_method("kv", spec, ratio)) for spec, ratio in pairs]
-    if sample.kind == "perplexity":
+    if get_kind(sample.kind).measures == NLL:
         yield from _perplexity(worker, sample, prompt, methods)
         return
     questions = [q + p for q, p in prompt.questions]

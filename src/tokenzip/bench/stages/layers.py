@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 import tokenzip as tz
+from tokenzip.bench.kinds.base import EMBEDDINGS, NLL, get_kind
 from tokenzip.bench.measure import PeakMemory, synchronize
 from tokenzip.bench.metrics import embedding_fidelity, mean_nll
 from tokenzip.bench.stages import build_method, measurement
@@ -67,10 +68,11 @@ def _ids(tok: Any, text: str, special: bool, device: Any) -> torch.Tensor:
 
 def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> Iterator[dict]:
     methods = [(spec, ratio, build_method("layers", spec, ratio)) for spec, ratio in pairs]
-    if sample.kind == "embedding":
+    measures = get_kind(sample.kind).measures
+    if measures == EMBEDDINGS:
         yield from _embedding(worker, sample, methods)
         return
-    if sample.kind == "perplexity":
+    if measures == NLL:
         yield from _perplexity(worker, sample, prompt, methods)
         return
     model, tok, device = worker.model, worker.tokenizer, worker.device

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from tokenzip.bench.kinds.base import ANSWERS, get_kind
 from tokenzip.bench.measure import PeakMemory, synchronize
 from tokenzip.bench.prompting import format_sample
 from tokenzip.bench.stages import measurement
@@ -84,7 +85,7 @@ def _group_key(pipe: Pipeline) -> tuple[str, str, str]:
 
 
 def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> Iterator[dict]:
-    if sample.kind != "qa":
+    if get_kind(sample.kind).measures != ANSWERS:
         raise TokenzipError(f"task {sample.task} ({sample.kind}): pipelines are measured on question answering")
     scorer = SharedScorer(worker.model, worker.tokenizer)
     pipes = [(spec, ratio, pipeline(spec, prompt_scorer=scorer)) for spec, ratio in pairs]

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import tokenzip as tz
+from tokenzip.bench.kinds.base import ANSWERS, get_kind
 from tokenzip.bench.measure import PeakMemory, synchronize
 from tokenzip.bench.prompting import format_sample
 from tokenzip.bench.stages import build_method, is_noop, measurement
@@ -21,7 +22,7 @@ from tokenzip.errors import TokenzipError
 
 
 def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> Iterator[dict]:
-    if sample.kind != "qa":
+    if get_kind(sample.kind).measures != ANSWERS:
         raise TokenzipError(f"task {sample.task} ({sample.kind}) measures the kv and layers stages, not prompt")
     model, tok = worker.model, worker.tokenizer
     max_new = worker.max_new_tokens(sample)

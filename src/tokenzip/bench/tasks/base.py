@@ -20,11 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from tokenzip.bench.kinds.base import EMBEDDINGS, get_kind
 from tokenzip.errors import TokenzipError
 
 TOLERANCE = 0.02  # generated contexts are within 2% of the requested number of tokens
-KINDS = ("qa", "perplexity", "embedding")
-METRICS = ("all", "part")
 
 
 @dataclass
@@ -41,8 +40,10 @@ class Sample:
     """One benchmark input. ``context`` is what gets compressed; questions come after it.
 
     ``metric``: ``all`` (RULER's string_match_all: the fraction of answers found in the prediction)
-    or ``part`` (string_match_part: 1 when any answer is found). Perplexity samples carry the text to
-    score in ``continuation``; embedding samples carry a corpus in ``texts``.
+    or ``part`` (string_match_part: 1 when any answer is found); ``f1`` with the ``qa_f1`` kind.
+    Perplexity samples carry the text to score in ``continuation``; embedding samples carry a corpus in
+    ``texts``. ``kind`` names a registered :class:`~tokenzip.bench.kinds.base.TaskKind`: what is measured
+    and how it is scored.
     """
 
     task: str
@@ -142,7 +143,7 @@ def build_sample(task: Task, count: Callable[[str], int], length: int, index: in
     rng = rng_for(seed, spec, length, index)
     for _attempt in range(20):  # a random filler may contain an answer by chance: draw again
         draft = task.draft(rng, index, length, count)
-        if task.kind == "embedding":
+        if get_kind(task.kind).measures == EMBEDDINGS:
             context = ""
         else:
             context = fit(count, length, draft.render, draft.unit_parts, f"task {spec}")

@@ -2,7 +2,8 @@
 
 Optional fields: ``answer_prefix`` (text the answer starts with), ``task`` (a label; default: the
 file's name), ``max_new_tokens`` (default 32), ``metric`` (``part``, the default: right when any
-answer string is in the prediction; ``all``: the fraction of answer strings found). ``answer`` is a
+answer string is in the prediction; ``all``: the fraction of answer strings found; ``f1``: token F1, the
+``qa_f1`` kind, LongBench's metric for QA). ``answer`` is a
 string or a list of strings. Lines with the same task and context become one sample whose questions
 are all answered from one prefill, like kvpress's grouping. Files written by ``tokenzip bench
 --export-tasks`` carry ``"formatted": true``: their context and question are already the exact
@@ -18,7 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tokenzip.bench.tasks.base import METRICS, Question, Sample
+from tokenzip.bench.kinds.base import answer_metrics
+from tokenzip.bench.tasks.base import Question, Sample
 from tokenzip.errors import TokenzipError
 from tokenzip.textio import read_text
 
@@ -68,12 +70,14 @@ def _parse_line(line: str, where: str) -> dict[str, Any]:
     if not context.strip():
         raise TokenzipError(f"{where}: the context is empty")
     metric = _field(row, "metric", where, (str,), required=False) or "part"
-    if metric not in METRICS:
-        raise TokenzipError(f"{where}: metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    metrics = answer_metrics()
+    if metric not in metrics:
+        raise TokenzipError(f"{where}: metric must be one of {', '.join(metrics)}, got {metric!r}")
     task = _field(row, "task", where, (str,), required=False)
     if task is not None and not task.strip():
         raise TokenzipError(f"{where}: field 'task' must be a non-empty name (or be left out: the file's name)")
-    return {"context": context, "question": question, "answers": answers, "metric": metric, "task": task,
+    return {"context": context, "question": question, "answers": answers, "metric": metric,
+            "kind": metrics[metric].name, "task": task,
             "prefix": _field(row, "answer_prefix", where, (str,), required=False) or "",
             "max_new": _count(row, "max_new_tokens", where, 1) or 32,
             "length": _count(row, "length", where, 0), "index": _count(row, "index", where, 0),
@@ -112,7 +116,8 @@ class _Samples:
         if fields["formatted"]:
             metadata["formatted"] = True
         sample = Sample(task=task, length=length, index=index, context=fields["context"],
-                        max_new_tokens=fields["max_new"], metric=fields["metric"], metadata=metadata)
+                        max_new_tokens=fields["max_new"], metric=fields["metric"], kind=fields["kind"],
+                        metadata=metadata)
         other = self.by_id.get(sample.id)
         if other is not None:
             raise TokenzipError(

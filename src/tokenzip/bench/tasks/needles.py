@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from tokenzip.bench.tasks import words as w
-from tokenzip.bench.tasks.base import Question, filler_render
-from tokenzip.bench.tasks.haystack import Filler
+from tokenzip.bench.tasks.base import Question, Task, filler_render
+from tokenzip.bench.tasks.haystack import HAYSTACKS, Filler
 from tokenzip.errors import TokenzipError, unknown_name
 
 VALUE_KINDS = ("number", "uuid", "word")
@@ -67,3 +68,27 @@ def layout(rng: random.Random, haystack: str, kind: str, needles: list[str]):
     depths = [rng.random() for _ in needles]
     render, unit_parts = filler_render(instruction(kind), filler, list(zip(depths, needles)), sep=filler.sep)
     return render, unit_parts, depths
+
+
+@dataclass
+class NeedleTask(Task):
+    """Base of the niah tasks: key-value needles of a ``value`` kind (number, uuid or word) hidden in a
+    ``haystack`` (noise, prose, uuids or numbers), both checked. Answers of uuids get :meth:`uuid_tokens`."""
+
+    haystack: str = "prose"
+    value: str = "number"
+
+    def __post_init__(self) -> None:
+        if self.haystack not in HAYSTACKS:
+            raise unknown_name("haystack", self.haystack, HAYSTACKS)
+        check_kind(self.value)
+        self.check_counts()
+        if self.value == "uuid":
+            self.max_new_tokens = self.uuid_tokens()
+
+    def check_counts(self) -> None:
+        """Check the task's own counts (none here)."""
+
+    def uuid_tokens(self) -> int:
+        """The answer length for uuid values (one uuid: 40 tokens)."""
+        return 40

@@ -5,32 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenzip.bench.tasks import needles as nd
-from tokenzip.bench.tasks.base import Draft, Task
-from tokenzip.bench.tasks.haystack import HAYSTACKS
+from tokenzip.bench.tasks.base import Draft
 from tokenzip.bench.tasks.registry import register_task
-from tokenzip.errors import unknown_name
 
 
 @register_task
 @dataclass
-class NiahMultiquery(Task):
+class NiahMultiquery(nd.NeedleTask):
     """``keys`` needles with different keys at random depths; a right answer names all their values."""
 
     name = "niah_multiquery"
     description = "several needles with different keys; asked for all their values at once"
     max_new_tokens = 48
 
-    haystack: str = "prose"
-    value: str = "number"
     keys: int = 4
 
-    def __post_init__(self) -> None:
-        if self.haystack not in HAYSTACKS:
-            raise unknown_name("haystack", self.haystack, HAYSTACKS)
-        nd.check_kind(self.value)
+    def check_counts(self) -> None:
         nd.check_count("keys", self.keys)
-        if self.value == "uuid":
-            self.max_new_tokens = 40 * self.keys
+
+    def uuid_tokens(self) -> int:
+        return 40 * self.keys
 
     def draft(self, rng, index, length, count):
         keys, values = nd.keys_and_values(rng, self.keys, self.keys, self.value)

@@ -5,32 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenzip.bench.tasks import needles as nd
-from tokenzip.bench.tasks.base import Draft, Task
-from tokenzip.bench.tasks.haystack import HAYSTACKS
+from tokenzip.bench.tasks.base import Draft
 from tokenzip.bench.tasks.registry import register_task
-from tokenzip.errors import unknown_name
 
 
 @register_task
 @dataclass
-class NiahMultivalue(Task):
+class NiahMultivalue(nd.NeedleTask):
     """``values`` needles sharing one key at random depths; a right answer names every value."""
 
     name = "niah_multivalue"
     description = "one key with several values hidden apart; asked for all of them"
     max_new_tokens = 48
 
-    haystack: str = "prose"
-    value: str = "number"
     values: int = 4
 
-    def __post_init__(self) -> None:
-        if self.haystack not in HAYSTACKS:
-            raise unknown_name("haystack", self.haystack, HAYSTACKS)
-        nd.check_kind(self.value)
+    def check_counts(self) -> None:
         nd.check_count("values", self.values)
-        if self.value == "uuid":
-            self.max_new_tokens = 40 * self.values
+
+    def uuid_tokens(self) -> int:
+        return 40 * self.values
 
     def draft(self, rng, index, length, count):
         (key,), values = nd.keys_and_values(rng, 1, self.values, self.value)

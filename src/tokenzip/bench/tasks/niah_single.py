@@ -5,15 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenzip.bench.tasks import needles as nd
-from tokenzip.bench.tasks.base import Draft, Task
-from tokenzip.bench.tasks.haystack import HAYSTACKS
+from tokenzip.bench.tasks.base import Draft
 from tokenzip.bench.tasks.registry import register_task
-from tokenzip.errors import unknown_name
 
 
 @register_task
 @dataclass
-class NiahSingle(Task):
+class NiahSingle(nd.NeedleTask):
     """One key-value needle at a random depth; the question names the key. ``haystack``: noise, prose,
     uuids or numbers; ``value``: number, uuid or word."""
 
@@ -22,14 +20,6 @@ class NiahSingle(Task):
     max_new_tokens = 16
 
     haystack: str = "noise"
-    value: str = "number"
-
-    def __post_init__(self) -> None:
-        if self.haystack not in HAYSTACKS:
-            raise unknown_name("haystack", self.haystack, HAYSTACKS)
-        nd.check_kind(self.value)
-        if self.value == "uuid":
-            self.max_new_tokens = 40
 
     def draft(self, rng, index, length, count):
         (key,), (value,) = nd.keys_and_values(rng, 1, 1, self.value)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
+from tokenzip.bench.kinds.base import get_kind
 from tokenzip.bench.tasks.base import Task
 from tokenzip.errors import TokenzipError, unknown_name
 from tokenzip.registry import import_modules
@@ -19,15 +21,14 @@ def register_task(cls: type[Task]) -> type[Task]:
         raise TypeError(f"{cls.__name__} needs a name and a description")
     if cls.name in TASKS and TASKS[cls.name] is not cls:
         raise TypeError(f"task {cls.name!r} is registered twice")
+    get_kind(cls.kind)  # an unknown kind fails here, not in the middle of a run
     TASKS[cls.name] = cls
     return cls
 
 
 def _load_all() -> None:
     """Import every module of this package: each task file registers itself."""
-    import tokenzip.bench.tasks as package
-
-    import_modules(package.__name__, package.__path__)
+    import_modules(__package__, [str(Path(__file__).parent)])
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:

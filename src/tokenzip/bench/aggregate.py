@@ -1,0 +1,130 @@
+"""Numbers from bench rows: groups, means and medians, scores against the uncompressed model, Pareto fronts.
+
+Scores are always read against the same engine's uncompressed rows (``none``) on the same samples, the
+way each row's task kind declares (:mod:`tokenzip.bench.kinds`):
+
+* ``score``: the mean score, times the kind's display scale (string match and token F1 in %);
+* ``vs none``: the method's mean over the samples both have set against the uncompressed model's mean over
+  them: as % of it, or (NLL) the increase;
+* ``retention`` (kinds that declare it): the method's mean score over the samples the uncompressed model
+  answered fully right (DESIGN.md: a small model fails many samples anyway; this isolates what compression
+  lost).
+
+Speed and memory are medians over samples. Rendering them is :mod:`tokenzip.bench.report`'s part.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from tokenzip.bench.kinds.base import DIFFERENCE, TaskKind, kind_of
+
+
+def label(row: dict[str, Any]) -> str:
+    """The method's name in tables: prefixed by its engine when that is not tokenzip."""
+    engine = row.get("engine", "tokenzip")
+    return row["method"] if engine == "tokenzip" else f"{engine}:{row['method']}"
+
+
+def sample_id(row: dict[str, Any]) -> str:
+    return f"{row['task']}|{row['length']}|{row['sample']}"
+
+
+def _median(values: Iterable[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _latency(row: dict[str, Any]) -> float | None:
+    parts = [row.get("prefill_seconds"), row.get("compress_seconds"), row.get("decode_seconds")]
+    return None if parts[0] is None else sum(p or 0.0 for p in parts)
+
+
+def rows_kind(rows: list[dict[str, Any]]) -> TaskKind:
+    """The task kind of ``rows`` (rows without one are ``qa``, as before kinds were recorded)."""
+    return kind_of([r.get("task_kind", "qa") for r in rows])
+
+
+def aggregate(rows: list[dict[str, Any]], by: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One summary dict per (engine, method, ratio[, by...]), baselines first, then by method and ratio.
+    ``_kind`` holds the group's :class:`~tokenzip.bench.kinds.base.TaskKind`."""
+    baseline: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        if r["method"] == "none":
+            baseline[(r.get("engine", "tokenzip"), *(r.get(b) for b in by))][sample_id(r)] = r["score"]
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r.get("engine", "tokenzip"), label(r), float(r["ratio"]), *(r.get(b) for b in by))].append(r)
+    out = []
+    for (engine, name, ratio, *extra), group in groups.items():
+        kind = rows_kind(group)
+        base = baseline.get((engine, *extra), {})
+        shared = [r for r in group if sample_id(r) in base]
+        entry: dict[str, Any] = {"engine": engine, "method": name, "ratio": ratio}
+        entry.update({b: v for b, v in zip(by, extra)})
+        entry["n"] = len(group)
+        entry["score"] = kind.scale * _mean(r["score"] for r in group)
+        if shared and name != "none":
+            method_mean = _mean(r["score"] for r in shared)
+            base_mean = _mean(base[sample_id(r)] for r in shared)
+            if kind.vs_none == DIFFERENCE:
+                entry["vs none"] = method_mean - base_mean
+            else:
+                entry["vs none"] = 100.0 * method_mean / base_mean if base_mean else None
+            right = [r["score"] for r in shared if base[sample_id(r)] >= 1.0]
+            entry["retention"] = 100.0 * _mean(right) if right and kind.retention else None
+        else:
+            entry["vs none"] = 0.0 if kind.vs_none == DIFFERENCE else 100.0 if name == "none" else None
+            entry["retention"] = 100.0 if name == "none" and kind.retention else None
+        entry["achieved"] = _mean(r.get("achieved_ratio") for r in group)
+        entry["prefill_s"] = _median(r.get("prefill_seconds") for r in group)
+        entry["compress_s"] = _median(r.get("compress_seconds") for r in group)
+        entry["decode_tok_s"] = _median(r.get("decode_tokens_per_second") for r in group)
+        entry["latency_s"] = _median(_latency(r) for r in group)
+        cache = _median(r.get("cache_bytes") for r in group)
+        entry["cache_MiB"] = cache / 2**20 if cache is not None else None
+        rss = _median(r.get("peak_rss_bytes") for r in group)
+        entry["peak_RSS_MiB"] = rss / 2**20 if rss is not None else None
+        cuda = _median(r.get("peak_cuda_bytes") for r in group)
+        if cuda is not None:
+            entry["peak_CUDA_MiB"] = cuda / 2**20
+        for column in kind.columns:
+            entry[column] = _mean(r.get(column) for r in group)
+        entry["_kind"] = kind
+        out.append(entry)
+    out.sort(key=lambda e: (e["engine"] != "tokenzip", e["engine"], e["method"] != "none", e["method"], e["ratio"],
+                            *(str(e.get(b)) for b in by)))
+    return out
+
+
+def by_kind(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows split by task kind (string-match QA, perplexity, embedding, ...): their scores are not comparable.
+    Listed by the kinds' declared order, then in the order the rows name them."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r.get("task_kind", "qa"), []).append(r)
+    return dict(sorted(groups.items(), key=lambda item: kind_of([item[0]]).order))
+
+
+def several_lengths(rows: list[dict[str, Any]]) -> bool:
+    """Whether the rows cover more than one context length (the task table then splits by length)."""
+    return len({r["length"] for r in rows}) > 1
+
+
+def pareto(points: list[tuple[float, float]], lower_x_better: bool = True) -> list[tuple[float, float]]:
+    """Points not dominated by another (higher score, and lower x when ``lower_x_better`` else higher x)."""
+    front = []
+    for x, y in points:
+        dominated = any((ox <= x if lower_x_better else ox >= x) and oy >= y and (ox, oy) != (x, y)
+                        for ox, oy in points)
+        if not dominated:
+            front.append((x, y))
+    return sorted(front)
