@@ -234,4 +234,4 @@ def test_a_new_task_is_one_small_dataclass(tiny_count):
         assert abs(tiny_count(sample.context) - 500) <= 10
         assert len(sample.questions[0].answers[0]) == 6 and sample.context.count(sample.questions[0].answers[0]) == 1
     finally:
-        TASKS.pop("passkey_test")
+        TASKS.remove("passkey_test")

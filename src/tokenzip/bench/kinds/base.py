@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from tokenzip.errors import unknown_name
-from tokenzip.registry import import_modules
+from tokenzip.registry import Registry
 
 ANSWERS, NLL, EMBEDDINGS = "answers", "nll", "embeddings"  # what a stage adapter measures on a sample
 RATIO, DIFFERENCE = "ratio", "difference"  # how a method's mean score is set against the uncompressed one's
@@ -54,43 +51,29 @@ class TaskKind:
         return self.scale == 100.0
 
 
-KINDS: dict[str, TaskKind] = {}
+KINDS: Registry[TaskKind] = Registry("task kind", TaskKind, ("tokenzip.bench.kinds",))
 
 
 def register_kind(kind: TaskKind) -> TaskKind:
     """Make ``kind`` known by its name (a kind's file calls this once)."""
     if kind.score is None:
         raise TypeError(f"task kind {kind.name!r} needs a score function")
-    if KINDS.get(kind.name, kind) != kind:
-        raise TypeError(f"task kind {kind.name!r} is registered twice")
-    KINDS[kind.name] = kind
-    return kind
-
-
-@functools.cache
-def _load_all() -> None:
-    """Import every module of this package (once): each kind file registers its kind."""
-    import_modules(__package__, [str(Path(__file__).parent)])
+    return KINDS.add(kind.name, kind)
 
 
 def get_kind(name: str) -> TaskKind:
     """The registered kind called ``name``."""
-    _load_all()
-    if name not in KINDS:
-        raise unknown_name("task kind", name, KINDS)
-    return KINDS[name]
+    return KINDS.get_or_raise(name)
 
 
 def answer_metrics() -> dict[str, TaskKind]:
     """The kind of answered questions that scores each sample ``metric`` (``all``, ``part``, ``f1`` ...)."""
-    _load_all()
     return {metric: kind for kind in KINDS.values() if kind.measures == ANSWERS for metric in kind.metrics}
 
 
 def kind_of(names: Sequence[str]) -> TaskKind:
     """The kind of rows whose ``task_kind`` values are ``names``: the registered kind when they name one,
     else a plain :class:`TaskKind` (a mix of kinds, or one this version does not know)."""
-    _load_all()
     distinct = set(names)
     name = distinct.pop() if len(distinct) == 1 else "mixed"
     return KINDS.get(name, TaskKind(name))

@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 from tokenzip.bench.kinds.base import get_kind
 from tokenzip.bench.tasks.base import Task
-from tokenzip.errors import TokenzipError, unknown_name
-from tokenzip.registry import import_modules
+from tokenzip.errors import TokenzipError
+from tokenzip.registry import Registry
 
-TASKS: dict[str, type[Task]] = {}
+TASKS: Registry[type[Task]] = Registry("task", Task, ("tokenzip.bench.tasks",))
 
 
 def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator: make a task available by its ``name`` (a new task is one file with one of these)."""
     if not cls.name or not cls.description:
         raise TypeError(f"{cls.__name__} needs a name and a description")
-    if cls.name in TASKS and TASKS[cls.name] is not cls:
-        raise TypeError(f"task {cls.name!r} is registered twice")
     get_kind(cls.kind)  # an unknown kind fails here, not in the middle of a run
-    TASKS[cls.name] = cls
-    return cls
-
-
-def _load_all() -> None:
-    """Import every module of this package: each task file registers itself."""
-    import_modules(__package__, [str(Path(__file__).parent)])
+    return TASKS.add(cls.name, cls)
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -52,11 +43,8 @@ def get_task(spec: str | Task) -> Task:
     """A task object from a spec string such as ``"kv_retrieval"`` or ``"niah_single:haystack=prose"``."""
     if isinstance(spec, Task):
         return spec
-    _load_all()
     name, params = parse_spec(spec)
-    if name not in TASKS:
-        raise unknown_name("task", name, TASKS, hint="`tokenzip bench --list-tasks` shows them.")
-    cls = TASKS[name]
+    cls = TASKS.get_or_raise(name, hint="`tokenzip bench --list-tasks` shows them.")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - set(fields))
     if unknown:
@@ -73,7 +61,6 @@ def get_task(spec: str | Task) -> Task:
 
 def list_tasks() -> list[dict[str, Any]]:
     """Rows for ``--list-tasks``: name, kind, metric, parameters and description."""
-    _load_all()
     rows = []
     for name, cls in sorted(TASKS.items()):
         params = ", ".join(f"{k}={v}" for k, v in cls().params().items())
