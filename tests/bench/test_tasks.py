@@ -206,7 +206,7 @@ def test_tasks_file_contexts_sharing_an_index_are_refused(tmp_path):
 
 
 def test_a_new_task_is_one_small_dataclass(tiny_count):
-    """The README's example: register a task and it is available by name, with its parameters."""
+    """docs/extending.md's example: register a task and it is available by name, with its parameters."""
     from dataclasses import dataclass
 
     from tokenzip.bench.tasks import TASKS, Draft, Question, Task, register_task
