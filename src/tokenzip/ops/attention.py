@@ -19,6 +19,8 @@ Pure tensor functions: no model code, no runtime objects, no transformers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -151,18 +153,10 @@ def replay_attention_max(queries: torch.Tensor, keys: torch.Tensor, scaling: flo
     scored) followed by the ``R`` replay tokens, whose ``queries`` ``(B, H_q, R, D)`` attend causally.
     Returns ``(B, H_kv, n_context)``: max over the replay queries and over each GQA group.
     """
-    b, hq, r, _ = queries.shape
+    b, hq, _, _ = queries.shape
     hkv = keys.shape[1]
-    k = keys.float().repeat_interleave(hq // hkv, dim=1)
-    s = k.shape[2] - r
     best = torch.zeros(b, hq, n_context, device=keys.device)
-    pos_k = torch.arange(k.shape[2], device=keys.device)
-    for start in range(0, r, chunk):
-        q = queries[:, :, start : start + chunk].float()
-        logits = q @ k.transpose(-1, -2) * scaling
-        pos_q = s + start + torch.arange(q.shape[2], device=keys.device)
-        logits = logits.masked_fill(pos_k[None, :] > pos_q[:, None], float("-inf"))
-        attn = torch.softmax(logits, dim=-1)[..., :n_context]
+    for attn in _replay_attention(queries, keys, scaling, n_context, chunk):
         best = torch.maximum(best, attn.amax(dim=2))
     return best.view(b, hkv, hq // hkv, n_context).amax(2)
 
@@ -173,18 +167,26 @@ def replay_attention_mass(queries: torch.Tensor, keys: torch.Tensor, scaling: fl
     :func:`replay_attention_max`), averaged over each GQA group: ``(B, H_kv, n_context)``. It is the share of the
     reconstruction's attention an entry holds, what ``ratio="auto"`` weighs removal by."""
     b, hq, r, _ = queries.shape
-    hkv = keys.shape[1]
-    k = keys.float().repeat_interleave(hq // hkv, dim=1)
-    s = k.shape[2] - r
     total = torch.zeros(b, hq, n_context, device=keys.device)
+    for attn in _replay_attention(queries, keys, scaling, n_context, chunk):
+        total += attn.sum(dim=2)
+    return group_mean(total / max(r, 1), keys.shape[1])
+
+
+def _replay_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float, n_context: int, chunk: int
+                      ) -> Iterator[torch.Tensor]:
+    """The replay queries' causal attention on the first ``n_context`` keys, ``chunk`` queries at a time:
+    ``(B, H_q, <= chunk, n_context)`` per chunk (keys repeated over each GQA group)."""
+    hq, r = queries.shape[1], queries.shape[2]
+    k = keys.float().repeat_interleave(hq // keys.shape[1], dim=1)
+    s = k.shape[2] - r
     pos_k = torch.arange(k.shape[2], device=keys.device)
     for start in range(0, r, chunk):
         q = queries[:, :, start : start + chunk].float()
         logits = q @ k.transpose(-1, -2) * scaling
         pos_q = s + start + torch.arange(q.shape[2], device=keys.device)
         logits = logits.masked_fill(pos_k[None, :] > pos_q[:, None], float("-inf"))
-        total += torch.softmax(logits, dim=-1)[..., :n_context].sum(dim=2)
-    return group_mean(total / max(r, 1), hkv)
+        yield torch.softmax(logits, dim=-1)[..., :n_context]
 
 
 def self_replay_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float, shifted: torch.Tensor,
