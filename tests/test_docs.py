@@ -120,7 +120,7 @@ def _missing_models(code: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:kvzip. no tokenizer given")  # docs/pipeline.md shows this case and says why
+@pytest.mark.filterwarnings("error:kvzip. no tokenizer given")  # every page passes KVzip its tokenizer
 @pytest.mark.parametrize("path", [p for p in PAGES if any(b.info == "python" for b in blocks(p))], ids=page_id)
 def test_page_runs_as_written(path, shared_models, tmp_path, monkeypatch, capsys):
     from tokenzip.bench.kinds.base import KINDS

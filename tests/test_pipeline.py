@@ -149,3 +149,22 @@ def test_prompt_and_kv_pipeline_answers_a_needle_on_gemma(gemma):
     # 15 of Gemma 3's 18 layers are sliding-window layers holding 511 entries either way: halving the text and
     # then the 3 global layers' entries leaves ~0.7 of the dense cache at 1.5k tokens
     assert report.kv_compression > 1.3
+
+
+def test_method_objects_are_kept_and_attached_passes_the_tokenizer_to_kvzip():
+    """A method object holding what no spec text can (a tokenizer) is kept as given; ``attached(model, tokenizer=)``
+    gives KVzip the tokenizer for its instruction (without one it warns that it re-reads the context bare)."""
+    import warnings
+
+    model, tok = tz.testing.tiny_model("llama")
+    kvzip = tz.get_method("kvzip", ratio=0.5, tokenizer=tok)
+    held = tz.pipeline(kv=kvzip)
+    assert held.method("kv") is kvzip and str(held) == "kv:kvzip@0.5"
+    enc = tok(TEXT + QUESTION, return_tensors="pt")
+    for pipe, tokenizer in ((held, None), (tz.pipeline("kv:kvzip@0.5"), tok)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "no tokenizer given" would raise here
+            with pipe.attached(model, tokenizer=tokenizer):
+                model.generate(**enc, max_new_tokens=2, do_sample=False)
+    with pytest.warns(UserWarning, match="no tokenizer given"), tz.pipeline("kv:kvzip@0.5").attached(model):
+        model.generate(**enc, max_new_tokens=2, do_sample=False)

@@ -16,13 +16,14 @@ from tokenzip.registry import Method
 HOOKED_STAGES = ("kv", "layers")
 
 
-def attach(model: Any, method: Method) -> contextlib.AbstractContextManager[Any]:
+def attach(model: Any, method: Method, tokenizer: Any = None) -> contextlib.AbstractContextManager[Any]:
     """Hook one kv or layers method into ``model`` for a ``with`` block; the block gets the stage's runtime
-    (:class:`tokenzip.kv.runtime.KVRuntime`, :class:`tokenzip.layers.runtime.Runtime`)."""
+    (:class:`tokenzip.kv.runtime.KVRuntime`, :class:`tokenzip.layers.runtime.Runtime`). ``tokenizer`` is for kv
+    methods that tokenize an instruction (KVzip's repeat prompt)."""
     if method.stage == "kv":
         from tokenzip.kv.runtime import attach_kv
 
-        return attach_kv(model, method)
+        return attach_kv(model, method, tokenizer)
     if method.stage == "layers":
         from tokenzip.layers.runtime import attach as attach_layers
 
@@ -32,12 +33,13 @@ def attach(model: Any, method: Method) -> contextlib.AbstractContextManager[Any]
 
 
 @contextlib.contextmanager
-def compress(model: Any, *methods: Method, chunk_size: int | None = None) -> Iterator[Any]:
+def compress(model: Any, *methods: Method, chunk_size: int | None = None, tokenizer: Any = None) -> Iterator[Any]:
     """Apply kv-stage and layers-stage methods to ``model`` inside a ``with`` block.
 
     ``chunk_size``: the kv method compresses while prefilling, ``chunk_size`` tokens at a time, so the
     cache never holds more than its budget + one chunk per layer (:mod:`tokenzip.kv.chunked`; the same as
-    the method's own ``chunk_size`` parameter).
+    the method's own ``chunk_size`` parameter). ``tokenizer``: the model's, for kv methods that tokenize an
+    instruction (KVzip; without it KVzip warns and re-reads the context without its instruction).
 
     Every hook is removed on exit, also when the block raises. An in-model pruning (layers) method and a
     KV-cache method compose; two kv methods on one model (given together or in nested blocks) are refused.
@@ -69,5 +71,5 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None) -> Ite
                             "method prunes a whole prefill at once")
     with contextlib.ExitStack() as stack:
         for method in methods:
-            stack.enter_context(attach(model, method))
+            stack.enter_context(attach(model, method, tokenizer))
         yield model

@@ -279,15 +279,16 @@ class Pipeline:
         return PipelineResult(answers, reports)
 
     @contextlib.contextmanager
-    def attached(self, model: Any) -> Iterator[Any]:
-        """Hook the layers and kv methods into ``model`` (as ``tz.compress``) for ``model.generate``."""
+    def attached(self, model: Any, tokenizer: Any = None) -> Iterator[Any]:
+        """Hook the layers and kv methods into ``model`` (as ``tz.compress``) for ``model.generate``; pass the
+        model's ``tokenizer`` for kv methods that tokenize an instruction (KVzip)."""
         from tokenzip.hooks import compress
 
         hooked = [m for s, m in self.methods.items() if s != "prompt"]
         if not hooked:
             yield model
             return
-        with compress(model, *hooked):
+        with compress(model, *hooked, tokenizer=tokenizer):
             yield model
 
     def generate(self, model: Any, tok: Any, text: str, question: str | None = None, max_new_tokens: int = 32
@@ -332,7 +333,11 @@ def pipeline(spec: str | PipelineSpec | None = None, *, prompt: Method | str | N
     if spec is not None and (prompt is not None or layers is not None or kv is not None):
         raise TokenzipError("give either a spec text or prompt=/layers=/kv= methods, not both")
     parsed = parse(spec) if spec is not None else from_methods(prompt=prompt, layers=layers, kv=kv)
-    return Pipeline(parsed, prompt_scorer=prompt_scorer)
+    built = Pipeline(parsed, prompt_scorer=prompt_scorer)
+    for stage, method in (("prompt", prompt), ("layers", layers), ("kv", kv)):
+        if isinstance(method, Method):  # the object itself: parameters no spec text holds (a tokenizer) stay
+            built.methods[stage] = method
+    return built
 
 
 def _held(cache: Any, snapshot: Any) -> float:

@@ -62,6 +62,13 @@ def _render(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _writable(value: Any) -> bool:
+    """Whether a parameter value can be written in a spec text (numbers, text, flags, methods, their tuples)."""
+    if isinstance(value, (tuple, list)):
+        return all(_writable(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str, Method))
+
+
 def _defaults(cls: type[Method]) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(cls):
@@ -244,7 +251,8 @@ def from_methods(**methods: Method | str | None) -> PipelineSpec:
     """A spec from method objects or per-stage spec items, e.g. ``from_methods(kv=get_method("snapkv", ratio=.5))``.
 
     Only parameters that differ from the method's defaults are kept; a nested method parameter (a wrapper's
-    ``evict=`` or ``base=``) is written by name, so its own non-default parameters are not carried.
+    ``evict=`` or ``base=``) is written by name, so its own non-default parameters are not carried, and an
+    object no spec text can hold (a tokenizer) is left out (``tz.pipeline`` keeps the method object itself).
     """
     items = []
     for stage, method in methods.items():
@@ -260,7 +268,7 @@ def from_methods(**methods: Method | str | None) -> PipelineSpec:
             raise TokenzipError(f"{stage}= expects a {stage} method from tz.get_method, got {method!r}")
         defaults = _defaults(type(method))
         params = {k: v for k, v in method.params().items()
-                  if k not in ("ratio", "budget") and not _is_default(defaults, k, v)}
+                  if k not in ("ratio", "budget") and _writable(v) and not _is_default(defaults, k, v)}
         if method.budget is not None:
             params["budget"] = method.budget
         text = f"{stage}:{method.name}"
