@@ -40,3 +40,27 @@ def test_registration_is_checked():
     with pytest.raises(TokenzipError, match="task kind"):
         register_task(Odd)
     assert "odd_kind_task" not in TASKS
+
+
+def test_a_kind_declares_its_aggregation():
+    """Scores combine with the kind's aggregation (here the median), the summary and ``vs none`` alike."""
+    import statistics
+
+    from tokenzip.bench.aggregate import aggregate
+    from tokenzip.bench.kinds.base import KINDS
+
+    register_kind(TaskKind("median_example", score=lambda sample, m: {"score": 0.0}, scale=100.0,
+                           aggregation=statistics.median))
+    try:
+        def row(method, sample, score):
+            return {"key": f"t|64|{sample}|{method}", "task": "t", "task_kind": "median_example", "length": 64,
+                    "sample": sample, "method": method, "ratio": 0.0 if method == "none" else 0.5, "score": score}
+
+        rows = [row("none", i, s) for i, s in enumerate([1.0, 1.0, 0.0])]
+        rows += [row("snapkv", i, s) for i, s in enumerate([0.0, 0.5, 0.5])]  # mean 1/3, median 1/2
+        by_method = {e["method"]: e for e in aggregate(rows)}
+        assert by_method["none"]["score"] == 100.0 and by_method["snapkv"]["score"] == 50.0
+        assert by_method["snapkv"]["vs none"] == 50.0  # median 0.5 against the uncompressed median 1.0
+        assert get_kind("qa").aggregation([0.0, 0.5, 0.5]) == 1 / 3  # every other kind: the mean
+    finally:
+        KINDS.remove("median_example")

@@ -71,10 +71,10 @@ def aggregate(rows: list[dict[str, Any]], by: tuple[str, ...] = ()) -> list[dict
         entry: dict[str, Any] = {"engine": engine, "method": name, "ratio": ratio}
         entry.update({b: v for b, v in zip(by, extra)})
         entry["n"] = len(group)
-        entry["score"] = kind.scale * _mean(r["score"] for r in group)
+        entry["score"] = kind.scale * kind.aggregation([r["score"] for r in group])
         if shared and name != "none":
-            method_mean = _mean(r["score"] for r in shared)
-            base_mean = _mean(base[sample_id(r)] for r in shared)
+            method_mean = kind.aggregation([r["score"] for r in shared])
+            base_mean = kind.aggregation([base[sample_id(r)] for r in shared])
             if kind.vs_none == DIFFERENCE:
                 entry["vs none"] = method_mean - base_mean
             else:

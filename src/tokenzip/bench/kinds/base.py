@@ -14,6 +14,11 @@ RATIO, DIFFERENCE = "ratio", "difference"  # how a method's mean score is set ag
 Scorer = Callable[[Any, dict[str, Any]], dict[str, Any]]
 
 
+def mean(scores: Sequence[float]) -> float:
+    """The arithmetic mean, every kind's aggregation unless it declares another."""
+    return sum(scores) / len(scores)
+
+
 @dataclass(frozen=True)
 class TaskKind:
     """What the samples of a kind measure and how their scores are read.
@@ -29,6 +34,8 @@ class TaskKind:
     something. ``columns``: further row fields averaged in the summary. ``header``: the summary's heading.
     ``order``: summary tables are listed by it (then in the order the rows name the kinds).
     ``metrics``: the samples' ``metric`` values this kind scores (a tasks file's ``metric`` picks the kind).
+    ``aggregation``: how the row scores of a group combine into its summary score (and into the means set
+    against the uncompressed model's), default the mean.
 
     ``TaskKind(name)`` alone is a kind the report knows nothing about (or a mix of kinds): plain mean scores.
     """
@@ -44,6 +51,7 @@ class TaskKind:
     columns: tuple[str, ...] = ()
     order: int = 1
     metrics: tuple[str, ...] = ()
+    aggregation: Callable[[Sequence[float]], float] = mean
 
     @property
     def percent(self) -> bool:
