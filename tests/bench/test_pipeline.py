@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import tokenzip as tz
-from tokenzip.bench.savings import configurations, frontier
+from tokenzip.bench.aggregate import configurations, frontier
 from tokenzip.bench.stages.pipeline import SharedScorer
 from tokenzip.cli import main
 from tokenzip.errors import TokenzipError

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenzip.bench import savings
-from tokenzip.bench.aggregate import aggregate, by_kind, pareto, rows_kind, several_lengths
+from tokenzip.bench.aggregate import aggregate, by_kind, pareto, pipeline_rows, rows_kind, several_lengths
 from tokenzip.bench.rows import load_rows
 from tokenzip.errors import require
 from tokenzip.table import format_table
@@ -237,7 +237,7 @@ def render_html(rows: list[dict[str, Any]], directory: Path, images: dict[str, b
     depth = depth_table(rows)
     if depth:
         parts += ["<h2>Score by the answer's depth</h2>", _html_table(depth)]
-    if savings.pipeline_rows(rows):
+    if pipeline_rows(rows):
         parts += ["<h2>Pipelines: where the savings came from</h2>", _html_table(savings.savings_table(rows)),
                   f"<p>{html.escape(savings.NOTE)}</p>"]
     for name, png in images.items():

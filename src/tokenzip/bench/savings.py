@@ -1,4 +1,5 @@
-"""The report's pipeline part: where each pipeline's KV savings came from, and one score/compression frontier.
+"""The report's pipeline part, rendered: where each pipeline's KV savings came from, and one score/compression
+frontier (the numbers: :func:`tokenzip.bench.aggregate.configurations`).
 
 Read from rows of ``tokenzip bench --pipeline`` (rows with ``pipeline`` and ``bytes_by_stage``, see
 :mod:`tokenzip.bench.stages.pipeline`). For each configuration (a spec; single-stage and composed alike):
@@ -13,78 +14,13 @@ Read from rows of ``tokenzip bench --pipeline`` (rows with ``pipeline`` and ``by
 from __future__ import annotations
 
 import io
-from collections import defaultdict
 from typing import Any
 
-from tokenzip.bench.aggregate import aggregate, pareto
+from tokenzip.bench.aggregate import STAGES, configurations, pipeline_rows
 from tokenzip.errors import require
 from tokenzip.table import format_table
 
-STAGES = ("prompt", "layers", "kv")
 COLORS = {"prompt": "#4c72b0", "layers": "#dd8452", "kv": "#55a868", "held": "#c8c8c8"}
-
-
-def pipeline_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows that carry a pipeline report."""
-    return [r for r in rows if isinstance(r.get("pipeline"), dict) and isinstance(r.get("bytes_by_stage"), dict)]
-
-
-def stages_of(spec: str) -> list[str]:
-    """The stages a canonical spec text uses (``[]`` for ``none``)."""
-    return [s for s in STAGES if any(item.strip().startswith(f"{s}:") for item in spec.split("|"))]
-
-
-def removed_by_stage(row: dict[str, Any]) -> dict[str, int]:
-    """Bytes of the dense cache each stage of ``row`` removed, and ``held``: what is left."""
-    by = row["bytes_by_stage"]
-    out, before = {}, by["dense"]
-    for stage in STAGES:
-        if stage in by:
-            out[stage] = before - by[stage]
-            before = by[stage]
-    out["held"] = before
-    return out
-
-
-def configurations(rows: list[dict[str, Any]], by: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """One entry per spec (and per value of the ``by`` fields): samples, score and ``vs none`` (as the summary
-    table), effective compression, each stage's share of the dense bytes, and ``frontier`` (True when not
-    dominated), the frontier taken within each ``by`` group."""
-    mine = pipeline_rows(rows)
-    scores = {(e["method"], *(e.get(b) for b in by)): e for e in aggregate(mine, by=by)}
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in mine:
-        groups[(r["method"], *(r.get(b) for b in by))].append(r)
-    out = []
-    for key, group in groups.items():
-        dense = sum(r["bytes_by_stage"]["dense"] for r in group)
-        removed: dict[str, int] = defaultdict(int)
-        for r in group:
-            for stage, value in removed_by_stage(r).items():
-                removed[stage] += value
-        entry = {"pipeline": key[0], **dict(zip(by, key[1:])), "stages": stages_of(key[0]), "n": len(group),
-                 "score": scores[key]["score"], "vs none": scores[key].get("vs none"),
-                 "compression": dense / removed["held"] if removed["held"] else float("inf"),
-                 "shares": {s: removed[s] / dense for s in (*STAGES, "held") if s in removed}}
-        out.append(entry)
-    for group in _split(out, by):
-        front = set(frontier([(e["compression"], e["score"]) for e in group]))
-        for e in group:
-            e["frontier"] = (e["compression"], e["score"]) in front
-    out.sort(key=lambda e: (*(str(e.get(b)) for b in by), e["compression"], e["pipeline"]))
-    return out
-
-
-def _split(entries: list[dict[str, Any]], by: tuple[str, ...]) -> list[list[dict[str, Any]]]:
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for e in entries:
-        groups[tuple(e.get(b) for b in by)].append(e)
-    return list(groups.values())
-
-
-def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The points (compression, score) no other point matches or beats on both (higher is better for both)."""
-    return pareto(points, lower_x_better=False)
 
 
 def savings_table(rows: list[dict[str, Any]], markdown: bool = True) -> str:

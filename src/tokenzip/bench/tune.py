@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tokenzip.bench.savings import removed_by_stage, stages_of
+from tokenzip.bench.aggregate import removed_by_stage, stages_of
 from tokenzip.bench.tasks.registry import get_task
 from tokenzip.errors import TokenzipError
 from tokenzip.spec import PIPELINE_STAGES, PipelineSpec, StageSpec, parse, parse_item
