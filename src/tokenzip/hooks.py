@@ -20,16 +20,22 @@ def attach(model: Any, method: Method, tokenizer: Any = None) -> contextlib.Abst
     """Hook one kv or layers method into ``model`` for a ``with`` block; the block gets the stage's runtime
     (:class:`tokenzip.kv.runtime.KVRuntime`, :class:`tokenzip.layers.runtime.Runtime`). ``tokenizer`` is for kv
     methods that tokenize an instruction (KVzip's repeat prompt)."""
+    check_hooked(method)
     if method.stage == "kv":
         from tokenzip.kv.runtime import attach_kv
 
         return attach_kv(model, method, tokenizer)
-    if method.stage == "layers":
-        from tokenzip.layers.runtime import attach as attach_layers
+    from tokenzip.layers.runtime import attach as attach_layers
 
-        return attach_layers(model, method)
-    raise TokenzipError(f"{method.stage}.{method.name} does not hook into a model; compress() takes kv and layers "
-                        "methods")
+    return attach_layers(model, method)
+
+
+def check_hooked(method: Method) -> None:
+    """Refuse a method that does not hook into a model (prompt and tokenizer methods act on text)."""
+    if method.stage not in HOOKED_STAGES:
+        raise TokenzipError(
+            f"{method.stage}.{method.name} does not hook into a model; compress() takes kv and layers methods"
+        )
 
 
 @contextlib.contextmanager
@@ -53,10 +59,7 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None, tokeni
     for method in methods:
         if not isinstance(method, Method):
             raise TokenzipError(f"expected a method from tz.get_method(...), got {type(method).__name__}")
-        if method.stage not in HOOKED_STAGES:
-            raise TokenzipError(
-                f"{method.stage}.{method.name} does not hook into a model; compress() takes kv and layers methods"
-            )
+        check_hooked(method)
     kv = [m.label() for m in methods if m.stage == "kv"]
     if len(kv) > 1:
         from tokenzip.kv.attached import ONE_KV_METHOD

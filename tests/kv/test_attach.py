@@ -94,3 +94,16 @@ def test_prefill_refuses_a_module_that_is_not_a_transformers_model(tiny):
     _, tok = tiny("llama")
     with pytest.raises(TokenzipError, match="has no transformers config"):
         tz.kv.prefill(torch.nn.Linear(2, 2), tok, TEXT)
+
+
+def test_a_text_method_is_refused_by_compress_and_attach(tiny):
+    from tokenzip.hooks import attach
+
+    model, _ = tiny("llama")
+    prompt_method = tz.get_method("extractive", ratio=0.5)
+    with pytest.raises(TokenzipError, match="prompt.extractive does not hook into a model; compress"):
+        with tz.compress(model, tz.get_method("snapkv", ratio=0.5), prompt_method):
+            pass
+    with pytest.raises(TokenzipError, match="prompt.extractive does not hook into a model"):
+        attach(model, prompt_method)
+    assert not model._forward_pre_hooks and not model.model._forward_pre_hooks  # nothing was hooked

@@ -68,7 +68,7 @@ def check_model_name(name_or_path: Any) -> None:
 
 def _load_hf(name_or_path: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
     """A local path or HF id: a causal LM when the config says so, else the base model."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     try:
         config = AutoConfig.from_pretrained(name_or_path)
@@ -81,8 +81,7 @@ def _load_hf(name_or_path: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any,
     causal = any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs)
     auto = AutoModelForCausalLM if causal else AutoModel
     model = auto.from_pretrained(name_or_path, dtype=dtype, **kwargs)
-    tok = AutoTokenizer.from_pretrained(name_or_path)
-    return model, tok
+    return model, auto_tokenizer(name_or_path)
 
 
 def auto_tokenizer(name_or_path: str, **kwargs: Any) -> Any:

@@ -69,9 +69,9 @@ def family_named(name: str) -> DecoderFamily:
 
 def family_of(model_type: str | None) -> DecoderFamily | None:
     """The family covering ``config.model_type``, or None when tokenzip does not support it."""
-    return next((FAMILIES[name] for name in family_names() if model_type in FAMILIES[name].model_types), None)
+    return next((family for _, family in sorted(FAMILIES.items()) if model_type in family.model_types), None)
 
 
 def supported_model_types() -> tuple[str, ...]:
     """Every ``config.model_type`` a registered family covers."""
-    return tuple(t for name in family_names() for t in FAMILIES[name].model_types)
+    return tuple(t for _, family in sorted(FAMILIES.items()) for t in family.model_types)
