@@ -22,7 +22,8 @@ def unrotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Ten
     return x * cos - rotate_half(x) * sin
 
 
-def rope_cos_sin(positions: torch.Tensor, dims: int, base: float, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_cos_sin(positions: torch.Tensor, dims: int, base: float,
+                 scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``(cos, sin)`` of RoPE in the rotate-half convention at ``positions`` ``(1, P)``, each ``(1, P, dims)``: pair
     ``(i, i + dims/2)`` turns by ``position * scale * base^(-2i/dims)`` (linear position scaling ``scale``)."""
     inv_freq = base ** (-torch.arange(0, dims, 2, dtype=torch.float64) / dims)
@@ -30,8 +31,3 @@ def rope_cos_sin(positions: torch.Tensor, dims: int, base: float, scale: float =
     emb = torch.cat([angles, angles], dim=-1)
     return emb.cos().float(), emb.sin().float()
 
-
-def interleaved_to_half(x: torch.Tensor) -> torch.Tensor:
-    """Rotary dims paired as ``(2i, 2i + 1)`` (llama.cpp's "normal" RoPE, on weights permuted for it) rearranged as
-    ``(i, i + D/2)`` (rotate-half): the layout the original checkpoint computes in."""
-    return torch.cat([x[..., 0::2], x[..., 1::2]], dim=-1)

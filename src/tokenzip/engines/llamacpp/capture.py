@@ -116,9 +116,9 @@ class TensorReader:
         d, h, n = head.ne[0], head.ne[1], head.ne[2]
         data = np.empty((n, h, d), dtype=np.float32)
         ggml().ggml_backend_tensor_get(tensor, data.ctypes.data, 0, data.nbytes)
-        x = torch.from_numpy(data).permute(1, 0, 2).unsqueeze(0)  # (1, H, n, D)
-        if field != "values":
-            x = self.layout.to_rotate_half(x)
+        if field != "values" and self.layout.interleaved:  # numpy here: torch's threads would spin inside a callback
+            data = np.concatenate([data[..., 0::2], data[..., 1::2]], axis=-1)
+        x = torch.from_numpy(np.ascontiguousarray(data.transpose(1, 0, 2)))[None]  # (1, H, n, D)
         parts = self.got[field].setdefault(layer, [])
         parts.append(x)
         if field == "queries" and sum(p.shape[2] for p in parts) > self.window:

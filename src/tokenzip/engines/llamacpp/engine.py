@@ -176,7 +176,8 @@ class LlamaCppEngine:
                                     f"{len(live)} ({', '.join(m.name for m in live)}): prefill once per method")
             return self._chunked(ids, live[0] if live else None, chunk_size)
         replay = max((self._replay_length(m, len(ids)) for m in live), default=0)
-        ctx = self.context(len(ids) + replay, f"a context of {len(ids)} tokens" + (" and KVzip's replay" * bool(replay)))
+        what = f"a context of {len(ids)} tokens" + (" and KVzip's replay" if replay else "")
+        ctx = self.context(len(ids) + replay, what)
         window = max([m.query_window() for m in live] + [ALL_QUERIES if any(m.wants_received() for m in live) else 0])
         ctx.clear()
         start = time.perf_counter()
@@ -303,8 +304,8 @@ class LlamaCppEngine:
             saved = ctx.save() if self._replay_length(method, size) else b""
             state = _Captured(chunk, saved, {}, {}, {}, window, memo)
             replay = ReplayContext(input_ids=torch.tensor([chunk]), seen=offset, bos_token_id=self.model.bos,
-                                   tokenizer=self.tokenizer, replay=functools.partial(self._replay, ctx, state, contexts),
-                                   memo={})
+                                   tokenizer=self.tokenizer, memo={},
+                                   replay=functools.partial(self._replay, ctx, state, contexts))
             method.prepare(replay, contexts)
             keep = method.keep_counts(contexts[0])
             if int(keep[0]) < len(positions):

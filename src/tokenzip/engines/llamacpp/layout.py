@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.ops.rope import interleaved_to_half, rope_cos_sin
+from tokenzip.ops.rope import rope_cos_sin
 
 SUPPORTED = ("llama", "gemma3")
 ROPE_NORM, ROPE_NEOX = 0, 2  # llama.cpp's rope types: pairs (2i, 2i+1), or (i, i + D/2)
@@ -32,7 +32,7 @@ class Layout:
     sliding: tuple[bool, ...]
     rope_base: tuple[float, ...]  # per layer
     rope_scale: tuple[float, ...]  # per layer: linear position scaling
-    interleaved: bool  # llama.cpp pairs rotary dims (2i, 2i+1): read tensors are rearranged to rotate-half
+    interleaved: bool  # llama.cpp pairs rotary dims (2i, 2i+1): queries and keys read are rearranged to rotate-half
 
     @classmethod
     def from_model(cls, model: Any) -> Layout:
@@ -44,7 +44,8 @@ class Layout:
             raise TokenzipError(f"unsupported rotary embedding type {model.rope_type} in {model.path.name}")
         rot = int(model.meta(f"{arch}.rope.dimension_count") or model.head_dim)
         if rot != model.head_dim:
-            raise TokenzipError(f"{model.path.name} rotates {rot} of {model.head_dim} dims; tokenzip reads full RoPE only")
+            raise TokenzipError(f"{model.path.name} rotates {rot} of {model.head_dim} dims; tokenzip reads full RoPE "
+                                "only")
         base = model.meta_float(f"{arch}.rope.freq_base", 10000.0)
         scale = 1.0 / model.meta_float(f"{arch}.rope.scaling.factor", 1.0)
         sliding = tuple(False for _ in range(model.n_layer))
@@ -73,6 +74,3 @@ class Layout:
                                 self.rope_scale[layer_idx])
         return cos.to(like.device), sin.to(like.device)
 
-    def to_rotate_half(self, x: torch.Tensor) -> torch.Tensor:
-        """Queries or keys as llama.cpp computed them, ``(..., D)``, in the rotate-half layout."""
-        return interleaved_to_half(x) if self.interleaved else x

@@ -32,8 +32,9 @@ def llama() -> Any:
     module = require("llama_cpp", "llamacpp", "llama-cpp-python")
     missing = [name for name in NEEDED if not hasattr(module, name)]
     if missing:
-        raise MissingDependencyError(f"llama-cpp-python {getattr(module, '__version__', '?')} lacks {', '.join(missing)}"
-                                     ": pip install -U 'tokenzip[llamacpp]'")
+        version = getattr(module, "__version__", "?")
+        raise MissingDependencyError(f"llama-cpp-python {version} lacks {', '.join(missing)}: pip install -U "
+                                     "'tokenzip[llamacpp]'")
     module.llama_backend_init()
     quiet = module.llama_log_callback(lambda level, text, data: None)
     _KEEP.append(quiet)
