@@ -88,8 +88,9 @@ class TorchEngine:
             positions = comp.positions(0, ids.shape[1], ids.device)
             logits = self.model(input_ids=ids, **cache_kwargs(self.model, cache), position_ids=positions,
                                 use_cache=True).logits
-        nll = torch.nn.functional.cross_entropy(logits[0, :-1].float(), ids[0, 1:])
-        return float(nll), ids.shape[1] - 1
+        logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+        nll = -logp.gather(-1, ids[0, 1:].view(-1, 1)).squeeze(-1)
+        return float(nll.mean()), ids.shape[1] - 1
 
     def save(self, compressed: Compressed) -> bytes:
         """The cache's layers and masks (``torch.save``; restore only bytes this engine saved)."""
@@ -101,7 +102,10 @@ class TorchEngine:
         return buffer.getvalue()
 
     def restore(self, data: bytes) -> Compressed:
-        saved = torch.load(io.BytesIO(data), weights_only=False, map_location=self.device)
+        try:
+            saved = torch.load(io.BytesIO(data), weights_only=False, map_location=self.device)
+        except Exception:  # noqa: BLE001 - whatever torch.load raises on bytes it did not write
+            saved = None
         if not isinstance(saved, dict) or saved.get("format") != FORMAT:
             raise TokenzipError("not a compressed context saved by tokenzip's torch engine")
         cache = new_cache(self.model)

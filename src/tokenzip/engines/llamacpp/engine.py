@@ -22,6 +22,7 @@ question (:meth:`LlamaCppEngine.generate`), so every question sees the same cont
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -39,7 +40,15 @@ from tokenzip.engines.llamacpp.capture import TensorReader
 from tokenzip.engines.llamacpp.layout import Layout
 from tokenzip.engines.llamacpp.lib import LlamaContext, LlamaModel
 from tokenzip.errors import TokenzipError
-from tokenzip.kv.base import ALL_QUERIES, KVMethod, LayerContext, shared_methods, shared_refusal, target_layers
+from tokenzip.kv.base import (
+    ALL_QUERIES,
+    SHARED,
+    KVMethod,
+    LayerContext,
+    shared_methods,
+    shared_refusal,
+    target_layers,
+)
 from tokenzip.kv.chunked import check_chunk_size, chunk_sizes
 from tokenzip.kv.context import ReplayContext
 from tokenzip.ops.attention import received_attention
@@ -53,6 +62,22 @@ CELL_STEP = 256  # contexts sized on demand grow in steps of this many cells
 def llamacpp_methods() -> list[str]:
     """The kv methods the llama.cpp engine runs: those that score entries and keep a uniform top-k."""
     return shared_methods()
+
+
+def check_method(method: KVMethod | None, chunk_size: int | None = None) -> None:
+    """Refuse, before any work, a method llama.cpp cannot run (naming the ones it can), or a chunk size the method
+    cannot compress between."""
+    if method is None:
+        return
+    if not isinstance(method, KVMethod):
+        raise TokenzipError(f"the llama.cpp engine runs kv methods (tz.get_method(name, stage='kv')), got {method!r}")
+    why = shared_refusal(method)
+    if why:
+        raise TokenzipError(f"kv.{method.name} cannot run in llama.cpp ({why}: a llama.cpp cache cell holds one "
+                            f"position for every layer and head); methods that can: {', '.join(llamacpp_methods())}")
+    size = chunk_size if chunk_size is not None else method.chunk_size
+    if size is not None:
+        method.check_chunks(size)
 
 
 @dataclass
@@ -137,19 +162,7 @@ class LlamaCppEngine:
 
     # --- methods ----------------------------------------------------------------------------------------------
     def check_method(self, method: KVMethod | None, chunk_size: int | None = None) -> None:
-        if method is None:
-            return
-        if not isinstance(method, KVMethod):
-            raise TokenzipError(f"the llama.cpp engine runs kv methods (tz.get_method(name, stage='kv')), got "
-                                f"{method!r}")
-        why = shared_refusal(method)
-        if why:
-            raise TokenzipError(f"kv.{method.name} cannot run in llama.cpp ({why}: a llama.cpp cache cell holds one "
-                                f"position for every layer and head); methods that can: "
-                                f"{', '.join(llamacpp_methods())}")
-        size = chunk_size if chunk_size is not None else method.chunk_size
-        if size is not None:
-            method.check_chunks(size)
+        check_method(method, chunk_size)
 
     def _targets(self, methods: Sequence[KVMethod]) -> list[int]:
         layers: set[int] = set()
@@ -405,8 +418,11 @@ class LlamaCppEngine:
 
 
 def _as_method(method: KVMethod | str | None) -> KVMethod | None:
+    """The method as llama.cpp runs it: with ``positions="shared"`` (what its label then says)."""
     if isinstance(method, str):
-        return get_method(method, stage="kv")
+        method = get_method(method, stage="kv")
+    if isinstance(method, KVMethod) and method.positions != SHARED and shared_refusal(method) is None:
+        method = dataclasses.replace(method, positions=SHARED)
     return method
 
 
