@@ -76,15 +76,16 @@ class LlamaModel:
         return float(value) if value not in (None, "") else default
 
     def tokenize(self, text: str, special: bool) -> list[int]:
-        """Token ids of ``text``; ``special``: add the model's BOS (as a context starts)."""
+        """Token ids of ``text``; ``special``: add the model's BOS (as a context starts). Special tokens written in
+        the text (a chat template's ``<|im_start|>``) are read as such, as Hugging Face tokenizers read them."""
         data = text.encode("utf-8")
         size = len(data) + 16
         tokens = (llama().llama_token * size)()
-        n = llama().llama_tokenize(self.vocab, data, len(data), tokens, size, special, False)
+        n = llama().llama_tokenize(self.vocab, data, len(data), tokens, size, special, True)
         if n < 0:
             size = -n
             tokens = (llama().llama_token * size)()
-            n = llama().llama_tokenize(self.vocab, data, len(data), tokens, size, special, False)
+            n = llama().llama_tokenize(self.vocab, data, len(data), tokens, size, special, True)
         return list(tokens[:n])
 
     def detokenize(self, ids: Iterable[int]) -> str:
