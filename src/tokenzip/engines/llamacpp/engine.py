@@ -134,6 +134,7 @@ class LlamaCppEngine:
         self.flash_attn = flash_attn
         self.tokenizer = _Tokenizer(self.model)
         self._ctx: LlamaContext | None = None
+        self._holding: Any = None  # the saved state the context's cache holds unchanged (no restore needed)
         self.limit = n_ctx or self.model.n_ctx_train
 
     # --- text -----------------------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ class LlamaCppEngine:
             if self._ctx is not None:
                 self._ctx.close()
             threads = self.threads or 0
-            self._ctx = None
+            self._ctx = self._holding = None
             self._ctx = LlamaContext(self.model, size, n_batch=self.n_batch, threads=threads or _default_threads(),
                                      flash_attn=self.flash_attn, on_tensor=self.reader)
         return self._ctx
@@ -193,12 +194,14 @@ class LlamaCppEngine:
         ctx = self.context(len(ids) + replay, what)
         window = max([m.query_window() for m in live] + [ALL_QUERIES if any(m.wants_received() for m in live) else 0])
         ctx.clear()
+        self._holding = None
         start = time.perf_counter()
         with self.reader.reading(self._targets(live), window) as got:
             ctx.decode(ids, 0, logits="none")
         dense = ctx.save()
         seconds = time.perf_counter() - start
         state = _Captured(ids, dense, got.get("keys", {}), got.get("values", {}), got.get("queries", {}), window)
+        self._holding = state
         return Prefilled(self.name, len(ids), seconds, len(dense), state, peak_entries=len(ids))
 
     def _replay_length(self, method: KVMethod, n: int) -> int:
@@ -222,7 +225,7 @@ class LlamaCppEngine:
                                 f"{st.window}: pass it in prefill(..., methods=[...])")
         start = time.perf_counter()
         ctx = self.context(n + self._replay_length(method, n), f"{method.name} on {n} tokens")
-        ctx.load(st.dense)
+        self._restore(ctx, st, st.dense)
         contexts = [self._layer(st, i, method) for i in target_layers(self.layout, method.compress_sliding)]
         missing = [c.layer_idx for c in contexts if c.keys is None]
         if missing:
@@ -233,10 +236,18 @@ class LlamaCppEngine:
                                memo=st.memo)
         method.prepare(replay, contexts)
         kept = self._select(method, contexts)
-        ctx.remove_positions(p for p in range(n) if p not in set(kept))
-        data = ctx.save()
+        keep = set(kept)
+        ctx.remove_positions(p for p in range(n) if p not in keep)
+        held = _Held(ctx.save(), kept)
+        self._holding = held
         seconds = time.perf_counter() - start + replay.charged_seconds
-        return Compressed(self.name, n, len(kept), len(data), seconds, _Held(data, kept), method)
+        return Compressed(self.name, n, len(kept), len(held.data), seconds, held, method)
+
+    def _restore(self, ctx: LlamaContext, owner: Any, data: bytes) -> None:
+        """Put ``data`` (the saved state of ``owner``) in the cache, unless the cache holds it unchanged already."""
+        if self._holding is not owner:
+            ctx.load(data)
+        self._holding = owner
 
     def _select(self, method: KVMethod, contexts: list[LayerContext]) -> list[int]:
         """The positions (indices into the contexts' entries) ``method`` keeps, one set for every layer and head."""
@@ -269,7 +280,8 @@ class LlamaCppEngine:
                 keys = torch.cat([c.keys, got["keys"][c.layer_idx]], dim=2)
                 on_attention(SimpleNamespace(layer_idx=c.layer_idx), got["queries"][c.layer_idx], keys)
         finally:
-            ctx.load(st.dense)
+            self._holding = None
+            self._restore(ctx, st, st.dense)
 
     # --- chunked prefill ----------------------------------------------------------------------------------------
     def _chunked(self, ids: list[int], method: KVMethod | None, chunk_size: int) -> Prefilled:
@@ -280,6 +292,7 @@ class LlamaCppEngine:
         cells = (min(n, final + max(sizes)) if method is not None else n) + replay
         ctx = self.context(cells, f"a chunked prefill of {n} tokens (budget {final} + chunk {max(sizes)})")
         ctx.clear()
+        self._holding = None
         targets = self._targets([method]) if method is not None else []
         window = method.query_window() if method is not None else 0
         held: list[int] = []
@@ -294,6 +307,7 @@ class LlamaCppEngine:
             chunk = ids[offset : offset + size]
             with self.reader.reading(targets, window) as got:
                 ctx.decode(chunk, offset, logits="none")
+            self._holding = None
             positions = held + list(range(offset, offset + size))
             offset += size
             peak = max(peak, len(positions))
@@ -302,9 +316,9 @@ class LlamaCppEngine:
                 continue
             began = time.perf_counter()
             contexts = []
-            for i in targets:
-                k = torch.cat([keys[i], got["keys"][i]], dim=2) if i in keys else got["keys"][i]
-                v = torch.cat([values[i], got["values"][i]], dim=2) if i in values else got["values"][i]
+            for i in targets:  # the kept entries are held in float16 (as llama.cpp's cache holds them)
+                k = torch.cat([keys.pop(i).float(), got["keys"][i]], dim=2) if i in keys else got["keys"][i]
+                v = torch.cat([values.pop(i).float(), got["values"][i]], dim=2) if i in values else got["values"][i]
                 carry = carried.get(i)
                 if carry is not None:
                     carry = torch.cat([carry, carry.new_zeros(*carry.shape[:2], size)], dim=-1)
@@ -330,15 +344,18 @@ class LlamaCppEngine:
                 state_i = method.carry(ctx_i)
                 if state_i is not None:
                     carried[ctx_i.layer_idx] = state_i.expand(1, ctx_i.keys.shape[1], -1)[..., index]
-                keys[ctx_i.layer_idx] = ctx_i.keys[:, :, index]
-                values[ctx_i.layer_idx] = ctx_i.values[:, :, index]
+                keys[ctx_i.layer_idx] = ctx_i.keys[:, :, index].half()
+                values[ctx_i.layer_idx] = ctx_i.values[:, :, index].half()
+            del contexts, got, replay
             keep_set = set(kept)
             ctx.remove_positions(positions[j] for j in range(len(positions)) if j not in keep_set)
+            self._holding = None
             held = [positions[j] for j in kept]
             compress_seconds += time.perf_counter() - began
-        data = ctx.save()
+        result = _Held(ctx.save(), held)
+        self._holding = result
         seconds = time.perf_counter() - start
-        return Prefilled(self.name, n, seconds, len(data), _Held(data, held), method=method, chunk_size=chunk_size,
+        return Prefilled(self.name, n, seconds, len(result.data), result, method=method, chunk_size=chunk_size,
                          compress_seconds=compress_seconds, peak_entries=int(peak))
 
     def _chunked_result(self, prefilled: Prefilled, method: KVMethod | None) -> Compressed:
@@ -362,7 +379,8 @@ class LlamaCppEngine:
             raise TokenzipError("the question is empty")
         held: _Held = compressed.state
         ctx = self.context(len(held.positions) + len(ids) + max_new_tokens, "the context, question and answer")
-        ctx.load(held.data)
+        self._restore(ctx, held, held.data)
+        self._holding = None  # the question changes the cache
         ctx.decode(ids, compressed.n_tokens, logits="last")
         position = compressed.n_tokens + len(ids)
         for _ in range(max_new_tokens):
@@ -379,7 +397,8 @@ class LlamaCppEngine:
             raise TokenzipError("the continuation needs at least two tokens to score")
         held: _Held = compressed.state
         ctx = self.context(len(held.positions) + len(ids), "the context and continuation")
-        ctx.load(held.data)
+        self._restore(ctx, held, held.data)
+        self._holding = None
         total = 0.0
         for offset in range(0, len(ids) - 1, self.n_batch):  # logits for every fed token but the last
             part = ids[offset : min(offset + self.n_batch, len(ids) - 1)]
