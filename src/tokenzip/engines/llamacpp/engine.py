@@ -379,8 +379,8 @@ class LlamaCppEngine:
             raise TokenzipError("the question is empty")
         held: _Held = compressed.state
         ctx = self.context(len(held.positions) + len(ids) + max_new_tokens, "the context, question and answer")
-        self._restore(ctx, held, held.data)
-        self._holding = None  # the question changes the cache
+        ctx.load(held.data)  # always: eviction leaves holes between the cells, a restore lays them out as every
+        self._holding = None  # question sees them (the same cells in other places sum in another order)
         ctx.decode(ids, compressed.n_tokens, logits="last")
         position = compressed.n_tokens + len(ids)
         for _ in range(max_new_tokens):
@@ -397,7 +397,7 @@ class LlamaCppEngine:
             raise TokenzipError("the continuation needs at least two tokens to score")
         held: _Held = compressed.state
         ctx = self.context(len(held.positions) + len(ids), "the context and continuation")
-        self._restore(ctx, held, held.data)
+        ctx.load(held.data)
         self._holding = None
         total = 0.0
         for offset in range(0, len(ids) - 1, self.n_batch):  # logits for every fed token but the last
