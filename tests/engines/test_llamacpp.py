@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import tokenzip as tz
+from tokenzip.engines import load_engine
 from tokenzip.engines.answer import answer, answer_from
+from tokenzip.engines.base import Engine
 from tokenzip.errors import TokenzipError
 from tokenzip.ops.rope import rotate_half
 
@@ -64,6 +66,7 @@ def plain_llama_cpp(path, context_ids, question_ids, max_new_tokens):
 
 
 def test_ratio_0_is_exactly_plain_llama_cpp(engine):
+    assert isinstance(engine, Engine) and tz.engines.load_engine is load_engine
     context_ids, question_ids = engine.tokenize(DOC, True), engine.tokenize(QUESTION, False)
     expected = plain_llama_cpp(engine.model.path, context_ids, question_ids, 10)
     pre = engine.prefill(DOC, [tz.get_method("snapkv", ratio=0.5)])

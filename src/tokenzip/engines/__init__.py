@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from tokenzip.engines.base import Compressed, Engine, Prefilled
-from tokenzip.errors import TokenzipError, unknown_name
+from tokenzip.errors import unknown_name
 
 ENGINES = ("torch", "llamacpp")
 
-__all__ = ["ENGINES", "Compressed", "Engine", "Prefilled", "load_engine"]
+__all__ = ["ENGINES", "Compressed", "Engine", "Prefilled", "check_engine", "load_engine"]
 
 
 def load_engine(name: str, model: str = "gemma-3-270m", **options: Any) -> Engine:
@@ -33,9 +33,8 @@ def load_engine(name: str, model: str = "gemma-3-270m", **options: Any) -> Engin
 
 
 def check_engine(name: str) -> str:
+    """``name`` if it is an engine, else an error listing them."""
     if name not in ENGINES:
         raise unknown_name("engine", name, ENGINES)
     return name
 
-
-__all__ += ["TokenzipError", "check_engine"]
