@@ -225,9 +225,8 @@ class PackedLayer(CacheLayerMixin):
     def __init__(self, packed_keys: torch.Tensor, packed_values: torch.Tensor, lengths: torch.Tensor,
                  tail_keys: torch.Tensor, tail_values: torch.Tensor, seen: int, window: int | None = None) -> None:
         super().__init__()
-        self.packed_keys, self.packed_values, self.lengths = packed_keys, packed_values, lengths
+        self._set_packed(packed_keys, packed_values, lengths)
         self.tail_keys, self.tail_values = tail_keys, tail_values
-        self.width = int(lengths.max()) if lengths.numel() else 0  # slots the packed entries take in the view
         self.seen = seen
         self.window = window
         self.is_sliding = window is not None
@@ -248,22 +247,29 @@ class PackedLayer(CacheLayerMixin):
         tail = keys.new_zeros(b, h, 0, d)
         return cls(flat_keys, flat_values, lengths, tail, tail, seen, window=window)
 
+    def _set_packed(self, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor) -> None:
+        self.packed_keys, self.packed_values, self.lengths = keys, values, lengths
+        self.counts = lengths.flatten().tolist()  # the lengths as Python ints: no device sync per step
+        self.width = max(self.counts, default=0)  # slots the packed entries take in the view
+
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.device, self.dtype = key_states.device, key_states.dtype
         self.is_initialized = True
 
+    def _view(self, packed: torch.Tensor, *after: torch.Tensor) -> torch.Tensor:
+        return unpack(packed, self.lengths, self.width, after, self.counts)
+
     def entries(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The held entries as the padded view ``(B, H, stored(), D)`` (transient), right-aligned per head."""
-        return (unpack(self.packed_keys, self.lengths, self.width, (self.tail_keys,)),
-                unpack(self.packed_values, self.lengths, self.width, (self.tail_values,)))
+        return self._view(self.packed_keys, self.tail_keys), self._view(self.packed_values, self.tail_values)
 
     def valid(self) -> torch.Tensor:
         """Which slots of :meth:`entries` hold an entry, ``(B, H, stored())``."""
         return right_aligned(self.lengths + self.tail_keys.shape[-2], self.stored())
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
-        keys = unpack(self.packed_keys, self.lengths, self.width, (self.tail_keys, key_states))
-        values = unpack(self.packed_values, self.lengths, self.width, (self.tail_values, value_states))
+        keys = self._view(self.packed_keys, self.tail_keys, key_states)
+        values = self._view(self.packed_values, self.tail_values, value_states)
         self.tail_keys = torch.cat([self.tail_keys, key_states], dim=-2)
         self.tail_values = torch.cat([self.tail_values, value_states], dim=-2)
         self.seen += key_states.shape[-2]
@@ -279,10 +285,9 @@ class PackedLayer(CacheLayerMixin):
             most_packed = 0
         else:
             most_packed = most - t
-        kept = self.lengths.clamp(max=most_packed)
-        self.packed_keys, _ = keep_newest(self.packed_keys, self.lengths, most_packed)
-        self.packed_values, self.lengths = keep_newest(self.packed_values, self.lengths, most_packed)
-        self.width = int(kept.max()) if kept.numel() else 0
+        if self.width > most_packed:
+            keys, _ = keep_newest(self.packed_keys, self.lengths, most_packed)
+            self._set_packed(keys, *keep_newest(self.packed_values, self.lengths, most_packed))
 
     def stored(self) -> int:
         return self.width + self.tail_keys.shape[-2]
@@ -305,10 +310,9 @@ class PackedLayer(CacheLayerMixin):
         return self.window if self.window is not None else -1
 
     def reset(self) -> None:
-        self.packed_keys, self.packed_values = self.packed_keys[:0], self.packed_values[:0]
-        self.lengths = torch.zeros_like(self.lengths)
+        self._set_packed(self.packed_keys[:0], self.packed_values[:0], torch.zeros_like(self.lengths))
         self.tail_keys, self.tail_values = self.tail_keys[..., :0, :], self.tail_values[..., :0, :]
-        self.width, self.seen = 0, 0
+        self.seen = 0
 
     def crop(self, tokens_to_remove: int) -> None:
         raise NotImplementedError("a compressed tokenzip cache layer cannot be cropped; restore a snapshot instead")
@@ -322,18 +326,14 @@ class PackedLayer(CacheLayerMixin):
 
     def _move(self, device: Any) -> None:
         for name in ("packed_keys", "packed_values", "lengths", "tail_keys", "tail_values"):
-            setattr(self, name, getattr(self, name).to(device, non_blocking=True))
+            setattr(self, name, getattr(self, name).to(device, non_blocking=True))  # counts stay as they are
 
     def _rows(self, select: Any) -> None:
         """Rebuild from the rows ``select`` (a function of a ``(B, ...)`` tensor) picks of the padded view."""
-        width = self.width
-        keys = unpack(self.packed_keys, self.lengths, width)
-        values = unpack(self.packed_values, self.lengths, width)
-        valid = select(right_aligned(self.lengths, width))
-        self.packed_keys, self.lengths = pack(select(keys), valid)
-        self.packed_values, _ = pack(select(values), valid)
+        valid = select(right_aligned(self.lengths, self.width))
+        keys, lengths = pack(select(self._view(self.packed_keys)), valid)
+        self._set_packed(keys, pack(select(self._view(self.packed_values)), valid)[0], lengths)
         self.tail_keys, self.tail_values = select(self.tail_keys), select(self.tail_values)
-        self.width = int(self.lengths.max()) if self.lengths.numel() else 0
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         self._rows(lambda x: x.repeat_interleave(repeats, dim=0))

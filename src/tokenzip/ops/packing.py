@@ -31,19 +31,27 @@ def right_aligned(lengths: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def unpack(flat: torch.Tensor, lengths: torch.Tensor, width: int | None = None,
-           after: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+           after: tuple[torch.Tensor, ...] = (), counts: list[int] | None = None) -> torch.Tensor:
     """The packed entries as a ``(B, H, width, D)`` rectangle, each (row, head)'s right-aligned (its last slots),
     zeros before them, followed by the ``after`` tensors ``(B, H, n, D)`` (entries every head holds), in one
-    allocation. ``width`` defaults to the largest length."""
+    allocation. ``width`` defaults to the largest length; ``counts`` is ``lengths`` as a list, when known.
+
+    One contiguous copy per (row, head): a boolean-mask scatter of the same entries took about 5x longer on CPU."""
     b, h = lengths.shape
-    width = int(lengths.max()) if width is None and lengths.numel() else (width or 0)
+    counts = lengths.flatten().tolist() if counts is None else counts
+    width = max(counts, default=0) if width is None else width
     extra = sum(t.shape[-2] for t in after)
-    out = flat.new_zeros(b, h, width + extra, flat.shape[-1])
-    out[:, :, :width][right_aligned(lengths, width)] = flat
-    start = width
+    out = flat.new_empty(b, h, width + extra, flat.shape[-1])
+    rows = out.view(b * h, width + extra, flat.shape[-1])
+    start = 0
+    for i, n in enumerate(counts):
+        if n < width:
+            rows[i, : width - n].zero_()
+        rows[i, width - n : width].copy_(flat[start : start + n])
+        start += n
     for t in after:
-        out[:, :, start : start + t.shape[-2]] = t
-        start += t.shape[-2]
+        out[:, :, width : width + t.shape[-2]] = t
+        width += t.shape[-2]
     return out
 
 
