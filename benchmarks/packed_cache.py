@@ -5,8 +5,10 @@ each method and ratio compresses a copy of it twice, stored packed (tokenzip's d
 only its own entries, :class:`tokenzip.models.cache_layers.PackedLayer`) and padded (every head sized to the one
 that keeps most, the layout before packing, :func:`tokenzip.kv.cache.padded_storage`). For each: the bytes the
 cache holds (``tz.kv.cache_bytes``) against the dense cache, the largest transient padded view one attention call
-builds (packed only), the greedy answer, and decode tokens/s: ``--tokens`` steps after the question, the median of
-``--repeats`` runs, the two layouts alternating so machine load falls on both alike. Torch runs on one thread.
+builds (packed only), the greedy answer, decode tokens/s (one over the median step of ``--repeats`` runs of
+``--tokens`` steps after the question, the layouts alternating so machine load falls on both alike) and the
+median time the cache layers' ``update`` takes per decoding step (summed over layers; the only part of a step
+where the layouts differ). Torch runs on one thread.
 
     python benchmarks/packed_cache.py --model smollm2-135m --context 1600 --out benchmarks/packed-cache/smollm2.json
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import platform
 import statistics
@@ -30,6 +33,7 @@ from tokenzip.bench.prompting import format_sample
 from tokenzip.bench.tasks.base import build_sample
 from tokenzip.bench.tasks.registry import get_task
 from tokenzip.kv.answer import answer_tokens
+from tokenzip.kv.cache import layer_entries
 
 try:
     from tokenzip.kv.cache import PackedLayer, padded_storage
@@ -54,12 +58,29 @@ def transient_view_bytes(cache) -> int:
     return max(views, default=0)
 
 
-def decode_rate(model, comp, ids, steps: int) -> float:
-    """Tokens/s over ``steps`` decoding steps after the question (the question's own forward pass excluded)."""
+def decode_steps(model, comp, ids, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` decoding steps after the question (the question's own forward pass excluded)."""
     stamps = []
     for _ in answer_tokens(model, comp, ids, steps + 1, stop=set()):
         stamps.append(time.perf_counter())
-    return steps / (stamps[-1] - stamps[0])
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def update_seconds(cache, repeats: int = 200) -> float:
+    """Median seconds the cache layers' ``update`` takes in one decoding step, summed over the layers: where the
+    layouts differ (a packed layer builds its padded view there; everything after it sees the same tensors)."""
+    news = [torch.randn(*layer_entries(layer)[0].shape[:2], 1, layer_entries(layer)[0].shape[-1])
+            for layer in cache.layers]
+    totals = []
+    for _ in range(repeats):
+        total = 0.0
+        for layer, new in zip(cache.layers, news):
+            step = copy.copy(layer)  # update() assigns new tensors: the cache itself is left as it is
+            start = time.perf_counter()
+            step.update(new, new)
+            total += time.perf_counter() - start
+        totals.append(total)
+    return statistics.median(totals)
 
 
 def main() -> None:
@@ -88,7 +109,6 @@ def main() -> None:
     dense = pre.compress(None)
     rows = [{"method": "none", "ratio": 0.0, "layout": "dense", "bytes": dense.bytes, "of_dense": 1.0,
              "answer": tz.kv.answer_from(model, tok, dense, question, args.answer_tokens)[0]}]
-    rates: dict[str, list[float]] = {"dense": []}
     compressed = {}
     for (name, ratio), method in methods.items():
         for lay in args.layouts:
@@ -100,14 +120,17 @@ def main() -> None:
                          "transient_view_bytes": transient_view_bytes(comp.cache) if lay == "packed" else 0,
                          "answer": tz.kv.answer_from(model, tok, comp, question, args.answer_tokens)[0]})
             print(json.dumps(rows[-1]), flush=True)
+    steps: dict[str, list[float]] = {"dense": []}
     for _ in range(args.repeats):  # layouts alternate within each repeat: load drift falls on both
-        rates["dense"].append(decode_rate(model, dense, q_ids, args.tokens))
+        steps["dense"] += decode_steps(model, dense, q_ids, args.tokens)
         for key, comp in compressed.items():
-            rates.setdefault("|".join(map(str, key)), []).append(decode_rate(model, comp, q_ids, args.tokens))
+            steps.setdefault("|".join(map(str, key)), []).extend(decode_steps(model, comp, q_ids, args.tokens))
     for row in rows:
         key = "dense" if row["layout"] == "dense" else f"{row['method']}|{row['ratio']}|{row['layout']}"
-        row["decode_tokens_per_s"] = statistics.median(rates[key])
-        row["decode_runs"] = rates[key]
+        comp = dense if key == "dense" else compressed[row["method"], row["ratio"], row["layout"]]
+        row["decode_step_ms_median"] = 1e3 * statistics.median(steps[key])
+        row["decode_tokens_per_s"] = 1e3 / row["decode_step_ms_median"]
+        row["update_us_per_step"] = 1e6 * update_seconds(comp.cache)
     result = {"model": args.model, "context_tokens": pre.n_tokens, "question_tokens": q_ids.shape[1],
               "decode_steps": args.tokens, "repeats": args.repeats, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "machine": platform.platform(), "rows": rows}
@@ -115,10 +138,11 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
-    print(f"{'method':<12}{'ratio':>6} {'layout':<7}{'MB held':>9}{'of dense':>9}{'tok/s':>8}  answer")
+    print(f"{'method':<12}{'ratio':>6} {'layout':<7}{'MB held':>9}{'of dense':>9}{'tok/s':>8}{'update us':>10}  answer")
     for row in rows:
         print(f"{row['method']:<12}{row['ratio']:>6} {row['layout']:<7}{row['bytes'] / 1e6:>9.2f}"
-              f"{row['of_dense']:>9.1%}{row['decode_tokens_per_s']:>8.1f}  {row['answer'][:40]!r}")
+              f"{row['of_dense']:>9.1%}{row['decode_tokens_per_s']:>8.1f}{row['update_us_per_step']:>10.0f}"
+              f"  {row['answer'][:40]!r}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ quantized a layer, it replaces that layer by one of these classes, which
 * report mask sizes for the entries they really hold, offset so that the last column of the mask is
   the newest token: the masks transformers builds have the size of the layer.
 
-Which of the held entries are valid (per batch row and KV head) is not expressible in one mask per
-layer type; it lives in :class:`tokenzip.models.attention.CacheMasks`, which builds each managed
+When the (batch row, KV head)s keep different numbers of entries (head-adaptive budgets such as Ada-KV's and
+KVzip's, or the rows of a padded batch), :class:`PackedLayer` holds each one's entries without padding and hands
+attention a padded view built for that call only; :class:`CompressedLayer` holds a rectangle when the counts are
+equal. Which of the entries attention sees are valid (per batch row and KV head) is not expressible in one mask
+per layer type; it lives in :class:`tokenzip.models.attention.CacheMasks`, which builds each managed
 layer's mask inside tokenzip's registered attention function.
 
 This module and :mod:`tokenzip.models.calling` are the only places that know transformers' cache
@@ -31,7 +34,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import CacheLayerMixin
 
-from tokenzip.ops.packing import keep_newest, pack, right_aligned, unpack
+from tokenzip.ops.packing import keep_newest, pack, right_aligned, segments, unpack
 from tokenzip.ops.quantize import dequantize, quantize, quantized_bytes
 
 
@@ -249,27 +252,30 @@ class PackedLayer(CacheLayerMixin):
 
     def _set_packed(self, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor) -> None:
         self.packed_keys, self.packed_values, self.lengths = keys, values, lengths
-        self.counts = lengths.flatten().tolist()  # the lengths as Python ints: no device sync per step
-        self.width = max(self.counts, default=0)  # slots the packed entries take in the view
+        # each (row, head)'s entries as views of the packed tensors (no bytes of their own), cut once
+        self.key_pieces, self.value_pieces = segments(keys, lengths), segments(values, lengths)
+        self.width = max(lengths.flatten().tolist(), default=0)  # slots the packed entries take in the view
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.device, self.dtype = key_states.device, key_states.dtype
         self.is_initialized = True
 
-    def _view(self, packed: torch.Tensor, *after: torch.Tensor) -> torch.Tensor:
-        return unpack(packed, self.lengths, self.width, after, self.counts)
+    def _keys(self, *after: torch.Tensor) -> torch.Tensor:
+        return unpack(self.packed_keys, self.lengths, self.width, after, self.key_pieces)
+
+    def _values(self, *after: torch.Tensor) -> torch.Tensor:
+        return unpack(self.packed_values, self.lengths, self.width, after, self.value_pieces)
 
     def entries(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The held entries as the padded view ``(B, H, stored(), D)`` (transient), right-aligned per head."""
-        return self._view(self.packed_keys, self.tail_keys), self._view(self.packed_values, self.tail_values)
+        return self._keys(self.tail_keys), self._values(self.tail_values)
 
     def valid(self) -> torch.Tensor:
         """Which slots of :meth:`entries` hold an entry, ``(B, H, stored())``."""
         return right_aligned(self.lengths + self.tail_keys.shape[-2], self.stored())
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
-        keys = self._view(self.packed_keys, self.tail_keys, key_states)
-        values = self._view(self.packed_values, self.tail_values, value_states)
+        keys, values = self._keys(self.tail_keys, key_states), self._values(self.tail_values, value_states)
         self.tail_keys = torch.cat([self.tail_keys, key_states], dim=-2)
         self.tail_values = torch.cat([self.tail_values, value_states], dim=-2)
         self.seen += key_states.shape[-2]
@@ -326,13 +332,14 @@ class PackedLayer(CacheLayerMixin):
 
     def _move(self, device: Any) -> None:
         for name in ("packed_keys", "packed_values", "lengths", "tail_keys", "tail_values"):
-            setattr(self, name, getattr(self, name).to(device, non_blocking=True))  # counts stay as they are
+            setattr(self, name, getattr(self, name).to(device, non_blocking=True))
+        self._set_packed(self.packed_keys, self.packed_values, self.lengths)
 
     def _rows(self, select: Any) -> None:
         """Rebuild from the rows ``select`` (a function of a ``(B, ...)`` tensor) picks of the padded view."""
         valid = select(right_aligned(self.lengths, self.width))
-        keys, lengths = pack(select(self._view(self.packed_keys)), valid)
-        self._set_packed(keys, pack(select(self._view(self.packed_values)), valid)[0], lengths)
+        keys, lengths = pack(select(self._keys()), valid)
+        self._set_packed(keys, pack(select(self._values()), valid)[0], lengths)
         self.tail_keys, self.tail_values = select(self.tail_keys), select(self.tail_values)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
