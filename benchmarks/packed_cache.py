@@ -5,10 +5,11 @@ each method and ratio compresses a copy of it twice, stored packed (tokenzip's d
 only its own entries, :class:`tokenzip.models.cache_layers.PackedLayer`) and padded (every head sized to the one
 that keeps most, the layout before packing, :func:`tokenzip.kv.cache.padded_storage`). For each: the bytes the
 cache holds (``tz.kv.cache_bytes``) against the dense cache, the largest transient padded view one attention call
-builds (packed only), the greedy answer, decode tokens/s (one over the median step of ``--repeats`` runs of
-``--tokens`` steps after the question, the layouts alternating so machine load falls on both alike) and the
-median time the cache layers' ``update`` takes per decoding step (summed over layers; the only part of a step
-where the layouts differ). Torch runs on one thread.
+builds (packed only), the greedy answer, the median decoding step (wall clock and this process's CPU time) over
+``--repeats`` runs of ``--tokens`` steps after the question, and the median time the cache layers' ``update``
+takes per decoding step (summed over layers: the only part of a step where the layouts differ). Configurations
+take turns within each repeat, so machine load falls on all alike; CPU time is the steadier figure on a shared
+machine. Torch runs on one thread.
 
     python benchmarks/packed_cache.py --model smollm2-135m --context 1600 --out benchmarks/packed-cache/smollm2.json
 
@@ -21,6 +22,7 @@ import argparse
 import contextlib
 import copy
 import json
+import os
 import platform
 import statistics
 import time
@@ -58,29 +60,29 @@ def transient_view_bytes(cache) -> int:
     return max(views, default=0)
 
 
-def decode_steps(model, comp, ids, steps: int) -> list[float]:
-    """Seconds of each of ``steps`` decoding steps after the question (the question's own forward pass excluded)."""
-    stamps = []
-    for _ in answer_tokens(model, comp, ids, steps + 1, stop=set()):
-        stamps.append(time.perf_counter())
-    return [b - a for a, b in zip(stamps, stamps[1:])]
+def clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
 
 
-def update_seconds(cache, repeats: int = 200) -> float:
-    """Median seconds the cache layers' ``update`` takes in one decoding step, summed over the layers: where the
-    layouts differ (a packed layer builds its padded view there; everything after it sees the same tensors)."""
-    news = [torch.randn(*layer_entries(layer)[0].shape[:2], 1, layer_entries(layer)[0].shape[-1])
-            for layer in cache.layers]
-    totals = []
-    for _ in range(repeats):
-        total = 0.0
-        for layer, new in zip(cache.layers, news):
-            step = copy.copy(layer)  # update() assigns new tensors: the cache itself is left as it is
-            start = time.perf_counter()
-            step.update(new, new)
-            total += time.perf_counter() - start
-        totals.append(total)
-    return statistics.median(totals)
+def decode_steps(model, comp, ids, steps: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of each of ``steps`` decoding steps after the question (its own forward pass excluded)."""
+    stamps = [clocks() for _ in answer_tokens(model, comp, ids, steps + 1, stop=set())]
+    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(stamps, stamps[1:])]
+
+
+def update_step(cache, news) -> tuple[float, float]:
+    """(wall, CPU) seconds the cache layers' ``update`` takes in one decoding step, summed over the layers: where
+    the layouts differ (a packed layer builds its padded view there; everything after it sees the same tensors)."""
+    steps = [copy.copy(layer) for layer in cache.layers]  # update() assigns new tensors: the cache is left as it is
+    start = clocks()
+    for step, new in zip(steps, news):
+        step.update(new, new)
+    end = clocks()
+    return end[0] - start[0], end[1] - start[1]
+
+
+def medians(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 def main() -> None:
@@ -92,10 +94,12 @@ def main() -> None:
     parser.add_argument("--layouts", nargs="+", default=["padded", "packed"], choices=["padded", "packed"])
     parser.add_argument("--tokens", type=int, default=64, help="decode steps timed per run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--update-repeats", type=int, default=300)
     parser.add_argument("--answer-tokens", type=int, default=24)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    load_start = os.getloadavg()
 
     model, tok = tz.load_model(args.model)
     sample = build_sample(get_task("niah_single"), lambda s: len(tok(s).input_ids), args.context, 0, 0)
@@ -120,29 +124,38 @@ def main() -> None:
                          "transient_view_bytes": transient_view_bytes(comp.cache) if lay == "packed" else 0,
                          "answer": tz.kv.answer_from(model, tok, comp, question, args.answer_tokens)[0]})
             print(json.dumps(rows[-1]), flush=True)
-    steps: dict[str, list[float]] = {"dense": []}
-    for _ in range(args.repeats):  # layouts alternate within each repeat: load drift falls on both
-        steps["dense"] += decode_steps(model, dense, q_ids, args.tokens)
-        for key, comp in compressed.items():
-            steps.setdefault("|".join(map(str, key)), []).extend(decode_steps(model, comp, q_ids, args.tokens))
+    caches = {"dense": dense, **{"|".join(map(str, key)): comp for key, comp in compressed.items()}}
+    steps: dict[str, list] = {key: [] for key in caches}
+    updates: dict[str, list] = {key: [] for key in caches}
+    news = {key: [torch.randn(*layer_entries(layer)[0].shape[:2], 1, layer_entries(layer)[0].shape[-1])
+                  for layer in comp.cache.layers] for key, comp in caches.items()}
+    for _ in range(args.repeats):  # configurations take turns within each repeat: load drift falls on all
+        for key, comp in caches.items():
+            steps[key] += decode_steps(model, comp, q_ids, args.tokens)
+    for _ in range(args.update_repeats):
+        for key, comp in caches.items():
+            updates[key].append(update_step(comp.cache, news[key]))
     for row in rows:
         key = "dense" if row["layout"] == "dense" else f"{row['method']}|{row['ratio']}|{row['layout']}"
-        comp = dense if key == "dense" else compressed[row["method"], row["ratio"], row["layout"]]
-        row["decode_step_ms_median"] = 1e3 * statistics.median(steps[key])
-        row["decode_tokens_per_s"] = 1e3 / row["decode_step_ms_median"]
-        row["update_us_per_step"] = 1e6 * update_seconds(comp.cache)
+        wall, cpu = medians(steps[key])
+        row["decode_step_ms"], row["decode_step_cpu_ms"] = 1e3 * wall, 1e3 * cpu
+        row["decode_tokens_per_s"] = 1 / wall
+        wall, cpu = medians(updates[key])
+        row["update_us"], row["update_cpu_us"] = 1e6 * wall, 1e6 * cpu
     result = {"model": args.model, "context_tokens": pre.n_tokens, "question_tokens": q_ids.shape[1],
+              "load_average_start": load_start, "load_average_end": os.getloadavg(),
               "decode_steps": args.tokens, "repeats": args.repeats, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "machine": platform.platform(), "rows": rows}
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
-    print(f"{'method':<12}{'ratio':>6} {'layout':<7}{'MB held':>9}{'of dense':>9}{'tok/s':>8}{'update us':>10}  answer")
+    print(f"{'method':<12}{'ratio':>6} {'layout':<7}{'MB held':>9}{'of dense':>9}{'step ms':>9}{'CPU ms':>8}"
+          f"{'update us':>10}{'CPU us':>8}  answer")
     for row in rows:
         print(f"{row['method']:<12}{row['ratio']:>6} {row['layout']:<7}{row['bytes'] / 1e6:>9.2f}"
-              f"{row['of_dense']:>9.1%}{row['decode_tokens_per_s']:>8.1f}{row['update_us_per_step']:>10.0f}"
-              f"  {row['answer'][:40]!r}")
+              f"{row['of_dense']:>9.1%}{row['decode_step_ms']:>9.1f}{row['decode_step_cpu_ms']:>8.1f}"
+              f"{row['update_us']:>10.0f}{row['update_cpu_us']:>8.0f}  {row['answer'][:40]!r}")
 
 
 if __name__ == "__main__":
