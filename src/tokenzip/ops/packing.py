@@ -42,7 +42,7 @@ def unpack(flat: torch.Tensor, lengths: torch.Tensor, width: int | None = None,
     defaults to the largest length; ``pieces`` are :func:`segments` of ``flat``, when already at hand.
 
     One concatenation of the pieces in their final order (a boolean-mask scatter of the same entries, or a copy per
-    piece, took 2-3x longer on CPU)."""
+    piece, took 1.5-3x longer in a CPU micro-benchmark)."""
     b, h = lengths.shape
     d = flat.shape[-1]
     pieces = segments(flat, lengths) if pieces is None else pieces
