@@ -3,7 +3,7 @@
     python benchmarks/engine_llamacpp.py speed --model smollm2-135m --context 2048 --threads 1 \
         --out benchmarks/engine-llamacpp/speed-smollm2-2k.json
     python benchmarks/engine_llamacpp.py memory --model smollm2-135m --context 7680 --budget 2048 --chunk 512 \
-        --threads 1 --out benchmarks/engine-llamacpp/memory-smollm2.json
+        --threads 1 --out benchmarks/engine-llamacpp/memory-smollm2-8k.json
     python benchmarks/engine_llamacpp.py compare benchmarks/engine-llamacpp/quality-torch \
         benchmarks/engine-llamacpp/quality-llamacpp
 
@@ -16,7 +16,8 @@ Quality comes from `tokenzip bench` runs (the same tasks through ``--engine torc
   at ``--ratio``:
   the first question's time to first token (prefill reading the tensors + scoring + eviction + the question),
   a cached question's (the compressed context restored + the question), decode tokens/s after eviction, bytes
-  held. The PyTorch path (the same GGUF dequantized, eager) gives the same figures for none and snapkv. Medians of
+  held. The PyTorch path (the same GGUF dequantized, eager) gives the same figures for ``--torch-methods`` (none and
+  snapkv by default). Medians of
   ``--repeats`` after a warm-up, each in wall-clock and in CPU seconds (the machine is shared: CPU seconds are
   what the work costs, wall-clock what a user waits under that load).
 - ``memory``: peak RSS (``VmHWM``) of fresh processes that import the same modules (tokenzip, torch, llama-cpp-python)
@@ -114,19 +115,17 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
 
     # plain llama.cpp: the same C API driven the same way, a context with no callback, nothing evicted
     plain = LlamaContext(engine.model, n_ctx, threads=args.threads)
+    plain.decode(ids[: len(ids) // 4], 0, logits="none")  # warm-up
     prefills, ttfts = [], []
-    for i in range(args.repeats + 1):  # the first is a warm-up
+    for _ in range(args.repeats):
         plain.clear()
-        with Clock() as prefill:
-            plain.decode(ids, 0, logits="none")
-        plain.clear()
-        with Clock() as ttft:  # a question with the document re-read
-            plain.decode(ids, 0, logits="none")
+        with Clock() as ttft:  # a question with the document re-read: its prefill, then the question
+            with Clock() as prefill:
+                plain.decode(ids, 0, logits="none")
             plain.decode(q_ids, len(ids))
             first = int(np.argmax(plain.logits()))
-        if i:
-            prefills.append(prefill)
-            ttfts.append(ttft)
+        prefills.append(prefill)
+        ttfts.append(ttft)
     out["plain"] = {"prefill": medians(prefills), "ttft": medians(ttfts),
                     "decode": decode_rate(plain, first, len(ids) + len(q_ids))}
     plain.close()
@@ -166,7 +165,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     model, tok = tz.load_model(args.model)
     tids = torch.tensor([q_ids])
     out["torch"] = {}
-    for name in ("none", "snapkv"):
+    for name in args.torch_methods:
         method = None if name == "none" else tz.get_method(name, ratio=args.ratio)
         tz.kv.prefill(model, tok, context[: len(context) // 4], [method] if method else [])  # warm-up
         firsts, cached = [], []
@@ -281,6 +280,8 @@ def main() -> None:
         if name == "speed":
             p.add_argument("--methods", nargs="+", default=["none", "streaming_llm", "snapkv", "compactor",
                                                            "kvzip_fast", "kvzip"])
+            p.add_argument("--torch-methods", nargs="*", default=["none", "snapkv"],
+                           help="the methods measured in the PyTorch path too")
             p.add_argument("--ratio", type=float, default=0.5)
             p.add_argument("--repeats", type=int, default=3)
         else:

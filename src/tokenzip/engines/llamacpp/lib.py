@@ -222,7 +222,7 @@ class LlamaContext:
         size = lib.llama_state_seq_get_size(self.handle, seq)
         buf = (ctypes.c_uint8 * size)()
         written = lib.llama_state_seq_get_data(self.handle, buf, size, seq)
-        return bytes(buf[:written])
+        return ctypes.string_at(buf, written)  # one copy (slicing a ctypes array builds a list of ints first)
 
     def load(self, data: bytes, seq: int = SEQ) -> None:
         """Replace the cache of ``seq`` by ``data`` from :meth:`save` (of a context of the same model)."""
