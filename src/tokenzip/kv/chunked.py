@@ -17,6 +17,12 @@ its budget by the method, scoring what it kept from earlier chunks together with
   reconstructions) carry it from chunk to chunk with the kept entries (:meth:`KVMethod.carry`).
 * Methods that compress the whole model at once (KVzip) compress after each chunk's forward pass.
 
+* A prefill of at most ``chunk_size`` tokens is one chunk: it is compressed once, after it, exactly as
+  without ``chunk_size`` (the same entries kept, ``ratio="auto"`` included).
+* ``ratio="auto"``: after every chunk each layer keeps the fewest top entries (by the running score) whose
+  share of the mass the method measured on this chunk stays within ``tolerance``, and never fewer than
+  ``1 - max_ratio`` of the tokens seen.
+
 The chunks are fed from the forward pre-hook of the decoder: a prefill longer than ``chunk_size`` runs
 its first chunks through the decoder there, and the caller's own forward pass carries on with the last
 chunk. Its output therefore covers the last chunk's tokens only (the logits ``generate`` needs).
@@ -156,9 +162,12 @@ def _keep_all(ctx: LayerContext) -> LayerResult:
 
 
 def _must_reduce(method: Any, ctx: LayerContext) -> bool:
-    """Whether any row holds more real entries than its target, or invalid entries to drop."""
+    """Whether any row holds more real entries than its target, or invalid entries to drop; a method choosing its
+    ratio per context (``ratio="auto"``) decides after every chunk, unless it may remove nothing."""
     if ctx.token_valid is not None and not bool(ctx.token_valid.all()):
         return True
+    if getattr(method, "auto", False):
+        return not method.is_noop(ctx.n_tokens)
     return bool((method.keep_counts(ctx) < ctx.n_tokens).any())
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,7 @@ class KVRuntime:
                 method.check_chunks(self.chunk_size)
         self.chunks: chunked.ChunkState | None = None  # set during a chunked prefill
         self.carried: dict[int, torch.Tensor] = {}  # per-entry state methods carry from chunk to chunk
-        self.compress_seconds = 0.0  # time a chunked prefill spent compressing
+        self.compress_seconds = 0.0  # time the last prefill spent compressing (between chunks, or after it)
 
     @classmethod
     def over_prefill(cls, prefill: Prefill, method: KVMethod | None, masks: CacheMasks | None = None) -> KVRuntime:
@@ -124,7 +125,8 @@ class KVRuntime:
             if isinstance(mask, torch.Tensor) and mask.ndim == 2 and not bool(mask.all()):
                 self.token_valid = mask.bool()
             self.input_ids = ids
-            if self.chunk_size:
+            self.compress_seconds = 0.0
+            if self.chunk_size and q > self.chunk_size:  # a prefill that fits one chunk is compressed as a whole
                 return chunked.feed(self, module, args, kwargs)
         self._q = q
         return None
@@ -139,7 +141,9 @@ class KVRuntime:
                 if self.chunks is not None:
                     chunked.compress_model(self, self.cache)
                 else:
+                    start = time.perf_counter()
                     self.compress_all(self.cache)
+                    self.compress_seconds += time.perf_counter() - start
             self.prefilling = False
             if self.chunks is not None:
                 self.chunks = chunked.finish(self.chunks)
@@ -181,11 +185,13 @@ class KVRuntime:
         if self.chunks is not None:
             chunked.compress_layer(self, cache, i)
             return
+        start = time.perf_counter()
         ctx = self.context(cache, i)
         if self.method.is_noop(ctx.n_tokens):
             return
         self.write(cache, i, self.method.compress_layer(ctx))
         self.captures.pop(i, None)
+        self.compress_seconds += time.perf_counter() - start
 
     # --- compression -----------------------------------------------------------------------------
     def context(self, cache: Any, i: int) -> LayerContext:
