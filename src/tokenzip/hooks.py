@@ -48,7 +48,8 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None, tokeni
     instruction (KVzip; without it KVzip warns and re-reads the context without its instruction).
 
     Every hook is removed on exit, also when the block raises. An in-model pruning (layers) method and a
-    KV-cache method compose; two kv methods on one model (given together or in nested blocks) are refused.
+    KV-cache method compose, chunked too (the layers method then prunes each chunk, one unpadded row at a
+    time); two kv methods on one model (given together or in nested blocks) are refused.
     Prompt and tokenizer methods act on text, not on a model: use ``tz.prompt.compress`` and
     ``tokenzip tokenizers`` for those.
     """
@@ -69,9 +70,10 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None, tokeni
         if not kv:
             raise TokenzipError("chunk_size= is for a kv method (it compresses while prefilling); none was given")
         methods = tuple(dataclasses.replace(m, chunk_size=chunk_size) if m.stage == "kv" else m for m in methods)
-    if any(getattr(m, "chunk_size", None) for m in methods) and any(m.stage == "layers" for m in methods):
-        raise TokenzipError("a chunked prefill (chunk_size) does not compose with a layers method yet: the layers "
-                            "method prunes a whole prefill at once")
+    if any(getattr(m, "chunk_size", None) for m in methods):
+        for method in methods:
+            if method.stage == "layers":
+                method.check_chunked()
     with contextlib.ExitStack() as stack:
         for method in methods:
             stack.enter_context(attach(model, method, tokenizer))

@@ -26,7 +26,7 @@ from tokenzip.errors import TokenzipError
 from tokenzip.kv.attached import check_kv_model, check_not_kv_attached
 from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import cache_bytes, copy_cache, layer_at, layer_length, restore, snapshot
-from tokenzip.kv.chunked import check_chunk_size
+from tokenzip.kv.chunked import check_chunk_size, entered_entries
 from tokenzip.kv.runtime import KVRuntime, target_layers
 from tokenzip.models.attention import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
@@ -56,6 +56,9 @@ class Prefill:
     method: KVMethod | None = None  # the method that compressed a chunked prefill
     chunk_size: int | None = None
     compress_seconds: float = 0.0
+    # a chunked prefill: per layer, the entries it took in (what it would hold had the kv method evicted
+    # nothing; fewer than the tokens where a layers method pruned them), the counts a ratio is measured against
+    entered: dict[int, float] | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -97,12 +100,13 @@ class Prefill:
             masks.restore(self.masks)
         cache = copy_cache(self.cache)
         targets = target_layers(self.adapter, bool(method and method.compress_sliding))
-        after = 0.0
+        before = after = 0.0
         for i in targets:
             valid = masks.valid.get(i)
             stored = layer_length(layer_at(cache, i))
             after += stored if valid is None else float(valid.float().sum(-1).mean())
-        counts = {"entries_before": self.n_tokens * len(targets), "entries_after": after}
+            before += self.entered[i] if self.entered else self.n_tokens
+        counts = {"entries_before": before, "entries_after": after}
         return CompressedCache(self.model, cache, masks, self.n_tokens, method, self.compress_seconds, counts)
 
     def _kept(self, cache: Any, masks: CacheMasks, compress_sliding: bool) -> dict[str, float]:
@@ -254,7 +258,8 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
     seconds = time.perf_counter() - start
     return Prefill(model, tok, cache, dict(runtime.captures), ids, window, received, seconds, cache_bytes(cache),
                    masks=runtime.masks.snapshot(), method=method, chunk_size=chunk_size,
-                   compress_seconds=runtime.compress_seconds)
+                   compress_seconds=runtime.compress_seconds,
+                   entered=entered_entries(runtime) if chunk_size is not None else None)
 
 
 @torch.no_grad()
