@@ -214,8 +214,9 @@ def test_a_chunked_kv_stage_reports_what_each_stage_really_held(tiny, family, ch
     assert layers.after == counts[-1] == whole.after < n  # the chunks lost, together, what the whole prefill loses
     assert report.token_layers == sum(counts)
     assert layers.entries_after == kv.before == sum(took) and layers.bytes_after is None
-    held = [layer_length(layer) if compressed.masks.valid.get(i) is None
-            else float(compressed.masks.valid[i].float().sum(-1).mean()) for i, layer in enumerate(compressed.cache.layers)]
+    valid = compressed.masks.valid
+    held = [layer_length(layer) if valid.get(i) is None else float(valid[i].float().sum(-1).mean())
+            for i, layer in enumerate(compressed.cache.layers)]
     assert kv.after == report.entries_held == sum(held) and kv.bytes_after == cache_bytes(compressed.cache)
     targets = target_layers(adapter, False)
     assert compressed.achieved_ratio == pytest.approx(1 - sum(held[i] for i in targets) / sum(took[i] for i in targets))

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from tokenzip.errors import TokenzipError
 
@@ -38,6 +39,29 @@ def decode_utf8(data: bytes, where: str) -> str:
             f"{where} is not UTF-8 text: invalid byte 0x{data[exc.start]:02x} at byte {exc.start} (line {line}). "
             "Convert it to UTF-8 first, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`"
         ) from exc
+
+
+def check_text(value: Any, where: str) -> None:
+    """Refuse text no UTF-8 can hold anywhere in ``value`` (a string, or JSON data: lists and objects), such as a
+    lone surrogate (``"\\ud800"`` in JSON): a :class:`TokenzipError` naming ``where``, the field and the position.
+    Such a string cannot be tokenized, written to a file or sent on."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            stack += [(v, f"{path}.{k}" if path else str(k)) for k, v in item.items()]
+            stack += [(k, f"{path} (a key)" if path else "a key") for k in item if isinstance(k, str)]
+        elif isinstance(item, list):
+            stack += [(v, f"{path}[{i}]") for i, v in enumerate(item)]
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise TokenzipError(
+                    f"{where}{': field ' + path if path else ''} holds text that is not valid Unicode: "
+                    f"{item[exc.start]!r} at character {exc.start} ({exc.reason}; a lone surrogate such as "
+                    "'\\ud800' is half of a character): send valid UTF-8 text"
+                ) from None
 
 
 def read_text(path: str | Path, what: str = "file", stdin: bool = True) -> str:
