@@ -60,7 +60,7 @@ def check_text(value: Any, where: str) -> None:
                 raise TokenzipError(
                     f"{where}{': field ' + path if path else ''} holds text that is not valid Unicode: "
                     f"{item[exc.start]!r} at character {exc.start} ({exc.reason}; a lone surrogate such as "
-                    "'\\ud800' is half of a character): send valid UTF-8 text"
+                    "'\\ud800' is half of a character): give valid UTF-8 text"
                 ) from None
 
 
