@@ -106,7 +106,8 @@ class BenchConfig:
             raise TokenzipError("give at least one method (or 'none' for the uncompressed model only)")
         if not self.ratios:
             raise TokenzipError("give at least one ratio (the fraction of tokens removed, 0 <= r < 1)")
-        self.ratios = [check_ratio(r) for r in self.ratios]
+        self.ratios = list(dict.fromkeys(check_ratio(r) for r in self.ratios))  # each once: a row per key
+        self.methods = list(dict.fromkeys(m.strip() if isinstance(m, str) else m for m in self.methods))
         if self.stage == PIPELINE:  # bad specs: the spec parser's message, before any work
             self.methods, self.ratios = pipeline_specs(self.methods), [0.0]
         for spec in self.methods if self.stage != PIPELINE else ():
