@@ -12,7 +12,7 @@ from typing import Any
 
 from tokenzip.errors import TokenzipError
 
-STDIN = "-"
+STDIN = STDOUT = "-"  # a path of "-": standard input (reading) or standard output (writing)
 
 
 def check_file(path: str | Path, what: str = "file") -> Path:
@@ -79,6 +79,33 @@ def read_text(path: str | Path, what: str = "file", stdin: bool = True) -> str:
     return decode_utf8(data, f"{what} {path}")
 
 
+def out_dir(path: str | Path, what: str = "output directory") -> Path:
+    """The directory ``path`` for output, created with its parents when missing; a :class:`TokenzipError` saying why
+    it cannot be (a file is in the way, no permission) instead of an OSError."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise TokenzipError(f"{what} {path} exists and is not a directory: give a directory (created when missing)")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TokenzipError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise TokenzipError(f"{what} {path} is not writable: give a directory you can write to")
+    return p
+
+
+def out_file(path: str | Path, what: str = "output file") -> Path:
+    """The file ``path`` for output (its directory created when missing); a :class:`TokenzipError` when it is a
+    directory or cannot be written, before anything is computed."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise TokenzipError(f"{what} {path} is a directory: give a file name")
+    out_dir(p.parent, f"the directory of {what}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise TokenzipError(f"{what} {path} is not writable")
+    return p
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Replace ``path`` by ``data`` (text is written as UTF-8) so that a reader finds the old file or the whole new
     one, never a part, also after a crash: written to a temporary file in the same directory, flushed, fsync'ed,
@@ -92,7 +119,10 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):  # a directory in the way, no permission, a full disk: say which file
+            what = "a directory is in the way" if path.is_dir() else exc.strerror or str(exc)
+            raise TokenzipError(f"cannot write {path}: {what}") from exc
         raise
