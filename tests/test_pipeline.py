@@ -233,3 +233,30 @@ def test_a_chunked_kv_stage_alone_reports_what_it_removed(tiny):
     assert kv.before == report.dense_entries == n * len(compressed.cache.layers)
     assert kv.after == sum(layer_length(layer) for layer in compressed.cache.layers) == (n - n // 2) * 4
     assert kv.removed == pytest.approx(compressed.achieved_ratio) and kv.removed > 0.45
+
+
+@pytest.mark.parametrize("query_aware", [False, True])
+def test_an_empty_context_and_no_new_tokens_are_refused_either_way(tiny, query_aware):
+    """Issue 23, item 8: ``answer("")`` was refused query-agnostic but answered query-aware (from the question
+    alone), and ``max_new_tokens=-1`` gave an empty answer."""
+    model, tok = tiny("llama")
+    pipe = tz.pipeline("kv:snapkv@0.5")
+    with pytest.raises(TokenzipError, match="the context is empty"):
+        pipe.answer(model, tok, "  ", QUESTION, query_aware=query_aware)
+    with pytest.raises(TokenzipError, match="the context is empty"):
+        tz.kv.answer(model, tok, "", QUESTION, "snapkv", query_aware=query_aware)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(TokenzipError, match="max_new_tokens .* an integer >= 1"):
+            pipe.answer(model, tok, TEXT, QUESTION, query_aware=query_aware, max_new_tokens=bad)
+        with pytest.raises(TokenzipError, match="max_new_tokens .* an integer >= 1"):
+            tz.kv.answer(model, tok, TEXT, QUESTION, "snapkv", query_aware=query_aware, max_new_tokens=bad)
+
+
+def test_generate_refuses_no_new_tokens_before_loading_the_model(tmp_path, capsys):
+    from tokenzip.cli import main
+
+    context = tmp_path / "ctx.txt"
+    context.write_text(TEXT)
+    assert main(["generate", "--model", "gemma-3-270m", "--context", str(context), "--question", "Q?",
+                 "--max-new-tokens", "-1"]) == 2
+    assert "max_new_tokens is the number of tokens to generate, an integer >= 1; got -1" in capsys.readouterr().err

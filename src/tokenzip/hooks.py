@@ -69,6 +69,10 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None, tokeni
     if chunk_size is not None:
         if not kv:
             raise TokenzipError("chunk_size= is for a kv method (it compresses while prefilling); none was given")
+        own = {m.chunk_size for m in methods if m.stage == "kv" and m.chunk_size is not None}
+        if own - {chunk_size}:
+            raise TokenzipError(f"chunk_size={chunk_size} was given, and the method's own chunk_size is "
+                                f"{', '.join(map(str, sorted(own)))}: give it once (either one)")
         methods = tuple(dataclasses.replace(m, chunk_size=chunk_size) if m.stage == "kv" else m for m in methods)
     if any(getattr(m, "chunk_size", None) for m in methods):
         for method in methods:

@@ -26,7 +26,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.hooks import attach
-from tokenzip.kv.answer import CompressedCache, Prefill, answer_from, prefill
+from tokenzip.kv.answer import CompressedCache, Prefill, answer_from, check_context, check_max_new_tokens, prefill
 from tokenzip.models.cache_layers import dense_cache_bytes, dense_cache_entries, held_entries
 from tokenzip.registry import Method
 from tokenzip.spec import PIPELINE_STAGES, PipelineSpec, from_methods, parse
@@ -271,6 +271,8 @@ class Pipeline:
         questions = [questions] if isinstance(questions, str) else list(questions)
         if not questions:
             raise TokenzipError("give at least one question")
+        check_context(context)  # also when query-aware, where the question alone would make a prefill
+        check_max_new_tokens(max_new_tokens)
         self.check(model)
         answers, reports = [], []
         if not query_aware:

@@ -117,3 +117,9 @@ def test_a_read_only_output_directory_is_a_message(tmp_path, rows_dir, capsys):
                 "cannot create")
     finally:
         locked.chmod(0o755)
+
+
+def test_a_chunk_size_of_zero_is_not_ignored_beside_a_pipeline(tmp_path, capsys):
+    """Item 8: ``bench --pipeline ... --chunk-size 0`` was ignored (0 is falsy) while other values were refused."""
+    refused(capsys, ["bench", "--model", "tiny:llama", "--pipeline", "kv:snapkv@0.5", "--chunk-size", "0",
+                     "--tasks", "vt", "--out", str(tmp_path / "run")], "--pipeline replaces", "--chunk-size")

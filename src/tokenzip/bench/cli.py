@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from tokenzip.bench.stages import with_chunk_size
 
-    if args.pipeline and (args.stage or args.methods or args.ratios or args.chunk_size):
+    if args.pipeline and (args.stage or args.methods or args.ratios or args.chunk_size is not None):
         raise TokenzipError("--pipeline replaces --stage, --methods, --ratios and --chunk-size: a single stage is a "
                             "pipeline of one ('kv:snapkv@0.5'; chunk_size=N goes in the kv item)")
     stage = "pipeline" if args.pipeline else args.stage or "kv"

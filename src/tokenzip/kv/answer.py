@@ -213,6 +213,28 @@ def _encode(tok: Any, text: str | torch.Tensor, special: bool, device: Any) -> t
     return ids.to(device)
 
 
+def one_chunk_size(chunk_size: int | None, methods: Sequence[KVMethod]) -> int | None:
+    """The chunk size of a prefill: ``chunk_size`` or the methods' own, which must not say otherwise."""
+    own = {m.chunk_size for m in methods if m.chunk_size is not None}
+    if chunk_size is not None and own - {chunk_size}:
+        raise TokenzipError(f"chunk_size={chunk_size} was given, and the method's own chunk_size is "
+                            f"{', '.join(map(str, sorted(own)))}: give it once (either one)")
+    return chunk_size if chunk_size is not None else next(iter(sorted(own)), None)
+
+
+def check_max_new_tokens(max_new_tokens: Any) -> None:
+    """New tokens to generate: an integer >= 1."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise TokenzipError(f"max_new_tokens is the number of tokens to generate, an integer >= 1; got "
+                            f"{max_new_tokens!r}")
+
+
+def check_context(context: Any) -> None:
+    """A context to answer from: text that is not empty (or token ids)."""
+    if isinstance(context, str) and not context.strip():
+        raise TokenzipError("the context is empty: give the text the questions are about")
+
+
 @torch.no_grad()
 def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence[KVMethod | str] = (),
             window: int = 0, received: bool = False, chunk_size: int | None = None) -> Prefill:
@@ -226,7 +248,7 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
     check_not_kv_attached(model, "tz.kv.prefill")
     methods = [_as_method(m) for m in methods]
     live = [m for m in methods if m is not None]
-    chunk_size = chunk_size if chunk_size is not None else next((m.chunk_size for m in live if m.chunk_size), None)
+    chunk_size = one_chunk_size(chunk_size, live)
     if chunk_size is not None:
         check_chunk_size(chunk_size)
         if len(live) > 1:
@@ -271,6 +293,7 @@ def answer_from(model: Any, tok: Any, compressed: CompressedCache, question: str
     ``question`` may also be token ids. Returns ``(text, new_tokens, decode_seconds)``; decode time
     covers the question tokens and generation.
     """
+    check_max_new_tokens(max_new_tokens)
     device = next(model.parameters()).device
     if isinstance(question, torch.Tensor):
         ids = question.to(device).view(1, -1)
@@ -328,6 +351,8 @@ def answer(model: Any, tok: Any, context: str, questions: str | Sequence[str], m
     questions = [questions] if isinstance(questions, str) else list(questions)
     if not questions:
         raise TokenzipError("give at least one question")
+    check_context(context)  # also when query-aware, where the question alone would make a prefill
+    check_max_new_tokens(max_new_tokens)
     results = []
     methods = [method] if method else []
     shared = None if query_aware else prefill(model, tok, context, methods, chunk_size=chunk_size)

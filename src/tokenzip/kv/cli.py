@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
                 raise TokenzipError(f"give {name} with --{name}, not as --param")
         params = from_text(method_class(args.method, "kv"), texts, "--param")
         method = tz.get_method(args.method, stage="kv", **params, **sizes)
+    from tokenzip.kv.answer import check_max_new_tokens, one_chunk_size
+
+    check_max_new_tokens(args.max_new_tokens)  # what the model cannot do is refused before it is loaded
+    one_chunk_size(args.chunk_size, [method] if method else [])
     model, tok = tz.load_model(args.model)
     answers = tz.kv.answer(model, tok, context, args.question, method, query_aware=args.query_aware,
                            max_new_tokens=args.max_new_tokens, answer_prefix=args.answer_prefix,
