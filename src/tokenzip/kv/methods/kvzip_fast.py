@@ -79,7 +79,7 @@ class KVzipFast(KVzip, AutoRatioMethod):
         delta = self.replay_ids(replay).shape[1]
         out = {}
         for ctx in contexts:
-            queries = rereading_queries(ctx, replay.input_ids.shape[1], self.name)
+            queries = rereading_queries(ctx, self.name)
             out[ctx.layer_idx] = self_replay_attention(queries, ctx.keys, ctx.scaling, ctx.rotated(queries, delta),
                                                        ctx.valid_tokens())
         return out
@@ -124,10 +124,12 @@ class KVzipFast(KVzip, AutoRatioMethod):
         return results
 
 
-def rereading_queries(ctx: LayerContext, n_read: int, name: str) -> torch.Tensor:
-    """The prefill's queries of the ``n_read`` re-read entries (the last ones: the whole context, or a chunked
-    prefill's newest chunk after the kept entries), ``(B, H_q, n_read, D)``."""
-    if ctx.queries is None or ctx.queries.shape[2] < n_read or n_read > ctx.n_tokens:
+def rereading_queries(ctx: LayerContext, name: str) -> torch.Tensor:
+    """The prefill's queries of the re-read entries, ``(B, H_q, Q, D)``: every entry the layer holds after a whole
+    prefill; after a chunk, the chunk's (the layer's last ``Q`` entries; fewer than the chunk's tokens where a
+    layers method pruned them inside the model, and they sit at their original positions, so ``Delta`` holds)."""
+    queries = ctx.queries
+    if queries is None or queries.shape[2] > ctx.n_tokens or (not ctx.chunked and queries.shape[2] != ctx.n_tokens):
         raise RuntimeError(f"{name} scores with the prefill queries of every re-read entry; they were not captured "
                            "for this layer (it compresses after a prefill, not during decoding)")
-    return ctx.queries[:, :, -n_read:]
+    return queries
