@@ -136,10 +136,11 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
                     if not args:
                         kwargs["hidden_states"] = reduced
             st = runtime.state
-            if fwd.chunk is not None and st is not None and (st.changed or fwd.pruned):
-                fwd.pruned = True  # from here on this chunk's tokens are the layers stage's slots: it masks them
-                if fwd.chunk.owned_from is None:
-                    fwd.chunk.owned_from = i
+            if fwd.chunk is not None and st is not None:
+                fwd.pruned = fwd.pruned or st.changed  # in this chunk or an earlier one
+                first = min((step for step in runtime.steps if step >= 0), default=None)
+                if fwd.pruned and first is not None and i > first and fwd.chunk.owned_from is None:
+                    fwd.chunk.owned_from = i  # the layers after the first reduction hold fewer entries: masked here
             if st is None or not st.changed:
                 return args, kwargs
             positions = st.position
