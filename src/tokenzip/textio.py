@@ -119,10 +119,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException as exc:
+    except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(exc, OSError):  # a directory in the way, no permission, a full disk: say which file
-            what = "a directory is in the way" if path.is_dir() else exc.strerror or str(exc)
-            raise TokenzipError(f"cannot write {path}: {what}") from exc
         raise
