@@ -171,8 +171,11 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
                     kwargs: dict) -> Any:
             if fwd.prefill:
                 sliding = window if adapter.is_sliding(i) else None
+                masks = shared_masks(stack.model)
                 if fwd.chunk is not None and fwd.chunk.owns(i):
-                    mask = chunk_mask(shared_masks(stack.model), i, query, key, runtime.state, fwd.chunk.start, sliding)
+                    mask = chunk_mask(masks, i, query, key, runtime.state, fwd.chunk.start, sliding)
+                elif fwd.chunk is not None and masks.managed(i):  # the kv method reduced what earlier chunks left:
+                    mask = masks.mask_for(i, query, key)  # the model's one mask per layer type no longer fits it
                 else:
                     mask = runtime.mask(mask, query.dtype, sliding)
                 wants = runtime.wants(i)
