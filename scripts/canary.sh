@@ -54,7 +54,7 @@ if [ "$(cat "$venv/.tokenzip-canary" 2>/dev/null || true)" != "$want" ]; then
     echo "canary: building $venv: the lock, then transformers $transformers and torch $torch"
     rm -rf "$venv"
     # the locked environment, exactly as the blocking run builds it (setup.sh: torch first, then the lock)
-    TOKENZIP_VENV="$venv" bash -c 'source scripts/setup.sh all,dev,ray' >>"$log" 2>&1 || give_up "the lock did not install"
+    TOKENZIP_VENV="$venv" bash -c 'source scripts/setup.sh all,dev' >>"$log" 2>&1 || give_up "the lock did not install"
     # then the newest releases, with only what they need moved (pip's default only-if-needed strategy). pip
     # warns that tokenzip's cap excludes them: that is the point.
     index_pip install ${TOKENZIP_TORCH_INDEX:+--index-url "$TOKENZIP_TORCH_INDEX" --extra-index-url https://pypi.org/simple} \
@@ -96,7 +96,7 @@ EOF
 where="$(sed -n 1p "$tmp/summary")"
 sed -n 2p "$tmp/summary" | tee -a "$log"
 echo "canary: pytest ${tests[*]} (log: $log)"
-"$venv/bin/python" -m pytest -p no:cacheprovider -q -rfE --junitxml="$tmp/junit.xml" "${tests[@]}" >>"$log" 2>&1
+"$venv/bin/python" -m pytest -p no:cacheprovider -q -rfE --durations=10 --junitxml="$tmp/junit.xml" "${tests[@]}" >>"$log" 2>&1
 read -r failed passed skipped < <("$venv/bin/python" - "$tmp/junit.xml" <<'EOF' 2>/dev/null || echo "? 0 0"
 import sys
 import xml.etree.ElementTree as ET
