@@ -6,6 +6,7 @@
 # .ci/run runs it after the blocking runs. How a release gets in: docs/install.md.
 #   TOKENZIP_CANARY_VENV  its environment (default .venv-canary); rebuilt when the lock, pyproject.toml, the
 #                         setup scripts or the newest releases change. The log is LOG=$TOKENZIP_CANARY_VENV/canary.log
+#   TOKENZIP_CANARY_TESTS other pytest arguments than the default test files, space-separated
 #   TOKENZIP_TORCH_INDEX  as for scripts/setup.sh: an index for torch (e.g. a CPU-only one). Without it torch
 #                         comes from PyPI, whose Linux x86_64 wheel is the CUDA build: 0.54 GB plus 2.2 GB of
 #                         nvidia-*/triton wheels it requires (the wheel does not import without them), runs on CPU.
@@ -17,6 +18,8 @@ cd "$root"
 venv="${TOKENZIP_CANARY_VENV:-.venv-canary}"
 tests=(tests/kv tests/layers tests/models tests/test_pipeline.py tests/bench/test_gemma.py tests/bench/test_runner.py
        tests/prompt/test_gemma.py)
+# shellcheck disable=SC2206  # TOKENZIP_CANARY_TESTS is split on spaces: no argument with a space in it
+[ -n "${TOKENZIP_CANARY_TESTS:-}" ] && tests=(${TOKENZIP_CANARY_TESTS})
 start=$SECONDS
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
