@@ -8,7 +8,7 @@
 #                         setup scripts or the newest releases change. The log is LOG=$TOKENZIP_CANARY_VENV/canary.log
 #   TOKENZIP_CANARY_TESTS other pytest arguments than the default test files, space-separated
 #   TOKENZIP_TORCH_INDEX  as for scripts/setup.sh: an index for torch (e.g. a CPU-only one). Without it torch
-#                         comes from PyPI, whose Linux x86_64 wheel is the CUDA build: 0.54 GB plus 2.2 GB of
+#                         comes from PyPI, whose Linux x86_64 wheel is the CUDA build: 0.5 GiB plus 2.3 GiB of
 #                         nvidia-*/triton wheels it requires (the wheel does not import without them), runs on CPU.
 # The newest releases are looked up and installed with pip's configuration files ignored (PIP_CONFIG_FILE=/dev/null):
 # a machine's pip.conf may constrain them (this project's dev machines cap torch at the releases on local disk).
@@ -29,8 +29,13 @@ loud() {  # the canary's one line, set apart so that it is seen at the end of a 
     printf '\n!!!!!!!!!!\n!!! CANARY: %s\n!!!!!!!!!!\n' "$*"
 }
 give_up() {  # $1 what failed; the run goes on (exit 0)
-    if [ "$log" = "$tmp/canary.log" ] && [ -d "$venv" ] && cp "$log" "$venv/canary.log"; then
-        log="$venv/canary.log"
+    if [ "$log" = "$tmp/canary.log" ]; then  # the temporary log goes with this script: keep it or show it
+        if [ -d "$venv" ] && cp "$log" "$venv/canary.log"; then
+            log="$venv/canary.log"
+        else
+            tail -n 20 "$log"
+            log="the lines above"
+        fi
     fi
     loud "transformers ${transformers:-?} / torch ${torch:-?}: the canary could not run ($1): see $log"
     exit 0
