@@ -43,6 +43,7 @@ def load_model(
     """
     check_model_name(name_or_path)
     torch_dtype = _dtype(dtype)
+    kwargs = pretrained_defaults(kwargs)
     if name_or_path in MODELS:
         module, function = MODELS[name_or_path].loader.split(":")
         model, tok = getattr(importlib.import_module(module), function)(torch_dtype, **kwargs)
@@ -52,6 +53,23 @@ def load_model(
         model = model.to(device)
     model.eval()
     return model, tok
+
+
+def pretrained_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``from_pretrained`` keywords with tokenzip's defaults: ``use_kernels=False`` unless the caller chose.
+
+    transformers 5.25 made hub kernels the default (``use_kernels=True``): on CUDA, ``from_pretrained``
+    swaps RMSNorm, the rotary embedding and activations for kernels downloaded from the hub at load time
+    (on CPU nothing is swapped). tokenzip hooks the layers and attention of transformers' own modules and
+    undoes their rotary convention, and its figures must not depend on the device or on hub access: it
+    loads the torch implementation, as transformers up to 5.24 did by default. ``use_kernels=True`` is
+    passed on when asked for. Versions without hub kernels (no ``set_use_kernels``) get nothing.
+    """
+    from transformers import PreTrainedModel
+
+    if hasattr(PreTrainedModel, "set_use_kernels"):
+        return {"use_kernels": False, **kwargs}
+    return dict(kwargs)
 
 
 def check_model_name(name_or_path: Any) -> None:
