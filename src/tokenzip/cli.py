@@ -17,7 +17,7 @@ from tokenzip.errors import MissingDependencyError, TokenzipError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("tokenzip.demo", "the main job: a small benchmark on the offline Gemma 3 270M, table + report"),
+    "demo": ("tokenzip.demo", "the main job: KV compression on the offline SmolLM2-135M, a small benchmark, report"),
     "models": ("tokenzip.cli_info", "list the models that load offline, and whether they are installed"),
     "methods": ("tokenzip.cli_info", "list every method with its stage, paper and parameters"),
 }

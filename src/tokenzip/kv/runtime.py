@@ -225,8 +225,7 @@ class KVRuntime:
 
     def write(self, cache: Any, i: int, result: LayerResult) -> None:
         """Store a compressed layer in the cache and take over its attention mask."""
-        store(cache, i, result.keys, result.values, result.layer)
-        self.masks.manage(i, result.valid)
+        self.masks.manage(i, store(cache, i, result.keys, result.values, result.layer, result.valid))
         self.compressed = True
 
     def compress_all(self, cache: Any, method: KVMethod | None = None) -> None:

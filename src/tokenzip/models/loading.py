@@ -10,8 +10,11 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError, unknown_name
-from tokenzip.models import gemma
+from tokenzip.models import gemma, smollm2
 from tokenzip.models.catalog import MODELS
+
+# Packaged models whose dequantized cache holds the tokenizer (and config) apart from the weights.
+_CACHED = {gemma.NAME: gemma, smollm2.NAME: smollm2}
 
 
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -40,6 +43,7 @@ def load_model(
     """
     check_model_name(name_or_path)
     torch_dtype = _dtype(dtype)
+    kwargs = pretrained_defaults(kwargs)
     if name_or_path in MODELS:
         module, function = MODELS[name_or_path].loader.split(":")
         model, tok = getattr(importlib.import_module(module), function)(torch_dtype, **kwargs)
@@ -49,6 +53,23 @@ def load_model(
         model = model.to(device)
     model.eval()
     return model, tok
+
+
+def pretrained_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``from_pretrained`` keywords with tokenzip's defaults: ``use_kernels=False`` unless the caller chose.
+
+    transformers 5.25 made hub kernels the default (``use_kernels=True``): on CUDA, ``from_pretrained``
+    swaps RMSNorm, the rotary embedding and activations for kernels downloaded from the hub at load time
+    (on CPU nothing is swapped). tokenzip hooks the layers and attention of transformers' own modules and
+    undoes their rotary convention, and its figures must not depend on the device or on hub access: it
+    loads the torch implementation, as transformers up to 5.24 did by default. ``use_kernels=True`` is
+    passed on when asked for. Versions without hub kernels (no ``set_use_kernels``) get nothing.
+    """
+    from transformers import PreTrainedModel
+
+    if hasattr(PreTrainedModel, "set_use_kernels"):
+        return {"use_kernels": False, **kwargs}
+    return dict(kwargs)
 
 
 def check_model_name(name_or_path: Any) -> None:
@@ -111,8 +132,8 @@ def auto_tokenizer(name_or_path: str, **kwargs: Any) -> Any:
 @functools.lru_cache(maxsize=8)
 def load_tokenizer(name_or_path: str) -> Any:
     """The tokenizer of a short model name (without loading the weights where possible), a local path or an HF id."""
-    if name_or_path == "gemma-3-270m":
-        return auto_tokenizer(str(gemma.tokenizer_dir()))
+    if name_or_path in _CACHED:
+        return auto_tokenizer(str(_CACHED[name_or_path].tokenizer_dir()))
     if name_or_path in MODELS:
         return load_model(name_or_path)[1]
     try:
@@ -133,8 +154,8 @@ def config_positions(name_or_path: str) -> int:
     """:func:`max_positions` read from the config alone (0 when it cannot be read without the weights)."""
     from transformers import AutoConfig
 
-    if name_or_path == "gemma-3-270m":
-        name_or_path = str(gemma.ensure_cache())
+    if name_or_path in _CACHED:
+        name_or_path = str(_CACHED[name_or_path].ensure_cache())
     try:
         return _config_positions(AutoConfig.from_pretrained(name_or_path))
     except (OSError, ValueError):
