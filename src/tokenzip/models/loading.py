@@ -85,6 +85,23 @@ def check_model_name(name_or_path: Any) -> None:
             "model", name_or_path, MODELS,
             hint="Pass a short name, an existing local directory, or a Hugging Face id like 'org/name'.",
         )
+    if path.exists():
+        _check_local(path)
+
+
+WEIGHTS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def _check_local(path: Path) -> None:
+    """A local model is a directory as ``save_pretrained`` writes it: config.json and weights."""
+    layout = "a local model is a directory holding config.json and weights (*.safetensors or pytorch_model.bin), " \
+             "as save_pretrained writes it"
+    if not path.is_dir():
+        raise TokenzipError(f"model {str(path)!r} is a file, not a directory: {layout}")
+    missing = [what for what, found in (("config.json", (path / "config.json").is_file()),
+                                        ("weights", any(any(path.glob(p)) for p in WEIGHTS))) if not found]
+    if missing:
+        raise TokenzipError(f"model directory {str(path)!r} has no {' and no '.join(missing)}: {layout}")
 
 
 def _load_hf(name_or_path: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
@@ -93,7 +110,7 @@ def _load_hf(name_or_path: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any,
 
     try:
         config = AutoConfig.from_pretrained(name_or_path)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise TokenzipError(
             f"could not load a model config from {name_or_path!r}: {exc}. Without hub access, use a short name "
             "from `tokenzip models` or a local directory holding config.json and weights."
