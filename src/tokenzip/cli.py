@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TokenzipError, MissingDependencyError, FileNotFoundError) as exc:
         print(f"tokenzip {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the checks did not foresee (a full disk, a file vanishing): a message, no traceback
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        print(f"tokenzip {args.command}: error: {exc.strerror or exc}{': ' + paths if paths else ''}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

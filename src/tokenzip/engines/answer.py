@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tokenzip.engines.base import Compressed, Engine
 from tokenzip.errors import TokenzipError
-from tokenzip.kv.answer import KVAnswer
+from tokenzip.kv.answer import KVAnswer, check_context, check_max_new_tokens, one_chunk_size
 from tokenzip.kv.base import KVMethod
 from tokenzip.registry import get_method
 
@@ -37,6 +37,7 @@ class Generated:
 def answer_from(engine: Engine, compressed: Compressed, question: str | Sequence[int], max_new_tokens: int = 32,
                 answer_prefix: str = "") -> Generated:
     """Greedy answer to ``question`` (text, then ``answer_prefix``; or token ids) from ``compressed``."""
+    check_max_new_tokens(max_new_tokens)
     ids = engine.tokenize(question + answer_prefix, False) if isinstance(question, str) else list(question)
     start = time.perf_counter()
     first = 0.0
@@ -58,8 +59,11 @@ def answer(engine: Engine, context: str, questions: str | Sequence[str], method:
     questions = [questions] if isinstance(questions, str) else list(questions)
     if not questions:
         raise TokenzipError("give at least one question")
-    engine.check_method(method, chunk_size)
+    check_context(context)  # as tz.kv.answer: every engine refuses the same inputs before any work
+    check_max_new_tokens(max_new_tokens)
     methods = [method] if method is not None else []
+    chunk_size = one_chunk_size(chunk_size, methods)
+    engine.check_method(method, chunk_size)
     results = []
     shared = compressed = None
     if not query_aware:

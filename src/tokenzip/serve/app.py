@@ -25,6 +25,7 @@ from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.metrics import Metrics
 from tokenzip.serve.schemas import ChatRequest, CompletionRequest, CompressRequest, error_param
 from tokenzip.serve.split import chat_prompt, completion_prompt
+from tokenzip.textio import check_text
 
 _DONE = object()
 
@@ -38,6 +39,10 @@ async def read_body(request: Request, schema: type[BaseModel]) -> Any:
         raise bad_request(f"the body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object", code="invalid_json")
+    try:
+        check_text(data, "the body")
+    except TokenzipError as exc:
+        raise bad_request(str(exc), code="invalid_text") from None
     try:
         return schema.model_validate(data)
     except ValidationError as exc:

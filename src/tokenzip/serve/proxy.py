@@ -29,6 +29,7 @@ from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.metrics import Metrics
 from tokenzip.serve.schemas import ChatMessage, error_param
 from tokenzip.serve.split import Prompt, chat_prompt, completion_prompt
+from tokenzip.textio import check_text
 
 
 class Proxy:
@@ -84,6 +85,10 @@ class Proxy:
             raise bad_request(f"the body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(body, dict):
             raise bad_request("the body must be a JSON object", code="invalid_json")
+        try:
+            check_text(body, "the body")
+        except TokenzipError as exc:
+            raise bad_request(str(exc), code="invalid_text") from None
         spec = parse_spec(body.pop("compression", None), self.default_spec)
         self.check_servable(spec)
         prompt = self._prompt(body, kind)
