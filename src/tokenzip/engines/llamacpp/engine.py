@@ -135,6 +135,7 @@ class LlamaCppEngine:
         self.tokenizer = _Tokenizer(self.model)
         self._ctx: LlamaContext | None = None
         self._holding: Any = None  # the saved state the context's cache holds unchanged (no restore needed)
+        self._next: int | None = None  # the position step() feeds next
         self.limit = n_ctx or self.model.n_ctx_train
 
     # --- text -----------------------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ class LlamaCppEngine:
             if self._ctx is not None:
                 self._ctx.close()
             threads = self.threads or 0
-            self._ctx = self._holding = None
+            self._ctx = self._holding = self._next = None
             self._ctx = LlamaContext(self.model, size, n_batch=self.n_batch, threads=threads or _default_threads(),
                                      flash_attn=self.flash_attn, on_tensor=self.reader)
         return self._ctx
@@ -194,7 +195,7 @@ class LlamaCppEngine:
         ctx = self.context(len(ids) + replay, what)
         window = max([m.query_window() for m in live] + [ALL_QUERIES if any(m.wants_received() for m in live) else 0])
         ctx.clear()
-        self._holding = None
+        self._holding = self._next = None
         start = time.perf_counter()
         with self.reader.reading(self._targets(live), window) as got:
             ctx.decode(ids, 0, logits="none")
@@ -245,6 +246,7 @@ class LlamaCppEngine:
 
     def _restore(self, ctx: LlamaContext, owner: Any, data: bytes) -> None:
         """Put ``data`` (the saved state of ``owner``) in the cache, unless the cache holds it unchanged already."""
+        self._next = None
         if self._holding is not owner:
             ctx.load(data)
         self._holding = owner
@@ -292,7 +294,7 @@ class LlamaCppEngine:
         cells = (min(n, final + max(sizes)) if method is not None else n) + replay
         ctx = self.context(cells, f"a chunked prefill of {n} tokens (budget {final} + chunk {max(sizes)})")
         ctx.clear()
-        self._holding = None
+        self._holding = self._next = None
         targets = self._targets([method]) if method is not None else []
         window = method.query_window() if method is not None else 0
         held: list[int] = []
@@ -377,19 +379,42 @@ class LlamaCppEngine:
         ids = self.tokenize(prompt, False) if isinstance(prompt, str) else list(prompt)
         if not ids:
             raise TokenzipError("the question is empty")
-        held: _Held = compressed.state
-        ctx = self.context(len(held.positions) + len(ids) + max_new_tokens, "the context, question and answer")
-        ctx.load(held.data)  # always: eviction leaves holes between the cells, a restore lays them out as every
-        self._holding = None  # question sees them (the same cells in other places sum in another order)
-        ctx.decode(ids, compressed.n_tokens, logits="last")
-        position = compressed.n_tokens + len(ids)
+        logits = self.start(compressed, ids, max_new_tokens)
         for _ in range(max_new_tokens):
-            token = int(np.argmax(ctx.logits()))
+            token = int(np.argmax(logits))
             if self.model.is_end(token):
                 return
             yield token
-            ctx.decode([token], position, logits="last")
-            position += 1
+            logits = self.step(token)
+
+    def start(self, compressed: Compressed | None, ids: Sequence[int], room: int) -> np.ndarray:
+        """Restore ``compressed`` (None: an empty context) and feed ``ids`` at the positions after its original
+        context; the logits after the last of them, ``(n_vocab,)``. :meth:`step` then feeds one token at a time
+        (a sampler's loop; ``room``: the most tokens it will feed)."""
+        ids = list(ids)
+        if not ids:
+            raise TokenzipError("nothing to feed after the context")
+        held: _Held | None = compressed.state if compressed is not None else None
+        kept = len(held.positions) if held is not None else 0
+        ctx = self.context(kept + len(ids) + room, "the context, question and answer")
+        if held is not None and held.positions:
+            ctx.load(held.data)  # always: eviction leaves holes between the cells, a restore lays them out as every
+        else:  # question sees them (the same cells in other places sum in another order)
+            ctx.clear()
+        self._holding = self._next = None
+        start = compressed.n_tokens if compressed is not None else 0
+        ctx.decode(ids, start, logits="last")
+        self._next = start + len(ids)
+        return ctx.logits()
+
+    def step(self, token: int) -> np.ndarray:
+        """Feed ``token`` after what :meth:`start` (and earlier steps) fed; the logits after it."""
+        ctx = self._ctx
+        if ctx is None or self._next is None:
+            raise TokenzipError("step() follows start()")
+        ctx.decode([token], self._next, logits="last")
+        self._next += 1
+        return ctx.logits()
 
     def nll(self, compressed: Compressed, text: str) -> tuple[float, int]:
         ids = self.tokenize(text, False)
@@ -398,7 +423,7 @@ class LlamaCppEngine:
         held: _Held = compressed.state
         ctx = self.context(len(held.positions) + len(ids), "the context and continuation")
         ctx.load(held.data)
-        self._holding = None
+        self._holding = self._next = None
         total = 0.0
         for offset in range(0, len(ids) - 1, self.n_batch):  # logits for every fed token but the last
             part = ids[offset : min(offset + self.n_batch, len(ids) - 1)]
