@@ -38,7 +38,8 @@ def test_rows_together_give_each_row_its_logits_alone(tiny, family):
     feeds = [tok(q, add_special_tokens=False).input_ids for q in ("Which?", "Where is item 3?", "What", "Red?")]
     feeds.append(tok("A whole prompt of a few words, longer than the sliding window of sixteen tokens.").input_ids)
     together = _teacher_forced(model, rows(), feeds, range(len(feeds)), 6)
-    alone = torch.cat([_teacher_forced(model, [row], [feed], [r], 6) for r, (row, feed) in enumerate(zip(rows(), feeds))])
+    alone = torch.cat([_teacher_forced(model, [row], [feed], [r], 6)
+                       for r, (row, feed) in enumerate(zip(rows(), feeds))])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
     spread = (alone.amax(-1) - alone.amin(-1)).min()
     assert spread > 1e-2  # the comparison is not between flat distributions

@@ -199,7 +199,7 @@ class LocalEngine:
         events: asyncio.Queue = asyncio.Queue()
         self.scheduler.submit(job, lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
         head = job.shape.head(self.name, stream=True)
-        announced, offsets, done = set(), [0] * job.n, False
+        announced, done = set(), False
         try:
             while True:
                 event = await events.get()
@@ -218,9 +218,7 @@ class LocalEngine:
                     yield {**head, "choices": [job.shape.role_choice(index)]}
                 if event[0] == "piece":
                     _, _, text, logprobs = event
-                    choice = job.shape.chunk_choice(index, text, logprobs if job.top_logprobs is not None else None,
-                                                    None, offsets[index])
-                    offsets[index] += len(text)
+                    choice = job.shape.chunk_choice(index, text, logprobs if job.top_logprobs is not None else None)
                 else:
                     choice = job.shape.chunk_choice(index, None, None, "stop" if event[2] == "cancelled" else event[2])
                 yield {**head, "choices": [choice]}

@@ -8,6 +8,8 @@ Log-probabilities travel with the text: a piece carries those of the tokens that
 
 from __future__ import annotations
 
+import functools
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +21,48 @@ from tokenzip.ops.sampling import SamplingParams, next_token, token_logprobs
 
 @dataclass
 class TokenLogprob:
-    """One generated token's log-probability under the model, and the most likely alternatives."""
+    """One generated token's log-probability under the model, and the most likely alternatives (each as its text and
+    its bytes); ``offset``: where the token's text starts in the choice's text."""
 
     token: str
     logprob: float
     top: list[tuple[str, float]]
+    bytes: list[int] = field(default_factory=list)
+    offset: int = 0
+
+
+@functools.cache
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: the printable character standing for each byte."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = dict(zip(printable, printable)), 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = 256 + extra
+            extra += 1
+    return {chr(c): b for b, c in chars.items()}
+
+
+def token_bytes(tok: Any, token_id: int) -> bytes:
+    """The bytes a token stands for: byte-fallback pieces (``<0xE2>``), byte-level BPE pieces, else its text."""
+    piece = tok.convert_ids_to_tokens(token_id)
+    if isinstance(piece, str):
+        if m := re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece):
+            return bytes([int(m.group(1), 16)])
+        decoder = getattr(getattr(tok, "backend_tokenizer", None), "decoder", None)
+        if type(decoder).__name__ == "ByteLevel" and all(ch in _byte_decoder() for ch in piece):
+            return bytes(_byte_decoder()[ch] for ch in piece)
+    return tok.decode([token_id]).encode()
+
+
+def token_text(tok: Any, token_id: int) -> tuple[str, list[int]]:
+    """A token as OpenAI shows it: its text, or ``bytes:\\xNN...`` when it is part of a character; and its bytes."""
+    raw = token_bytes(tok, token_id)
+    try:
+        return raw.decode(), list(raw)
+    except UnicodeDecodeError:
+        return "bytes:" + "".join(f"\\x{b:02x}" for b in raw), list(raw)
 
 
 class Detokenizer:
@@ -110,13 +149,16 @@ class Choice:
             self.counts[token] += 1
         if self.top_logprobs is not None:
             lp, best = token_logprobs(logits, token, self.top_logprobs)
-            decode = self.detok.tok.decode
-            self.logprobs.append(TokenLogprob(decode([token]), lp, [(decode([t]), v) for t, v in best]))
+            tok = self.detok.tok
+            text, raw = token_text(tok, token)
+            self.logprobs.append(TokenLogprob(text, lp, [(token_text(tok, t)[0], v) for t, v in best], raw))
         self.tokens.append(token)
 
     def piece(self, token: int) -> tuple[str, list[TokenLogprob]]:
         """The text that ``token`` makes safe to send, and the log-probabilities of the tokens starting in it."""
         piece = self.detok.push(token)
+        if self.logprobs and len(self.logprobs) == len(self.tokens):
+            self.logprobs[-1].offset = self.detok.starts[-1]
         return piece, self._logprobs_upto(self.detok.tokens_within(self.detok.sent)) if piece else []
 
     def finish_text(self) -> tuple[str, list[TokenLogprob]]:

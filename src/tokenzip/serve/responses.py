@@ -34,28 +34,30 @@ class Shape:
                 "created": int(time.time()), "model": model}
 
     def chunk_choice(self, index: int, text: str | None, logprobs: list[TokenLogprob] | None = None,
-                     finish: str | None = None, offset: int = 0) -> dict[str, Any]:
+                     finish: str | None = None) -> dict[str, Any]:
         """One choice of a stream chunk (``text`` None with ``finish`` set: the choice's last chunk)."""
         body = {"delta": {} if text is None else {"content": text}} if self.chat else {"text": text or ""}
-        return {"index": index, **body, "logprobs": self.logprobs(logprobs, offset), "finish_reason": finish}
+        return {"index": index, **body, "logprobs": self.logprobs(logprobs), "finish_reason": finish}
 
     def role_choice(self, index: int) -> dict[str, Any]:
         """A chat stream's first chunk for a choice: the role."""
         return {"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
 
-    def logprobs(self, items: list[TokenLogprob] | None, offset: int = 0) -> dict[str, Any] | None:
+    def logprobs(self, items: list[TokenLogprob] | None) -> dict[str, Any] | None:
         if items is None:
             return None
         if self.chat:
-            return {"content": [{"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode()),
-                                 "top_logprobs": [{"token": s, "logprob": v, "bytes": list(s.encode())}
+            return {"content": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes,
+                                 "top_logprobs": [{"token": s, "logprob": v, "bytes": _bytes_of(s)}
                                                   for s, v in t.top]} for t in items], "refusal": None}
-        offsets, at = [], offset
-        for t in items:
-            offsets.append(at)
-            at += len(t.token)
         return {"tokens": [t.token for t in items], "token_logprobs": [t.logprob for t in items],
-                "top_logprobs": [dict(t.top) for t in items], "text_offset": offsets}
+                "top_logprobs": [dict(t.top) for t in items], "text_offset": [t.offset for t in items]}
+
+
+def _bytes_of(token: str) -> list[int]:
+    if token.startswith("bytes:"):
+        return [int(h, 16) for h in token[len("bytes:"):].split("\\x")[1:]]
+    return list(token.encode())
 
 
 def _merge_logprobs(into: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
