@@ -60,8 +60,8 @@ class Admission:
         return Ticket(self)
 
     def drain_seconds(self) -> int:
-        """Whole seconds (at least 1) the requests held need to complete at the measured pace."""
-        return max(1, math.ceil(self.pending * self.pace()))
+        """Seconds (rounded, at least 1) the requests held need to complete at the measured pace."""
+        return max(1, math.floor(self.pending * self.pace() + 0.5))
 
     def pace(self) -> float:
         """Busy seconds per completed request over the last completions."""

@@ -117,7 +117,8 @@ class LocalEngine:
         eos = eos_ids(model)
         if self.templated and tokenizer.eos_token_id is not None:
             eos.add(tokenizer.eos_token_id)  # the template's end of turn
-        self.scheduler = Scheduler(model, self.start, eos, max_batch, on_step=self._on_step)
+        self.scheduler = Scheduler(model, self.start, eos, max_batch, on_step=self._on_step,
+                                   on_cancel=self.metrics.cancelled.inc)
 
     # --- preparing (the event loop, and a worker thread for tokenizing) ------------------------------
     def check_servable(self, spec: specs.PipelineSpec, param: str = "compression") -> None:

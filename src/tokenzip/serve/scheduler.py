@@ -80,9 +80,11 @@ class Scheduler:
     request's context. ``max_batch`` bounds the rows decoded together (1: one request at a time)."""
 
     def __init__(self, model: Any, start: Callable[[Any], Started], eos: set[int], max_batch: int = 8,
-                 on_step: Callable[[int, int], None] | None = None) -> None:
+                 on_step: Callable[[int, int], None] | None = None, on_cancel: Callable[[], None] | None = None
+                 ) -> None:
         self.model, self.start, self.eos, self.max_batch = model, start, eos, max(1, max_batch)
         self.on_step = on_step  # (rows, new tokens) after every forward, for metrics
+        self.on_cancel = on_cancel  # a request dropped because its client went away
         self._inbox: queue.Queue = queue.Queue()
         self._waiting: list[tuple[Any, Emit]] = []
         self._running: list[_Running] = []
@@ -148,13 +150,18 @@ class Scheduler:
                         extra.set_exception(exc)
 
     def _drop_cancelled(self) -> None:
-        for job, emit in [w for w in self._waiting if w[0].cancel.is_set()]:
+        dropped = [w for w in self._waiting if w[0].cancel.is_set()]
+        for job, emit in dropped:
             self._waiting.remove((job, emit))
             emit(("done", {"cancelled": True}))
-        for r in [r for r in self._running if r.job.cancel.is_set()]:
+        running = [r for r in self._running if r.job.cancel.is_set()]
+        for r in running:
             for c in r.choices:
                 c.finish = c.finish or "cancelled"
             self._end(r)
+        for _ in range(len(dropped) + len(running)):
+            if self.on_cancel:
+                self.on_cancel()
 
     def _start_waiting(self) -> None:
         used = sum(r.width for r in self._running)
