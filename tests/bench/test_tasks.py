@@ -131,8 +131,18 @@ def test_completion_and_chat_prompts(tiny_count):
     tok.chat_template = ("{{ bos_token }}{% for m in messages %}<start>{{ m['role'] }}\n{{ m['content'] }}<end>\n"
                          "{% endfor %}{% if add_generation_prompt %}<start>assistant\n{% endif %}")
     chat = format_sample(sample, tok)
+    assert tok("x").input_ids[0] == tok.bos_token_id  # this tokenizer adds BOS itself: the template's is dropped
     assert chat.context == "<start>user\n" + sample.context
     assert chat.questions == [(f"\n\n{q.text}<end>\n<start>assistant\n", q.answer_prefix)]
+
+    class NoBos:  # a tokenizer whose BOS only the template writes (SmolLM2's <|im_start|>): it is kept
+        chat_template, bos_token, bos_token_id = tok.chat_template, tok.bos_token, tok.bos_token_id
+        apply_chat_template = staticmethod(tok.apply_chat_template)
+
+        def __call__(self, text):
+            return type("Encoding", (), {"input_ids": tok(text).input_ids[1:]})()
+
+    assert format_sample(sample, NoBos()).context == tok.bos_token + "<start>user\n" + sample.context
 
 
 def test_tasks_file(tmp_path):

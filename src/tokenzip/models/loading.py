@@ -10,8 +10,11 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError, unknown_name
-from tokenzip.models import gemma
+from tokenzip.models import gemma, smollm2
 from tokenzip.models.catalog import MODELS
+
+# Packaged models whose dequantized cache holds the tokenizer (and config) apart from the weights.
+_CACHED = {gemma.NAME: gemma, smollm2.NAME: smollm2}
 
 
 def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -94,8 +97,8 @@ def auto_tokenizer(name_or_path: str, **kwargs: Any) -> Any:
 @functools.lru_cache(maxsize=8)
 def load_tokenizer(name_or_path: str) -> Any:
     """The tokenizer of a short model name (without loading the weights where possible), a local path or an HF id."""
-    if name_or_path == "gemma-3-270m":
-        return auto_tokenizer(str(gemma.tokenizer_dir()))
+    if name_or_path in _CACHED:
+        return auto_tokenizer(str(_CACHED[name_or_path].tokenizer_dir()))
     if name_or_path in MODELS:
         return load_model(name_or_path)[1]
     try:
@@ -116,8 +119,8 @@ def config_positions(name_or_path: str) -> int:
     """:func:`max_positions` read from the config alone (0 when it cannot be read without the weights)."""
     from transformers import AutoConfig
 
-    if name_or_path == "gemma-3-270m":
-        name_or_path = str(gemma.ensure_cache())
+    if name_or_path in _CACHED:
+        name_or_path = str(_CACHED[name_or_path].ensure_cache())
     try:
         return _config_positions(AutoConfig.from_pretrained(name_or_path))
     except (OSError, ValueError):
