@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from tokenzip.models.attention import CacheMasks, route_attention
@@ -98,10 +97,16 @@ class _RowsLayer(CacheLayerMixin):
 
 
 def _left_padded(tensors: list[torch.Tensor], width: int) -> torch.Tensor:
-    """``(1, H, S_r, D)`` tensors stacked into ``(B, H, width, D)``, zeros on the left."""
-    if all(t.shape[-2] == width for t in tensors):
-        return torch.cat(tensors) if len(tensors) > 1 else tensors[0]
-    return torch.cat([F.pad(t, (0, 0, width - t.shape[-2], 0)) for t in tensors])
+    """``(1, H, S_r, D)`` tensors stacked into ``(B, H, width, D)``, zeros on the left (one copy of each)."""
+    if len(tensors) == 1:
+        return tensors[0]
+    first = tensors[0]
+    out = first.new_empty(len(tensors), first.shape[1], width, first.shape[3])
+    for r, t in enumerate(tensors):
+        pad = width - t.shape[-2]
+        out[r, :, :pad] = 0  # masked, but kept finite
+        out[r, :, pad:] = t[0]
+    return out
 
 
 def _causal(n: int, length: int, window: int | None, device: Any) -> torch.Tensor | None:
