@@ -38,6 +38,8 @@ OK = {"model": MODEL, "prompt": "Hello world", "max_tokens": 2}
     (dict(OK, frobnicate=1), 400, "frobnicate", ["Unrecognized request argument supplied: frobnicate"]),
     (dict(OK, store=True), 400, "store", ["store"]),
     (dict(OK, stream_options={"include_usage": True}), 400, "stream_options", ["only allowed when stream"]),
+    ('{"model": "tiny-llama", "prompt": "a \\ud800 b"}', 400, "prompt", ["lone surrogate"]),
+    ('{"model": "tiny-llama", "prompt": "a", "context": "b \\udfff"}', 400, "context", ["lone surrogate"]),
 ])
 def test_bad_completion_requests(tiny_server: str, body: Any, status: int, param: str | None,
                                  words: list[str]) -> None:

@@ -50,3 +50,13 @@ def test_a_chunked_body_is_counted_as_it_arrives(tiny_server: str) -> None:
     r = httpx.post(f"{tiny_server}/v1/completions", content=chunks(), headers={"content-type": "application/json"},
                    timeout=60)
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_prompt_longer_than_any_context_is_refused_before_it_is_tokenized(tiny_server: str) -> None:
+    before = _prompt_tokens(tiny_server)
+    start = time.perf_counter()
+    r = httpx.post(f"{tiny_server}/v1/completions", json={"model": MODEL, "prompt": "words " * 600_000}, timeout=60)
+    assert time.perf_counter() - start < 1.0
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    assert "maximum context length is 4096" in r.json()["error"]["message"]
+    assert _prompt_tokens(tiny_server) == before

@@ -113,6 +113,8 @@ class LocalEngine:
         self.max_batch, self.min_context_tokens, self.chat_max_tokens = max_batch, min_context_tokens, chat_max_tokens
         self.limit = DecoderAdapter(model).max_positions or getattr(model.config, "max_position_embeddings", 0)
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        # the longest text one token can stand for: a prompt longer than limit * this cannot fit, untokenized
+        self.max_token_chars = max((len(piece) for piece in tokenizer.get_vocab()), default=1)
         self.templated = bool(getattr(tokenizer, "chat_template", None))
         eos = eos_ids(model)
         if self.templated and tokenizer.eos_token_id is not None:
@@ -154,6 +156,13 @@ class LocalEngine:
         context_text, question_text = prompt.render()
         if not question_text.strip() and not context_text:
             raise bad_request("the prompt is empty", param="prompt")
+        chars = len(context_text) + len(question_text)
+        if self.limit and chars > self.limit * self.max_token_chars:  # refused before tokenizing it all
+            raise bad_request(
+                f"This model's maximum context length is {self.limit} tokens; the prompt's {chars} characters make "
+                f"more than that (no token of this model holds more than {self.max_token_chars} characters). Please "
+                "reduce the length of the prompt, or compress it before sending.",
+                param="messages" if chat else "prompt", code="context_length_exceeded")
         special = not prompt.templated
         context_ids = self.encode(context_text, special)
         question_ids = self.encode(question_text, special and not context_ids)
