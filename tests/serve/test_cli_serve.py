@@ -14,8 +14,8 @@ from tokenzip.serve.local import free_port
 def test_serve_command_starts_answers_and_stops() -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tokenzip.cli", "serve", "--model", "tiny-llama", "--port",
-                             str(port), "--compression", "kv:knorm@0.5", "--cache-bytes", "16m", "--min-context-tokens", "2",
-                             "--max-batch", "4", "--max-body", "1m"],
+                             str(port), "--compression", "kv:knorm@0.5", "--cache-bytes", "16m",
+                             "--min-context-tokens", "2", "--max-batch", "4", "--max-body", "1m"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
