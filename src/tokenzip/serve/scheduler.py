@@ -151,8 +151,8 @@ class Scheduler:
 
     def _drop_cancelled(self) -> None:
         dropped = [w for w in self._waiting if w[0].cancel.is_set()]
-        for job, emit in dropped:
-            self._waiting.remove((job, emit))
+        self._waiting = [w for w in self._waiting if not w[0].cancel.is_set()]
+        for _, emit in dropped:
             emit(("done", {"cancelled": True}))
         running = [r for r in self._running if r.job.cancel.is_set()]
         for r in running:
