@@ -180,7 +180,8 @@ class LocalEngine:
                 "length of the prompt or the completion, or compress it before sending.",
                 param="messages" if chat else "prompt", code="context_length_exceeded")
         source = "request" if req.compression is not None else "default"
-        mode, applied, skipped, key = self._where(spec, source, context_ids, question_ids)
+        mode, applied, skipped = self._where(spec, source, context_ids, question_ids)
+        key = None
         if mode == "context":
             pm = spec.build("prompt")
             aware = question_text if pm is not None and getattr(pm, "question_aware", False) else None
@@ -191,17 +192,17 @@ class LocalEngine:
                    include_usage=req.include_usage)
 
     def _where(self, spec: specs.PipelineSpec, source: str, context_ids: list[int],
-               question_ids: list[int]) -> tuple[str, specs.PipelineSpec, str | None, tuple | None]:
-        """Where the pipeline applies: ``(mode, applied spec, why it was skipped, None)``."""
+               question_ids: list[int]) -> tuple[str, specs.PipelineSpec, str | None]:
+        """Where the pipeline applies: ``(mode, applied spec, why it was not applied)`` (see :class:`Job`)."""
         if context_ids and (len(context_ids) >= self.min_context_tokens or source == "request"):
-            return "context", spec, None, None
+            return "context", spec, None
         if source == "request" and spec and len(context_ids) + len(question_ids) >= 2:
-            return "prompt", spec, None, None
+            return "prompt", spec, None
         skipped = None
         if spec:
             skipped = (f"the context ({len(context_ids)} tokens) is shorter than the server's min_context_tokens "
                        f"({self.min_context_tokens}): the prompt is answered whole; send compression to apply it")
-        return "whole", specs.PipelineSpec(), skipped, None
+        return "whole", specs.PipelineSpec(), skipped
 
     # --- answering (the event loop) --------------------------------------------------------------------
     async def stream(self, job: Job) -> AsyncIterator[dict[str, Any]]:
