@@ -78,3 +78,48 @@ def test_forward_rows_refuses_empty_feeds(tiny):
     model, _ = tiny("llama")
     with pytest.raises(ValueError, match="non-empty"):
         forward_rows(model, [Row.empty(model)], [[]])
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_a_decode_batch_gives_the_logits_of_forward_rows_as_rows_come_and_go(tiny, family):
+    from tokenzip.models.decode_batch import DecodeBatch
+
+    model, tok = tiny(family)
+    entries = [_compressed(model, tok, m, CONTEXT[: 300 + 150 * k]) for k, m in enumerate(METHODS)]
+    feeds = [tok(q, add_special_tokens=False).input_ids for q in ("Which?", "Where is item 3?", "What", "Red?")]
+
+    def rows():
+        return [Row.after(c.cache, c.masks, c.seen) for c in entries]
+
+    reference, buffered = rows(), rows()
+    for r in range(4):  # prompts fed row by row, as the server feeds them
+        forward_rows(model, [reference[r]], [feeds[r]])
+        forward_rows(model, [buffered[r]], [feeds[r]])
+    batch = DecodeBatch(model)
+    members = [0, 1]  # rows 2 and 3 join later, row 0 leaves early
+    for step in range(24):  # more steps than gemma3's 16-token window
+        if step == 5:
+            members = [0, 1, 2, 3]
+        if step == 12:
+            members = [1, 2, 3]
+        tokens = [7 + 3 * step + r for r in members]
+        want = forward_rows(model, [reference[r] for r in members], [[t] for t in tokens])
+        batch.set_rows([buffered[r] for r in members])
+        got = batch.step(tokens)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert [buffered[r].position for r in members] == [reference[r].position for r in members]
+    assert batch.layers[0].width < batch.layers[0].keys.shape[2]  # steps wrote in place
+
+
+def test_a_decode_batch_takes_fed_rows_and_one_token_per_row(tiny):
+    from tokenzip.models.decode_batch import DecodeBatch
+
+    model, _ = tiny("llama")
+    batch = DecodeBatch(model)
+    row = Row.empty(model)
+    with pytest.raises(ValueError, match="after its prompt was fed"):
+        batch.set_rows([row])
+    forward_rows(model, [row], [[5, 6, 7]])
+    batch.set_rows([row])
+    with pytest.raises(ValueError, match="one token per row"):
+        batch.step([1, 2])

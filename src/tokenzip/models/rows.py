@@ -84,7 +84,7 @@ class _RowsLayer(CacheLayerMixin):
             values.append(v)
         self.lengths = [k.shape[-2] for k in keys]
         width = max(self.lengths)
-        return _left_padded(keys, width), _left_padded(values, width)
+        return left_padded(keys, width), left_padded(values, width)
 
     def get_seq_length(self) -> int:
         return max(layer.get_seq_length() for layer in self.layers)
@@ -96,7 +96,7 @@ class _RowsLayer(CacheLayerMixin):
         return -1
 
 
-def _left_padded(tensors: list[torch.Tensor], width: int) -> torch.Tensor:
+def left_padded(tensors: list[torch.Tensor], width: int) -> torch.Tensor:
     """``(1, H, S_r, D)`` tensors stacked into ``(B, H, width, D)``, zeros on the left (one copy of each)."""
     if len(tensors) == 1:
         return tensors[0]
@@ -145,12 +145,12 @@ class _RowsAttention:
         heads = n_heads if heads > 1 else 1
         out = torch.zeros(batch, heads, q, width, dtype=torch.bool, device=query.device)
         for r, (part, n, length) in enumerate(zip(parts, self.new_tokens, layer.lengths)):
-            out[r, :, q - n :, width - length :] = True if part is None else _per_head(part[0], heads)
+            out[r, :, q - n :, width - length :] = True if part is None else per_head(part[0], heads)
             out[r, :, : q - n, width - 1] = True  # padding queries see one entry (their output is discarded)
         return out
 
 
-def _per_head(mask: torch.Tensor, heads: int) -> torch.Tensor:
+def per_head(mask: torch.Tensor, heads: int) -> torch.Tensor:
     """A ``(h, n, k)`` mask as ``(heads, n, k)`` (per KV head -> per query head, GQA groups)."""
     if mask.shape[0] == heads or mask.shape[0] == 1:
         return mask
@@ -171,12 +171,19 @@ def forward_rows(model: Any, rows: Sequence[Row], tokens: Sequence[Sequence[int]
     positions = torch.tensor([[row.position] * (q - n) + list(range(row.position, row.position + n))
                               for row, n in zip(rows, new_tokens)], device=device)
     layers = [_RowsLayer([layer_at(row.cache, i) for row in rows], new_tokens) for i in range(adapter.num_layers)]
-    handler = _RowsAttention(rows, new_tokens, layers)
-    # Every layer's mask is built by the handler; this 4-d placeholder only keeps transformers from building its own.
-    placeholder = torch.ones(len(rows), 1, q, 1, dtype=torch.bool, device=device)
+    logits = run_layers(model, adapter, ids, positions, layers, _RowsAttention(rows, new_tokens, layers))
+    for row, n in zip(rows, new_tokens):
+        row.position += n
+    return logits
+
+
+def run_layers(model: Any, adapter: DecoderAdapter, ids: torch.Tensor, positions: torch.Tensor,
+               layers: list[CacheLayerMixin], handler: Any) -> torch.Tensor:
+    """One forward pass of ``ids`` ``(B, q)`` at ``positions`` over the cache ``layers``, every attention mask built by
+    ``handler``; the logits of each row's last token, ``(B, vocab)``."""
+    # This 4-d placeholder only keeps transformers from building masks of its own.
+    placeholder = torch.ones(ids.shape[0], 1, ids.shape[1], 1, dtype=torch.bool, device=ids.device)
     with route_attention(model, {m: handler for m in adapter.attention_modules}):
         out = model(input_ids=ids, position_ids=positions, attention_mask=placeholder, use_cache=True,
                     logits_to_keep=1, **cache_kwargs(model, Cache(layers=layers)))
-    for row, n in zip(rows, new_tokens):
-        row.position += n
     return out.logits[:, -1]

@@ -21,6 +21,7 @@ import torch
 
 from tokenzip.kv.base import target_layers
 from tokenzip.kv.cache import layer_at, layer_entries
+from tokenzip.models.decode_batch import DecodeBatch
 from tokenzip.models.rows import Row, forward_rows
 from tokenzip.ops.kept import kept_entries
 from tokenzip.ops.sampling import SamplingParams
@@ -161,6 +162,8 @@ def _answer(engine: Any, compressed: Any, question_ids: list[int], max_tokens: i
     choice = Choice.make(0, SamplingParams(temperature=0.0), Detokenizer(engine.tok, stops, TURN_MARKERS), 0, None)
     row = Row.after(compressed.cache, compressed.masks, compressed.seen)
     logits = forward_rows(engine.model, [row], [question_ids])[0]
+    decoder = DecodeBatch(engine.model)  # decoding as the server decodes
+    decoder.set_rows([row])
     for _ in range(max_tokens):
         token = choice.choose(logits)
         if token in engine.scheduler.eos:
@@ -169,6 +172,6 @@ def _answer(engine: Any, compressed: Any, question_ids: list[int], max_tokens: i
         choice.piece(token)
         if choice.detok.stopped:
             break
-        logits = forward_rows(engine.model, [row], [[token]])[0]
+        logits = decoder.step([token])[0]
     choice.finish_text()
     return choice.text.strip()

@@ -4,7 +4,8 @@ One thread owns the model. It loops: take the requests that arrived, *start* eac
 the batch (the engine builds or reuses its compressed context and returns a :class:`~tokenzip.models.rows.Row`
 and the tokens to feed: the question after a cached context, or a whole short prompt), then run one forward
 over every request still feeding its prompt (grouped by length, so padding stays small), then one forward
-over every sequence that is decoding (one new token each). A request's ``n`` choices share its prompt's
+over every sequence that is decoding (one new token each; :class:`~tokenzip.models.decode_batch.DecodeBatch`
+keeps their entries stacked from one step to the next). A request's ``n`` choices share its prompt's
 forward, then decode as ``n`` rows. Each row has its own cache and validity masks (:mod:`tokenzip.models.rows`),
 so a sequence's tokens are the ones it gets alone, whatever else shares its batch; a request leaves the batch
 as soon as its last choice ends, and a waiting one takes its place at the next step.
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 
 import torch
 
+from tokenzip.models.decode_batch import DecodeBatch
 from tokenzip.models.rows import Row, forward_rows
 from tokenzip.serve.generate import Choice
 
@@ -88,6 +90,7 @@ class Scheduler:
         self._inbox: queue.Queue = queue.Queue()
         self._waiting: list[tuple[Any, Emit]] = []
         self._running: list[_Running] = []
+        self._decoder = DecodeBatch(model)  # the decoding rows, stacked between steps
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="tokenzip-model", daemon=True)
         self._thread.start()
@@ -122,10 +125,13 @@ class Scheduler:
                 decoding = [r for r in self._running if not r.feeding]
                 if decoding:
                     self._decode(decoding)
+                else:
+                    self._decoder.set_rows([])  # nothing decodes: free the stacked entries
             except Exception as exc:  # a failed forward fails the requests in it, never the thread
                 for r in self._running:
                     r.emit(("error", exc))
                 self._running.clear()
+                self._decoder = DecodeBatch(self.model)
         for r in self._running:
             r.emit(("error", RuntimeError("the server is shutting down")))
 
@@ -193,8 +199,8 @@ class Scheduler:
 
     def _decode(self, running: list[_Running]) -> None:
         slots = [(r, i) for r in running for i in r.live()]
-        rows = [r.rows[i] for r, i in slots]
-        logits = forward_rows(self.model, rows, [[r.choices[i].tokens[-1]] for r, i in slots])
+        self._decoder.set_rows([r.rows[i] for r, i in slots])
+        logits = self._decoder.step([r.choices[i].tokens[-1] for r, i in slots])
         if self.on_step:
             self.on_step(len(slots), len(slots))
         for r in running:
