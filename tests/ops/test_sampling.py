@@ -20,6 +20,12 @@ def test_greedy_is_the_argmax_after_bias_and_penalties():
     assert next_token(LOGITS, params, counts=counts) == 1  # 0.7 < 1.0
 
 
+def test_a_tiny_temperature_draws_the_most_likely_token():
+    generator = torch.Generator().manual_seed(0)
+    for t in (1e-3, 1e-30, 8e-246, 5e-324):  # logits / t alone overflows to inf (a nan distribution)
+        assert next_token(LOGITS, SamplingParams(temperature=t), generator) == 0
+
+
 def test_nucleus_keeps_the_smallest_set_reaching_top_p():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     torch.testing.assert_close(nucleus(probs, 0.75), torch.tensor([0.5 / 0.8, 0.3 / 0.8, 0.0, 0.0]))

@@ -69,7 +69,10 @@ def next_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Ge
     scores = adjusted_logits(logits, params, counts)
     if params.greedy:
         return int(scores.argmax())
-    probs = nucleus(torch.softmax(scores / params.temperature, dim=-1), params.top_p)
+    # In double precision (a temperature such as 1e-300 is 0 in float32), shifted so that the largest is 0: a tiny
+    # temperature sends the others to -inf (the most likely token), never to inf - inf.
+    tempered = (scores.double() - scores.max().double()) / params.temperature
+    probs = nucleus(torch.softmax(tempered, dim=-1), params.top_p)
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
