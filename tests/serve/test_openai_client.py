@@ -141,6 +141,25 @@ def test_page_endpoint_reports_what_each_stage_kept_and_both_answers(tiny_server
     assert "<script>" in page and "http" not in page.split("<script>")[1].split("fetch(")[0]
 
 
+def test_page_endpoint_heat_map_leaves_out_layers_that_lost_entries_during_the_prefill(tiny_server: str) -> None:
+    """A layers method (entries leave the layers after its reduction during the prefill) or a kv method with a
+    chunk_size (every layer compressed during the prefill): the heat map covers only the layers that held every
+    token before the kv stage, says which it left out, and is absent (with a note) when none is left; never a 500."""
+    text = "The code for the amber locker is 4817. " * 6 + "The river floods in spring. " * 6
+    url = f"{tiny_server}/v1/tokenzip/compress"
+    layered = httpx.post(url, timeout=120, json={"text": text, "compression": "layers:fastv@0.3 | kv:snapkv@0.5"})
+    assert layered.status_code == 200, layered.text
+    heat = layered.json()["kv"]
+    assert heat["layers"] == [0, 1] and "layers 2, 3 held fewer entries than tokens" in heat["note"]
+    fractions = [f for _, _, f in heat["tokens"]]
+    assert min(fractions) == 0.0 and max(fractions) == 1.0
+    chunked = httpx.post(url, timeout=120, json={"text": text, "compression": "kv:snapkv:chunk_size=8@0.5"})
+    assert chunked.status_code == 200, chunked.text
+    data = chunked.json()
+    assert data["kv"] is None and any(n.startswith("no kv heat map") for n in data["notes"])
+    assert data["stages"][-1]["entries_after"] < data["stages"][-1]["entries_before"]
+
+
 def test_layers_stage_is_served_with_kv(client: Any) -> None:
     doc = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 4
     resp = client.completions.create(model=MODEL, prompt=doc + "\n\nWhat is the number?", max_tokens=3,

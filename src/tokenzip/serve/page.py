@@ -101,6 +101,10 @@ def explain(engine: Any, req: CompressRequest, spec: PipelineSpec) -> dict[str, 
                        "bytes_before": pre.bytes, "bytes_after": compressed.bytes, "tokens": pre.n_tokens,
                        "seconds": time.perf_counter() - start})
         out["kv"] = kv_heat_map(engine, context, pre, compressed)
+        if out["kv"] is None:
+            out["notes"].append(f"no kv heat map: with {spec.without('prompt')} no compressed layer held every "
+                                "token's entry before the kv stage (entries leave during the prefill with a chunk_size "
+                                "or a layers method), so there is nothing to compare the kept entries with")
     if req.question:
         q_ids = _ids(engine, question, first=False)
         answer = _answer(engine, compressed, q_ids, req.max_tokens)
@@ -115,11 +119,16 @@ def explain(engine: Any, req: CompressRequest, spec: PipelineSpec) -> dict[str, 
     return out
 
 
-def kv_heat_map(engine: Any, context: str, pre: Any, compressed: Any) -> dict[str, Any]:
-    """Per token of ``context``: the fraction of the compressed layers' KV heads that still hold its entry."""
+def kv_heat_map(engine: Any, context: str, pre: Any, compressed: Any) -> dict[str, Any] | None:
+    """Per token of ``context``: the fraction of the compressed layers' KV heads that still hold its entry, over the
+    compressed layers that held every token's entry before the kv stage (a layers method, or a kv method given a
+    chunk_size, removes entries during the prefill: those layers are left out, and None when no layer is left)."""
     method = compressed.method
-    layers = target_layers(pre.adapter, bool(method and method.compress_sliding))
     n = pre.n_tokens
+    targets = target_layers(pre.adapter, bool(method and method.compress_sliding))
+    layers = [i for i in targets if layer_entries(layer_at(pre.cache, i))[0][0].shape[1] == n]
+    if not layers:
+        return None
     kept = torch.zeros(n)
     heads = 0
     changed = False
@@ -136,10 +145,14 @@ def kv_heat_map(engine: Any, context: str, pre: Any, compressed: Any) -> dict[st
     enc = engine.tok(context, add_special_tokens=not engine.templated, return_offsets_mapping=True)
     offsets = enc["offset_mapping"]
     tokens = [[int(a), int(b), round(f, 4)] for (a, b), f in zip(offsets, fraction)]
-    note = None
+    notes = []
     if changed:
-        note = (f"{method.name if method else 'this method'} stores entries it changed (merged or quantized): only "
-                "entries kept unchanged count as kept here")
+        notes.append(f"{method.name if method else 'this method'} stores entries it changed (merged or quantized): "
+                     "only entries kept unchanged count as kept here")
+    if len(layers) < len(targets):
+        notes.append(f"layers {', '.join(str(i) for i in targets if i not in layers)} held fewer entries than tokens "
+                     "before the kv stage (removed during the prefill) and are left out")
+    note = "; ".join(notes) or None
     return {"text": context, "tokens": tokens, "layers": layers, "mean_kept": sum(fraction) / max(1, n), "note": note}
 
 
