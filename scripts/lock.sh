@@ -3,6 +3,8 @@
 #   requirements/lock.txt      every extra, newest versions the ranges allow (what the README's commands install)
 #   requirements/lock-min.txt  the same with the lowest supported transformers (CI's second environment)
 # Usage: bash scripts/lock.sh          (about 3 minutes; needs the package index, nothing else)
+# The locks stay inside pyproject's caps; releases above them are tried by scripts/canary.sh, which says
+# when a cap can be raised (then: raise it, run this, run .ci/run; docs/install.md#how-a-new-release-gets-in).
 # Pins: requirements/pins.txt (torch: the CPU build setup.sh installs first; written into the locks as
 # torch==2.13.0, which a CPU or a CUDA build of that release satisfies) and requirements/pins-min.txt.
 set -euo pipefail

@@ -168,3 +168,95 @@ def test_method_objects_are_kept_and_attached_passes_the_tokenizer_to_kvzip():
                 model.generate(**enc, max_new_tokens=2, do_sample=False)
     with pytest.warns(UserWarning, match="no tokenizer given"), tz.pipeline("kv:kvzip@0.5").attached(model):
         model.generate(**enc, max_new_tokens=2, do_sample=False)
+
+
+def _entering(model):
+    """Hooks recording the tokens entering each decoder layer in every forward pass: ``(counts, remove)``, counts a
+    list of per-layer totals (no replay pass here: snapkv makes none)."""
+    from tokenzip.models.decoders import DecoderAdapter
+
+    layers = DecoderAdapter(model).decoder.layers
+    counts = [0] * len(layers)
+
+    def hook(i):
+        def record(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            counts[i] += hidden.shape[1]
+        return record
+
+    handles = [layer.register_forward_pre_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    return counts, lambda: [h.remove() for h in handles]
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+@pytest.mark.parametrize("chunk", [16, 64])
+def test_a_chunked_kv_stage_reports_what_each_stage_really_held(tiny, family, chunk):
+    """Issue 23, item 2: with a chunked kv stage the layers stage reported its first chunk as the whole prefill and
+    the kv stage its compressed cache as its input (removed 0%), and fastv refused chunks of 16 tokens. Every count
+    is checked against the tokens each layer really took in (hooks on the layers) and the cache really held."""
+    from tokenzip.bench.stages.pipeline import bytes_by_stage
+    from tokenzip.kv.runtime import target_layers
+    from tokenzip.models.decoders import DecoderAdapter
+
+    model, tok = tiny(family)
+    adapter = DecoderAdapter(model)
+    counts, remove = _entering(model)
+    try:
+        compressed, report = tz.pipeline(f"layers:fastv@0.3 | kv:snapkv:chunk_size={chunk}@0.5").run(model, tok, TEXT)
+    finally:
+        remove()
+    n = len(tok(TEXT).input_ids)
+    window = adapter.sliding_window()
+    took = [min(c, window - 1) if adapter.is_sliding(i) and window else c for i, c in enumerate(counts)]
+    layers, kv = report.stages
+    assert layers.before == n == counts[0]
+    whole = tz.pipeline("layers:fastv@0.3").run(model, tok, TEXT)[1].stages[0]
+    assert layers.after == counts[-1] == whole.after < n  # the chunks lost, together, what the whole prefill loses
+    assert report.token_layers == sum(counts)
+    assert layers.entries_after == kv.before == sum(took) and layers.bytes_after is None
+    valid = compressed.masks.valid
+    held = [layer_length(layer) if valid.get(i) is None else float(valid[i].float().sum(-1).mean())
+            for i, layer in enumerate(compressed.cache.layers)]
+    assert kv.after == report.entries_held == sum(held) and kv.bytes_after == cache_bytes(compressed.cache)
+    targets = target_layers(adapter, False)
+    assert compressed.achieved_ratio == pytest.approx(1 - sum(held[i] for i in targets) / sum(took[i] for i in targets))
+    assert 0.45 < compressed.achieved_ratio <= 0.5
+    shares = bytes_by_stage(model, report)  # the layers stage is credited with what it removed, the kv stage too
+    assert shares["dense"] > shares["layers"] > shares["kv"] == cache_bytes(compressed.cache)
+
+
+def test_a_chunked_kv_stage_alone_reports_what_it_removed(tiny):
+    model, tok = tiny("llama")
+    compressed, report = tz.pipeline("kv:snapkv:chunk_size=32@0.5").run(model, tok, TEXT)
+    (kv,) = report.stages
+    n = len(tok(TEXT).input_ids)
+    assert kv.before == report.dense_entries == n * len(compressed.cache.layers)
+    assert kv.after == sum(layer_length(layer) for layer in compressed.cache.layers) == (n - n // 2) * 4
+    assert kv.removed == pytest.approx(compressed.achieved_ratio) and kv.removed > 0.45
+
+
+@pytest.mark.parametrize("query_aware", [False, True])
+def test_an_empty_context_and_no_new_tokens_are_refused_either_way(tiny, query_aware):
+    """Issue 23, item 8: ``answer("")`` was refused query-agnostic but answered query-aware (from the question
+    alone), and ``max_new_tokens=-1`` gave an empty answer."""
+    model, tok = tiny("llama")
+    pipe = tz.pipeline("kv:snapkv@0.5")
+    with pytest.raises(TokenzipError, match="the context is empty"):
+        pipe.answer(model, tok, "  ", QUESTION, query_aware=query_aware)
+    with pytest.raises(TokenzipError, match="the context is empty"):
+        tz.kv.answer(model, tok, "", QUESTION, "snapkv", query_aware=query_aware)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(TokenzipError, match="max_new_tokens .* an integer >= 1"):
+            pipe.answer(model, tok, TEXT, QUESTION, query_aware=query_aware, max_new_tokens=bad)
+        with pytest.raises(TokenzipError, match="max_new_tokens .* an integer >= 1"):
+            tz.kv.answer(model, tok, TEXT, QUESTION, "snapkv", query_aware=query_aware, max_new_tokens=bad)
+
+
+def test_generate_refuses_no_new_tokens_before_loading_the_model(tmp_path, capsys):
+    from tokenzip.cli import main
+
+    context = tmp_path / "ctx.txt"
+    context.write_text(TEXT)
+    assert main(["generate", "--model", "gemma-3-270m", "--context", str(context), "--question", "Q?",
+                 "--max-new-tokens", "-1"]) == 2
+    assert "max_new_tokens is the number of tokens to generate, an integer >= 1; got -1" in capsys.readouterr().err

@@ -92,3 +92,77 @@ def test_auto_ratio_only_for_methods_that_pick_it() -> None:
     assert str(spec.from_methods(kv=method)) == "kv:compactor@auto"
     with pytest.raises(TokenzipError, match="snapkv cannot choose its own ratio"):
         spec.parse("kv:snapkv@auto")
+
+
+# --- issue 23: items 3, 4 and 8 (one value grammar; parameters only code can fill) -------------------------------
+
+def _object_parameters():
+    """Every (stage, method, parameter) whose annotation is not a plain int/float/bool/str: objects, names, tuples."""
+    import dataclasses
+
+    from tokenzip.params import _hints, _simple_types
+    from tokenzip.registry import method_class
+
+    out = []
+    for row in tz.methods():
+        if row["stage"] not in spec.PIPELINE_STAGES:
+            continue
+        cls = method_class(row["name"], row["stage"])
+        hints = _hints(cls)
+        out += [(row["stage"], row["name"], f.name) for f in dataclasses.fields(cls)
+                if f.init and f.name not in ("ratio", "budget") and _simple_types(hints.get(f.name)) is None]
+    return out
+
+
+@pytest.mark.parametrize("stage, name, param", _object_parameters())
+def test_an_object_parameter_given_nonsense_text_is_refused_when_parsed(stage: str, name: str, param: str) -> None:
+    """Item 3's class: a parameter no text can fill (kvzip's tokenizer) was accepted as the string 'x' and failed at
+    run time ('str' object is not callable: a 500 in the server). Every parameter that is not a plain value either
+    reads text into what it holds (a wrapper's base names a method) or is refused, with a message, here."""
+    with pytest.raises(TokenzipError) as info:
+        spec.parse(f"{stage}:{name}:{param}=xq_not_a_name@0.5")
+    if param in getattr(tz.get_method(name, stage=stage), "from_code", ()):
+        assert f"parameter {param!r} is set from code" in str(info.value)
+
+
+def test_code_only_parameters_are_refused_in_every_text_and_kept_from_code() -> None:
+    from tokenzip.bench.stages import build_method
+
+    for text in ("kv:kvzip:tokenizer=x@0.5", "kv:kvzip_fast:tokenizer=none@auto"):
+        with pytest.raises(TokenzipError, match="'tokenizer' is set from code"):
+            spec.parse(text)
+    with pytest.raises(TokenzipError, match="'tokenizer' is set from code"):
+        build_method("kv", "kvzip:tokenizer=x", 0.5)  # bench --methods
+    tok = object()
+    assert tz.get_method("kvzip", ratio=0.5, tokenizer=tok).tokenizer is tok  # from code it is what it is for
+
+
+@pytest.mark.parametrize("method", ["extractive", "longllmlingua"])
+def test_reorder_none_is_text_in_every_grammar(method: str) -> None:
+    """Item 4: ``none`` was read as None in a spec (and refused) but as the text "none" by bench: a str parameter
+    keeps its text everywhere; an optional one reads none as None."""
+    from tokenzip.bench.stages import build_method
+    from tokenzip.params import from_text, parse_value
+    from tokenzip.registry import method_class
+
+    parsed = spec.parse(f"prompt:{method}:reorder=none@0.5")
+    assert parsed.build("prompt").reorder == "none"
+    assert str(parsed) == f"prompt:{method}:reorder=none@0.5" and spec.parse(str(parsed)) == parsed
+    assert build_method("prompt", f"{method}:reorder=none", 0.5).reorder == "none"
+    assert from_text(method_class(method, "prompt"), {"reorder": "none"}) == {"reorder": "none"}
+    assert parse_value("none", int | None) is None and parse_value("none", str) == "none"
+    assert spec.parse("kv:snapkv:chunk_size=none@0.5").build("kv").chunk_size is None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("kv:kivi:bits=4.0", ["bits must be an integer", "4.0"]),  # was accepted (dropped as the default 4)
+    ("kv:kivi:bits=8.0", ["bits must be an integer", "8.0"]),
+    ("kv:snapkv:window_size=1000000000000000000000000000000@0.5", ["window_size must fit a 64-bit integer"]),
+    ("kv:snapkv:budget=100000000000000000000", ["budget", "64 bits"]),
+    ("kv:snapkv:window_size=nan@0.5", ["window_size must be an integer"]),
+])
+def test_values_a_method_cannot_take_are_refused_alike(text: str, words: list[str]) -> None:
+    with pytest.raises(TokenzipError) as info:
+        spec.parse(text)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))

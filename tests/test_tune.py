@@ -3,6 +3,7 @@ never reports on the samples it tuned on."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -116,3 +117,71 @@ def test_tune_cli_prints_the_best_pipeline_and_the_frontier(tmp_path, capsys):
     assert "target 4x (0.75 of the dense KV bytes removed): reached" in printed
     assert "best at 4x: " in printed and "frontier of the reported configurations" in printed
     assert (out / "report" / "report.md").exists()
+
+
+# --- issue 23, items 5 and 6 ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(tolerance=-1.0), ["--tolerance", "0 <= tolerance < 1", "-1.0"]),
+    (dict(tolerance=float("nan")), ["--tolerance", "nan"]),
+    (dict(tolerance=1.0), ["--tolerance"]),
+    (dict(tune_samples=0), ["--tune-samples", ">= 1", "got 0"]),  # was silently --samples
+    (dict(grid={"layers": [0.5]}), ["--grid gives ratios for layers", "not in --stages"]),
+])
+def test_tune_settings_that_mean_nothing_are_refused(tmp_path, overrides, words):
+    with pytest.raises(TokenzipError) as info:
+        small(tmp_path, **overrides).validate()
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_a_stage_given_twice_in_the_grid_is_refused(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["tune", "--model", "tiny:llama", "--target", "0.5", "--grid", "kv=0.5", "kv=0.75", "--stages", "kv",
+                 "--out", str(out)]) == 2
+    assert "--grid gives kv twice" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_method_given_twice_is_one_option(tmp_path):
+    """Item 6: ``--methods kv:snapkv kv:snapkv`` built every candidate with it twice (104 instead of 59)."""
+    once = small(tmp_path)
+    twice = small(tmp_path, methods={"prompt": ["prompt:extractive", "extractive"],
+                                     "kv": ["kv:snapkv", "kv:snapkv", "kv:snapkv:window_size=64"]})
+    once.validate()
+    twice.validate()
+    assert candidates(twice) == candidates(once) and len(candidates(once)) == 2 * 3 - 1
+
+
+def test_candidates_that_cannot_run_are_skipped_before_any_work(tmp_path):
+    """Item 5: fastv (protecting 4 + 32 tokens) after prompt@0.9375 on a 300-token context gets ~19 tokens; that
+    aborted the whole search mid-run. It is skipped with its reason before any work; the others are searched."""
+    config = small(tmp_path, stages=["prompt", "layers"], methods={"prompt": ["extractive"], "layers": ["fastv"]},
+                   grid={"prompt": [0.5, 0.9375], "layers": [0.25]})
+    config.validate()
+    specs = candidates(config)
+    assert "prompt:extractive@0.9375 | layers:fastv@0.25" not in specs
+    assert "prompt:extractive@0.5 | layers:fastv@0.25" in specs and len(specs) == 4
+    why = tune_module.runnable("prompt:extractive@0.9375 | layers:fastv@0.25", [300])
+    assert "fastv protects 4 + 32 tokens" in why and "leaves about 19 of a 300-token context" in why
+    assert tune_module.runnable("layers:fastv@0.25", [30]) is not None
+
+
+def test_a_candidate_refused_during_the_search_is_skipped_and_the_search_goes_on(tmp_path, monkeypatch):
+    """A refusal no check before the run foresees (here: one candidate made to fail on its first sample) skips that
+    candidate with its message; the others are measured and picked as before."""
+    from tokenzip.bench.stages import pipeline as pipeline_stage
+
+    bad = "kv:snapkv@0.75"
+    real = pipeline_stage.run
+
+    def failing(worker, sample, prompt, pairs):
+        if any(spec == bad for spec, _ in pairs):
+            raise TokenzipError("refused for the test")
+        yield from real(worker, sample, prompt, pairs)
+
+    monkeypatch.setattr(pipeline_stage, "run", failing)
+    log = io.StringIO()
+    result = tune(small(tmp_path, targets=[0.5]), log=log)
+    assert result["skipped"] == {bad: "refused for the test"}
+    assert bad not in {r["spec"] for r in result["races"]} and result["races"]
+    assert f"tune: skipped {bad}: refused for the test" in log.getvalue()

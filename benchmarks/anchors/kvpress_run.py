@@ -1,27 +1,44 @@
 """Run kvpress (NVIDIA/kvpress 0.5.5) presses on tasks exported by `tokenzip bench --export-tasks`.
 
 Runs in its own virtual environment (kvpress pins transformers < 5.3; see kvpress_setup.sh), on the
-Gemma 3 270M weights tokenzip cached (safetensors + config + tokenizer.json, not the .gguf), and
-writes rows in tokenzip's JSONL format to OUT_DIR/kvpress.jsonl, so that `tokenzip report OUT_DIR`
-shows tokenzip's and kvpress's methods side by side on identical inputs.
+weights tokenzip cached for the model (safetensors + config + tokenizer.json, not the .gguf:
+``--model-dir``, e.g. Gemma 3 270M's or SmolLM2-135M-Instruct's cache), and writes rows in tokenzip's
+JSONL format to OUT_DIR/kvpress.jsonl, so that `tokenzip report OUT_DIR` shows tokenzip's and kvpress's
+methods side by side on identical inputs.
 
 Protocol (kvpress's own code): each question is answered by kvpress's pipeline ``_forward``: the
 context is prefilled through ``model.model`` inside ``with press(model)`` (compression happens in
-that prefill), then the question and the answer prefix are fed with position ids continuing after
+that prefill, or right after it for KVzipPress, whose context reconstruction runs when the press's
+context exits), then the question and the answer prefix are fed with position ids continuing after
 the original context length, and the answer is decoded greedily. The token ids are built exactly as
-tokenzip builds them (context with the tokenizer's special tokens, i.e. BOS; question + answer
-prefix without), and the context length is checked against the export. One prefill per question:
-kvpress's cache truncation between questions does not undo the answer's entries in Gemma 3's
-sliding-window layers, so several questions are not answered from one cache here.
+tokenzip builds them: the exported context tokenized with the tokenizer's special tokens (Gemma's
+tokenizer adds BOS; SmolLM2's adds nothing, its chat-formatted context already starts with its BOS,
+``<|im_start|>``), question + answer prefix without; the context length is checked against the export.
+Exported chat prompts (``"formatted": true``) are used as they are: kvpress's ``preprocess`` (which
+would apply the chat template again) is not called. One prefill per question and press: kvpress's
+cache truncation between questions does not undo the answer's entries in Gemma 3's sliding-window
+layers, so several questions are not answered from one cache here. Samples run in rounds (sample 0 of
+every task and length, then sample 1, ...), so an interrupted run has the first samples of every task;
+a re-run resumes (rows already in kvpress.jsonl are skipped). ``torch.manual_seed(0)`` before every
+question makes the Gaussian sketches of CompactorPress and LeverageScorePress reproducible.
 
-Gemma 3: kvpress skips the sliding-window layers only for ``Gemma3ForConditionalGeneration``; on
+Timing: ``prefill_seconds`` runs from the call to the first answer step (prefill + compression, KVzip's
+reconstruction passes included); ``decode_seconds`` is the question and the greedy answer. Kept
+entries are read from the cache when answering starts; presses that evict per head by masking
+(KVzipPress, AdaKVPress, CriticalKVPress: ``masked_key_indices``, the evicted keys replaced by fake keys
+at attention time) keep the evicted entries in the cache, so their ``cache_bytes`` is what the cache
+really holds (dense) and ``tokens_kept`` counts the unmasked entries.
+
+Gemma 3 only: kvpress skips the sliding-window layers only for ``Gemma3ForConditionalGeneration``; on
 the text-only ``Gemma3ForCausalLM`` it compresses them too and the next forward fails on a
 mask-size mismatch. This script gives ``Gemma3ForCausalLM`` the same treatment (sliding-window
 layers are not compressed, like tokenzip's default) by widening kvpress's isinstance check, and says
 so in its output. That alone is not enough: the pipeline's default ``DynamicCache()`` does not know
 which layers slide, so transformers sizes every full-attention mask from layer 0 (an uncompressed
 sliding layer) and the compressed global layers still get a mask of the wrong size. The pipeline's
-``cache`` argument is therefore given ``DynamicCache(config=model.config)`` (what tokenzip uses too).
+``cache`` argument is therefore given ``DynamicCache(config=model.config)`` (what tokenzip uses too,
+for every model). Other models (SmolLM2: Llama architecture, every layer full attention) are
+compressed in every layer, so ``ratio`` is the whole cache's.
 
     bash benchmarks/anchors/kvpress_run.sh TASKS.jsonl OUT_DIR --presses knorm snapkv --ratios 0.5 0.75
 """
@@ -35,6 +52,7 @@ import logging
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from importlib.metadata import version
@@ -48,7 +66,7 @@ import torch  # noqa: E402
 
 
 def presses(kvpress):
-    """kvpress presses by the tokenzip name of the same method (engine 'kvpress' in the rows)."""
+    """kvpress presses by the tokenzip name of the same method (engine 'kvpress' in the rows), defaults as shipped."""
     return {
         "random": lambda r: kvpress.RandomPress(compression_ratio=r, seed=0),
         "knorm": lambda r: kvpress.KnormPress(compression_ratio=r),
@@ -59,12 +77,21 @@ def presses(kvpress):
         "pyramidkv": lambda r: kvpress.PyramidKVPress(compression_ratio=r),
         "lagkv": lambda r: kvpress.LagKVPress(compression_ratio=r),
         "expected_attention": lambda r: kvpress.ExpectedAttentionPress(compression_ratio=r),
+        "compactor": lambda r: kvpress.CompactorPress(compression_ratio=r),
+        "cur": lambda r: kvpress.CURPress(compression_ratio=r),
+        "leverage": lambda r: kvpress.LeverageScorePress(compression_ratio=r),
         "adakv:base=snapkv": lambda r: kvpress.AdaKVPress(kvpress.SnapKVPress(compression_ratio=r)),
         "adakv:base=expected_attention": lambda r: kvpress.AdaKVPress(
             kvpress.ExpectedAttentionPress(compression_ratio=r, epsilon=1e-2)),
         "criticalkv:base=snapkv": lambda r: kvpress.CriticalKVPress(kvpress.SnapKVPress(compression_ratio=r)),
         "kvzip": lambda r: kvpress.KVzipPress(compression_ratio=r),
     }
+
+
+def is_gemma3_text(model) -> bool:
+    from transformers import Gemma3ForCausalLM
+
+    return isinstance(model, Gemma3ForCausalLM)
 
 
 def treat_gemma3_causal_lm_like_conditional_generation() -> None:
@@ -106,38 +133,72 @@ def layer_entries(layer) -> int:
     return 0 if layer.keys is None or layer.keys.numel() == 0 else layer.keys.shape[-2]
 
 
-class PrefillProbe:
-    """Times the first ``model.model`` call (the prefill, compression included) and records the cache after it."""
+def masked_per_layer(model) -> list[int]:
+    """Entries each layer's attention masks out (summed over heads): kvpress's per-head eviction by fake keys."""
+    counts = []
+    for layer in model.model.layers:
+        masked = getattr(layer.self_attn, "masked_key_indices", None)
+        counts.append(0 if masked is None else int(masked[0].numel()))
+    return counts
 
-    def __init__(self, model):
-        self.model, self.calls, self.cache, self.prefill_end = model, 0, None, None
+
+class AnswerProbe:
+    """Marks when the pipeline starts answering (prefill and compression are over) and records the cache then:
+    bytes held, entries per layer and the entries masked per layer."""
+
+    def __init__(self, pipe, model):
+        self.pipe, self.model, self.answer_start = pipe, model, None
 
     def __enter__(self):
-        def after(module, args, kwargs, output):
-            self.calls += 1
-            if self.calls == 1:
-                self.prefill_end = time.perf_counter()
-                self.cache = kwargs.get("past_key_values")
-                self.bytes = sum(layer_bytes(layer) for layer in self.cache.layers)
-                self.entries = [layer_entries(layer) for layer in self.cache.layers]
+        original = self.pipe.generate_answer
 
-        self.handle = self.model.model.register_forward_hook(after, with_kwargs=True)
+        def generate_answer(question_ids, cache, context_length, max_new_tokens):
+            self.answer_start = time.perf_counter()
+            self.bytes = sum(layer_bytes(layer) for layer in cache.layers)
+            self.entries = [layer_entries(layer) for layer in cache.layers]
+            self.masked = masked_per_layer(self.model)
+            return original(question_ids=question_ids, cache=cache, context_length=context_length,
+                            max_new_tokens=max_new_tokens)
+
+        self.pipe.generate_answer = generate_answer
         return self
 
     def __exit__(self, *exc):
-        self.handle.remove()
+        del self.pipe.generate_answer  # back to the class's method
+
+
+def in_rounds(lines: list[dict], samples: int | None) -> list[tuple[str, list[dict]]]:
+    """Questions grouped by sample, sample 0 of every task and length first, then sample 1, ...; with
+    ``samples``, only the first ``samples`` of each task and length."""
+    by_sample: dict[str, list[dict]] = {}
+    for line in lines:
+        by_sample.setdefault(line["id"], []).append(line)
+    groups = [(sid, qs) for sid, qs in by_sample.items() if samples is None or qs[0]["index"] < samples]
+    order = {sid: i for i, (sid, _) in enumerate(groups)}
+    return sorted(groups, key=lambda g: (g[1][0]["index"], order[g[0]]))
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tasks", help="JSONL written by `tokenzip bench --export-tasks`")
     parser.add_argument("out", help="directory for kvpress.jsonl (e.g. the tokenzip run directory)")
-    parser.add_argument("--gemma-dir", required=True, help="tokenzip's cached Gemma 3 270M (safetensors)")
+    parser.add_argument("--model-dir", "--gemma-dir", dest="model_dir", required=True,
+                        help="tokenzip's cached model (safetensors + config + tokenizer), e.g. the directory "
+                             "`tokenzip.models.smollm2.ensure_cache()` returns")
     parser.add_argument("--presses", nargs="+", default=["knorm", "snapkv", "streaming_llm", "tova"])
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.5])
     parser.add_argument("--threads", type=int)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--limit", type=int, help="only the first N questions")
+    parser.add_argument("--limit", type=int, help="only the first N questions of the file")
+    parser.add_argument("--samples", type=int, help="only the first N samples of each task and length")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -154,24 +215,25 @@ def main() -> int:
     unknown = [p for p in args.presses if p not in known]
     if unknown:
         parser.error(f"unknown press(es) {unknown}; known: {', '.join(known)}")
-    treat_gemma3_causal_lm_like_conditional_generation()
-    print("kvpress anchor: Gemma3ForCausalLM gets kvpress's Gemma 3 treatment: its sliding-window layers are NOT "
-          "compressed (kvpress does this only for Gemma3ForConditionalGeneration; without it the next forward fails "
-          "on a mask-size mismatch), and its pipeline gets a cache built from the model config "
-          "(DynamicCache(config=...)) so that masks are sized per layer type. Only the 3 global layers of 18 are "
-          "compressed, as in tokenzip.", file=sys.stderr)
-    model = AutoModelForCausalLM.from_pretrained(args.gemma_dir, dtype=torch.float32, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32, attn_implementation="sdpa")
     model = model.to(args.device).eval()
-    tok = AutoTokenizer.from_pretrained(args.gemma_dir)
+    tok = AutoTokenizer.from_pretrained(args.model_dir)
+    gemma3 = is_gemma3_text(model)
+    if gemma3:
+        treat_gemma3_causal_lm_like_conditional_generation()
+        print("kvpress anchor: Gemma3ForCausalLM gets kvpress's Gemma 3 treatment: its sliding-window layers are "
+              "NOT compressed (kvpress does this only for Gemma3ForConditionalGeneration; without it the next "
+              "forward fails on a mask-size mismatch), and its pipeline gets a cache built from the model config "
+              "(DynamicCache(config=...)) so that masks are sized per layer type. Only the global layers are "
+              "compressed, as in tokenzip.", file=sys.stderr)
     pipe = KVPressTextGenerationPipeline(model=model, tokenizer=tok, device=torch.device(args.device))
     sliding = [getattr(layer.self_attn, "is_sliding", False) for layer in model.model.layers]
-    global_layers = [i for i, s in enumerate(sliding) if not s]
+    compressed_layers = [i for i, s in enumerate(sliding) if not (gemma3 and s)]
+    print(f"kvpress anchor: {type(model).__name__}, {len(sliding)} layers, {len(compressed_layers)} compressed",
+          file=sys.stderr)
 
     lines = [json.loads(line) for line in Path(args.tasks).read_text().splitlines() if line.strip()]
     lines = lines[: args.limit] if args.limit else lines
-    by_sample: dict[str, list[dict]] = {}
-    for line in lines:
-        by_sample.setdefault(line["id"], []).append(line)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "kvpress.jsonl"
@@ -184,16 +246,22 @@ def main() -> int:
                 pass
     grid = [("none", 0.0)] + [(p, r) for p in args.presses for r in args.ratios]
     env = {"versions": {"kvpress": version("kvpress"), "transformers": version("transformers"),
-                        "torch": torch.__version__, "python": platform.python_version()},
-           "device": f"{args.device} ({torch.get_num_threads()} threads)", "host": platform.node(), "pid": os.getpid()}
+                        "tokenizers": version("tokenizers"), "torch": torch.__version__,
+                        "python": platform.python_version()},
+           "device": f"{args.device} ({torch.get_num_threads()} threads)", "host": platform.node(), "pid": os.getpid(),
+           "git_commit": git_commit(Path(__file__).resolve().parents[2])}
     failed: dict[str, str] = {}
+    model_name = lines[0].get("model", Path(args.model_dir).name)
+    notes = ["kvpress: compression runs inside the prefill (prefill_seconds includes it, KVzip's reconstruction "
+             "too)"]
+    notes.append("sliding-window layers not compressed" if gemma3 else "every layer compressed (whole cache)")
 
     with torch.no_grad():  # warm-up, untimed
         pipe._forward({"context_ids": tok(lines[0]["context"][:2000], return_tensors="pt").input_ids,
                        "questions_ids": [tok("Q", add_special_tokens=False, return_tensors="pt").input_ids]},
-                      max_new_tokens=2)
+                      max_new_tokens=2, cache=DynamicCache(config=model.config))
     with open(rows_path, "a") as handle:
-        for sample_id, questions in by_sample.items():
+        for sample_id, questions in in_rounds(lines, args.samples):
             first = questions[0]
             context_ids = tok(first["context"], return_tensors="pt").input_ids.to(args.device)
             if "context_tokens" in first and context_ids.shape[1] != first["context_tokens"]:
@@ -211,24 +279,29 @@ def main() -> int:
                         press = None if name == "none" else known[name](ratio)
                         ids = tok(q["question"] + q["answer_prefix"], add_special_tokens=False,
                                   return_tensors="pt").input_ids.to(args.device)
-                        with torch.no_grad(), PrefillProbe(model) as probe:
+                        torch.manual_seed(0)
+                        with torch.no_grad(), AnswerProbe(pipe, model) as probe:
                             start = time.perf_counter()
                             answer = pipe._forward({"context_ids": context_ids, "questions_ids": [ids]},
                                                    max_new_tokens=q["max_new_tokens"], press=press,
                                                    cache=DynamicCache(config=model.config))[0]
                             end = time.perf_counter()
                         predictions.append(answer)
-                        prefill += probe.prefill_end - start
-                        decode += end - probe.prefill_end
+                        prefill += probe.answer_start - start
+                        decode += end - probe.answer_start
                         new += len(tok(answer, add_special_tokens=False).input_ids)
                 except Exception as exc:  # a press that does not run on this model: say so, go on
                     failed[name] = f"{type(exc).__name__}: {exc}"
-                    print(f"kvpress anchor: {name} fails on Gemma3ForCausalLM: {failed[name][:300]}", file=sys.stderr)
+                    print(f"kvpress anchor: {name} fails on {type(model).__name__}: {failed[name][:300]}",
+                          file=sys.stderr)
                     continue
-                kept = sum(probe.entries[i] for i in global_layers) / len(global_layers)
+                heads = model.config.num_key_value_heads
+                kept = sum(probe.entries[i] - probe.masked[i] / heads for i in compressed_layers)
+                kept /= len(compressed_layers)
+                masked = sum(probe.masked)
                 scores = [string_match(q["metric"], p, q["answer"]) for p, q in zip(predictions, questions)]
                 row = {
-                    "key": key, "engine": "kvpress", "model": first.get("model", "gemma-3-270m"), "stage": "kv",
+                    "key": key, "engine": "kvpress", "model": model_name, "stage": "kv",
                     "seed": first.get("seed"), "prompt_style": "exported", "query_aware": False,
                     "shared_prefill": False, "dtype": "float32", "device_kind": args.device.split(":")[0],
                     "max_new_tokens": None, "tasks_file_sha256": None, "task": first["task"], "task_kind": "qa",
@@ -238,10 +311,10 @@ def main() -> int:
                     "predictions": predictions, "tokens_in": n, "tokens_kept": kept, "achieved_ratio": 1 - kept / n,
                     "prefill_seconds": prefill, "compress_seconds": None, "decode_seconds": decode, "new_tokens": new,
                     "decode_tokens_per_second": new / decode if decode else None, "cache_bytes_before": None,
-                    "cache_bytes": probe.bytes, "peak_rss_bytes": peak_rss(), "peak_cuda_bytes": None,
-                    "rss_peak_scope": scope, **env, "git_commit": None, "warmed_up": True,
-                    "notes": ["kvpress: compression runs inside the prefill (prefill_seconds includes it); "
-                              "sliding-window layers not compressed"],
+                    "cache_bytes": probe.bytes, "masked_entries": masked, "peak_rss_bytes": peak_rss(),
+                    "peak_cuda_bytes": None, "rss_peak_scope": scope, **env, "warmed_up": True,
+                    "notes": notes + (["evicted per head by masking (fake keys): cache_bytes is the dense cache "
+                                       "still held"] if masked else []),
                     "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 }
                 handle.write(json.dumps(row) + "\n")

@@ -6,7 +6,8 @@
 # kvpress is installed without its declared dependencies so pip cannot pull a CUDA torch; the modules
 # it imports at start-up are installed explicitly. torch is not downloaded again: when the project's
 # .venv exists, its CPU build of torch is linked into the new environment (through a .pth file);
-# otherwise torch is installed from the package index. Run: bash benchmarks/anchors/kvpress_setup.sh
+# otherwise torch is installed from the package index (PROJECT_VENV: another project venv to link torch from,
+# e.g. from a git worktree without its own .venv). Run: bash benchmarks/anchors/kvpress_setup.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="${KVPRESS_VENV:-/work/venvs/kvpress}"
@@ -23,7 +24,7 @@ pip=("$venv/bin/python" -m pip install -q)
 "${pip[@]}" --no-deps "kvpress==0.5.5" "accelerate==1.10.1"
 
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-main_site="$(ls -d "$root"/.venv/lib/python3*/site-packages 2>/dev/null | head -n1 || true)"
+main_site="$(ls -d "${PROJECT_VENV:-$root/.venv}"/lib/python3*/site-packages 2>/dev/null | head -n1 || true)"
 if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
     if [ -n "$main_site" ] && [ -d "$main_site/torch" ]; then
         links="$venv/torch-from-project"

@@ -17,7 +17,7 @@ from tokenzip.errors import MissingDependencyError, TokenzipError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("tokenzip.demo", "the main job: a small benchmark on the offline Gemma 3 270M, table + report"),
+    "demo": ("tokenzip.demo", "the main job: KV compression on the offline SmolLM2-135M, a small benchmark, report"),
     "models": ("tokenzip.cli_info", "list the models that load offline, and whether they are installed"),
     "methods": ("tokenzip.cli_info", "list every method with its stage, paper and parameters"),
 }
@@ -69,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(importlib.import_module(args._module).run(args) or 0)
     except (TokenzipError, MissingDependencyError, FileNotFoundError) as exc:
         print(f"tokenzip {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the checks did not foresee (a full disk, a file vanishing): a message, no traceback
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        print(f"tokenzip {args.command}: error: {exc.strerror or exc}{': ' + paths if paths else ''}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

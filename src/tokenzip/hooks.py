@@ -48,7 +48,8 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None, tokeni
     instruction (KVzip; without it KVzip warns and re-reads the context without its instruction).
 
     Every hook is removed on exit, also when the block raises. An in-model pruning (layers) method and a
-    KV-cache method compose; two kv methods on one model (given together or in nested blocks) are refused.
+    KV-cache method compose, chunked too (the layers method then prunes each chunk, one unpadded row at a
+    time); two kv methods on one model (given together or in nested blocks) are refused.
     Prompt and tokenizer methods act on text, not on a model: use ``tz.prompt.compress`` and
     ``tokenzip tokenizers`` for those.
     """
@@ -68,10 +69,15 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None, tokeni
     if chunk_size is not None:
         if not kv:
             raise TokenzipError("chunk_size= is for a kv method (it compresses while prefilling); none was given")
+        own = {m.chunk_size for m in methods if m.stage == "kv" and m.chunk_size is not None}
+        if own - {chunk_size}:
+            raise TokenzipError(f"chunk_size={chunk_size} was given, and the method's own chunk_size is "
+                                f"{', '.join(map(str, sorted(own)))}: give it once (either one)")
         methods = tuple(dataclasses.replace(m, chunk_size=chunk_size) if m.stage == "kv" else m for m in methods)
-    if any(getattr(m, "chunk_size", None) for m in methods) and any(m.stage == "layers" for m in methods):
-        raise TokenzipError("a chunked prefill (chunk_size) does not compose with a layers method yet: the layers "
-                            "method prunes a whole prefill at once")
+    if any(getattr(m, "chunk_size", None) for m in methods):
+        for method in methods:
+            if method.stage == "layers":
+                method.check_chunked()
     with contextlib.ExitStack() as stack:
         for method in methods:
             stack.enter_context(attach(model, method, tokenizer))

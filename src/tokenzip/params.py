@@ -11,6 +11,13 @@ class attributes, inherited and extended by subclasses::
 
 A bad value is a :class:`~tokenzip.errors.TokenzipError` naming the method, the parameter, the value
 with its type, and what is expected, raised by ``tz.get_method`` before any model runs.
+
+Parameters written as text (a pipeline spec, a bench method such as ``extractive:reorder=none``, the CLI's
+``--param key=value``) are read by one grammar, :func:`from_text`, which follows each parameter's annotation:
+a ``str`` parameter keeps its text (``reorder=none`` is the string ``"none"``), ``X | None`` reads
+``none``/``null`` as None, ``bool`` reads ``true``/``false``, ``int`` and ``float`` read numbers; a parameter of
+another type reads ``true``/``false``, ``none``/``null``, an integer, a number or else the text. A parameter only
+code can fill (an object, such as KVzip's ``tokenizer``; a method lists them in ``from_code``) is refused there.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 from tokenzip.errors import TokenzipError
 
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+INT64 = (-(2**63), 2**63 - 1)  # an integer parameter indexes tensors: it must fit their index type
 
 
 def declared(cls: type, attribute: str) -> dict[str, Any]:
@@ -90,6 +98,64 @@ def _in_range(value: Any, bound: tuple | None, choice: tuple | None) -> bool:
     return (lo is None or value >= lo) and (hi is None or value <= hi)
 
 
+def parse_value(text: str, hint: Any = None) -> Any:
+    """A parameter value written as ``text``, read by the parameter's annotation ``hint`` (see the module docstring);
+    a text no annotated type reads is read by the general rule, so the method's check names what was expected."""
+    text = text.strip()
+    low = text.lower()
+    simple = _simple_types(hint)
+    if simple is not None:
+        kinds, optional = simple
+        if low in ("none", "null") and optional:
+            return None
+        for kind in sorted(kinds, key=(bool, int, float, str).index):
+            value = _read(text, kind)
+            if value is not None:
+                return value
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        value = _read(text, kind)
+        if value is not None:
+            return value
+    return text
+
+
+def _read(text: str, kind: type) -> Any:
+    """``text`` as a ``kind`` value, or None when it is not one."""
+    if kind is bool:
+        return {"true": True, "false": False}.get(text.lower())
+    if kind is str:
+        return text
+    try:
+        return kind(text)
+    except ValueError:
+        return None
+
+
+def code_only(cls: type) -> frozenset[str]:
+    """The parameters of a method class that only code can fill (``from_code``, over the class hierarchy)."""
+    return frozenset().union(*(vars(k).get("from_code", ()) for k in cls.__mro__))
+
+
+def from_text(cls: type, params: dict[str, str], where: str = "") -> dict[str, Any]:
+    """Parameters of method class ``cls`` written as text, read by :func:`parse_value`; a parameter only code can
+    fill is refused with a message naming it (``where``: the text it came from, for the message)."""
+    hints = _hints(cls)
+    out = {}
+    for key, text in params.items():
+        if key in code_only(cls):
+            raise TokenzipError(
+                f"{where + ': ' if where else ''}{cls.stage}.{cls.name}'s parameter {key!r} is set from code, not "
+                f"from text (it is an object: pass it as tz.get_method({cls.name!r}, {key}=...); tz.kv.answer, "
+                "the pipeline and the server give it the model's own)"
+            )
+        out[key] = parse_value(text if isinstance(text, str) else str(text), hints.get(key))
+    return out
+
+
 def check_params(method: Any, skip: tuple[str, ...] = ("ratio", "budget")) -> None:
     """Check every init parameter of ``method`` (a method dataclass) against its annotation and declared range."""
     cls = type(method)
@@ -105,6 +171,9 @@ def check_params(method: Any, skip: tuple[str, ...] = ("ratio", "budget")) -> No
         if value is None and optional:
             continue
         bound, choice = bounds.get(field.name), choices.get(field.name)
+        if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+            raise TokenzipError(f"{method.stage}.{method.name}: parameter {field.name} must fit a 64-bit integer "
+                                f"(what tensors are indexed with), got {value!r}")
         if not any(_is(value, k) for k in kinds) or not _in_range(value, bound, choice):
             raise TokenzipError(
                 f"{method.stage}.{method.name}: parameter {field.name} must be "

@@ -26,7 +26,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.hooks import attach
-from tokenzip.kv.answer import CompressedCache, Prefill, answer_from, prefill
+from tokenzip.kv.answer import CompressedCache, Prefill, answer_from, check_context, check_max_new_tokens, prefill
 from tokenzip.models.cache_layers import dense_cache_bytes, dense_cache_entries, held_entries
 from tokenzip.registry import Method
 from tokenzip.spec import PIPELINE_STAGES, PipelineSpec, from_methods, parse
@@ -38,7 +38,10 @@ class StageRecord:
     any cache exists). The prompt and layers stages count tokens (the layers stage: tokens entering the
     first layer, and left after its last reduction), the kv stage cache entries (valid ones, summed over
     layers). Counts chain: a stage's ``before`` is the previous stage's ``after`` (tokens), and the kv
-    stage's ``before`` the layers stage's ``entries_after``."""
+    stage's ``before`` the layers stage's ``entries_after``. With a chunked kv stage (``chunk_size``) the kv
+    method compresses while the prefill reads the context, so the cache after the layers stage alone is never
+    held: its entries are those the layers took in (counted chunk by chunk), its bytes None, and the layers
+    stage's seconds exclude the kv method's compression between chunks (the kv stage's seconds)."""
 
     stage: str
     method: str
@@ -46,7 +49,7 @@ class StageRecord:
     before: float
     after: float
     seconds: float
-    bytes_after: int | None = None
+    bytes_after: int | None = None  # None: that cache never existed (the layers stage of a chunked prefill)
     entries_after: float | None = None
     token_layers: float | None = None  # layers stage: tokens processed summed over the decoder's layers
 
@@ -190,6 +193,11 @@ class Pipeline:
             layers.check_kind(stack.kind, stack.family)
             if stack.kind not in ("decoder", "vlm"):
                 raise TokenzipError(f"a pipeline answers with a decoder; {stack.family} is an {stack.kind}")
+            if getattr(self.methods.get("kv"), "chunk_size", None):  # each chunk is the layers method's input
+                layers.check_chunked()
+                if stack.kind == "vlm":
+                    raise TokenzipError(f"layers.{layers.name} on {stack.family} prunes a whole prefill (its image "
+                                        "tokens); give the kv method no chunk_size")
 
     # --- the stages ----------------------------------------------------------------------------
     def compress_text(self, model: Any, tok: Any, context: str, question: str | None) -> tuple[str, StageRecord | None]:
@@ -221,8 +229,12 @@ class Pipeline:
         report = runtime.report
         kept = report.kept[0] if report else pre.n_tokens
         token_layers = float(sum(report.tokens_per_layer)) if report and report.tokens_per_layer else None
-        return pre, StageRecord("layers", str(self.spec.get("layers")), "tokens", pre.n_tokens, kept, pre.seconds,
-                                pre.bytes, _held(pre.cache, pre.masks), token_layers)
+        seconds, held = pre.seconds, _held(pre.cache, pre.masks)
+        held_bytes: int | None = pre.bytes
+        if pre.entered is not None:  # a chunked prefill: its cache was compressed by the kv method as it was read
+            seconds, held, held_bytes = pre.seconds - pre.compress_seconds, _entered(pre), None
+        return pre, StageRecord("layers", str(self.spec.get("layers")), "tokens", pre.n_tokens, kept, seconds,
+                                held_bytes, held, token_layers)
 
     def compress_cache(self, pre: Prefill) -> tuple[CompressedCache, StageRecord | None]:
         kv = self.methods.get("kv")
@@ -230,7 +242,8 @@ class Pipeline:
         if kv is None:
             return compressed, None
         after = held_entries(compressed.cache, compressed.masks.valid)
-        return compressed, StageRecord("kv", str(self.spec.get("kv")), "entries", _held(pre.cache, pre.masks), after,
+        before = _held(pre.cache, pre.masks) if pre.entered is None else _entered(pre)
+        return compressed, StageRecord("kv", str(self.spec.get("kv")), "entries", before, after,
                                        compressed.compress_seconds, compressed.bytes, after)
 
     # --- whole runs ----------------------------------------------------------------------------
@@ -258,6 +271,8 @@ class Pipeline:
         questions = [questions] if isinstance(questions, str) else list(questions)
         if not questions:
             raise TokenzipError("give at least one question")
+        check_context(context)  # also when query-aware, where the question alone would make a prefill
+        check_max_new_tokens(max_new_tokens)
         self.check(model)
         answers, reports = [], []
         if not query_aware:
@@ -343,6 +358,12 @@ def pipeline(spec: str | PipelineSpec | None = None, *, prompt: Method | str | N
 def _held(cache: Any, snapshot: Any) -> float:
     """Valid entries held by ``cache`` given a CacheMasks snapshot (or None: every stored entry is valid)."""
     return held_entries(cache, snapshot[0] if snapshot else {})
+
+
+def _entered(pre: Prefill) -> float:
+    """The entries a chunked prefill's layers took in, summed: what its cache would hold had the kv method evicted
+    nothing (that cache never existed: the kv method compressed it chunk by chunk)."""
+    return float(sum(pre.entered.values()))
 
 
 def _ids(tok: Any, text: str, special: bool, model: Any) -> torch.Tensor:

@@ -129,8 +129,9 @@ def check_budget(budget: int | None) -> int | None:
     """Validate an absolute budget (number of tokens kept)."""
     if budget is None:
         return None
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise TokenzipError(f"budget is the number of tokens kept and must be an integer >= 1, got {budget!r}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget < 2**63:
+        raise TokenzipError(f"budget is the number of tokens kept and must be an integer >= 1 (that fits 64 bits), "
+                            f"got {budget!r}")
     return budget
 
 
@@ -149,6 +150,7 @@ class Method:
     bounds: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
     auto_ratio: ClassVar[bool] = False  # accepts ratio="auto": picks the ratio per context from an estimated loss
+    from_code: ClassVar[tuple[str, ...]] = ()  # parameters only code can fill (objects): refused in any text
 
     ratio: float | str = 0.0
     budget: int | None = None

@@ -11,8 +11,10 @@ the CLI and the benchmark. Grammar::
                or "auto" for methods that pick it per context (``kv:kvzip_fast@auto``)
 
 Examples: ``"kv:kvzip@0.5"``, ``"prompt:extractive@0.5 | layers:fastv@0.3 | kv:kivi:bits=4,evict=kvzip@0.5"``,
-``"kv:snapkv:budget=512"``. Values are coerced: ``true``/``false`` -> bool, ``none``/``null`` -> None,
-integers -> int, other numbers -> float, anything else stays a string. An absolute budget (tokens or
+``"kv:snapkv:budget=512"``. Values are read by each parameter's type (:func:`tokenzip.params.from_text`, the
+grammar of every text that sets parameters): a text parameter keeps its text (``reorder=none``), an optional
+one reads ``none``/``null`` as None, flags read ``true``/``false``, numbers read numbers; parameters only code
+can fill (KVzip's ``tokenizer``) are refused. An absolute budget (tokens or
 entries kept) is the ``budget=N`` parameter, which every method has; ``ratio=R`` may be written as a
 parameter too, but not together with ``@R``. Whitespace around separators is ignored. A stage appears at
 most once; wrappers such as ``kivi:evict=kvzip`` count as one method.
@@ -29,27 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenzip.errors import TokenzipError, unknown_name
+from tokenzip.params import from_text
 from tokenzip.registry import AUTO, Method, check_budget, check_ratio, get_method, method_class
 
 PIPELINE_STAGES = ("prompt", "layers", "kv")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = set("|@:,=")
-
-
-def _coerce(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def _render(value: Any) -> str:
@@ -81,7 +68,7 @@ def _is_default(defaults: dict[str, Any], key: str, value: Any) -> bool:
     if key not in defaults:
         return False
     default = defaults[key]
-    return isinstance(default, bool) == isinstance(value, bool) and default == value
+    return type(default) is type(value) and default == value  # bits=4.0 is not the default 4: the method checks it
 
 
 @dataclass(frozen=True)
@@ -147,8 +134,8 @@ class PipelineSpec:
         return " | ".join(str(s) for s in self.stages) or "none"
 
 
-def _parse_params(item: str, text: str) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+def _parse_params(item: str, text: str) -> dict[str, str]:
+    params: dict[str, str] = {}
     for part in text.split(","):
         part = part.strip()
         if "=" not in part:
@@ -160,7 +147,7 @@ def _parse_params(item: str, text: str) -> dict[str, Any]:
             raise TokenzipError(f"parameter {key!r} given twice in {item!r}")
         if not value:
             raise TokenzipError(f"parameter {key!r} has no value in {item!r}")
-        params[key] = _coerce(value)
+        params[key] = value
     return params
 
 
@@ -197,8 +184,9 @@ def parse_item(item: str) -> StageSpec:
         raise unknown_name("pipeline stage", stage, PIPELINE_STAGES, hint=f"(in {raw!r})")
     if not _NAME.match(name):
         raise TokenzipError(f"bad method name {name!r} in {raw!r}")
-    params = _parse_params(raw, parts[2]) if len(parts) == 3 and parts[2].strip() else {}
+    texts = _parse_params(raw, parts[2]) if len(parts) == 3 and parts[2].strip() else {}
     cls = method_class(name, stage)  # unknown method: an error listing the stage's methods
+    params = from_text(cls, texts, repr(raw))  # each value read by its parameter's type; objects refused
     ratio = 0.0
     if ratio_text is not None:
         if "ratio" in params:

@@ -8,10 +8,11 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from tokenzip.errors import TokenzipError
 
-STDIN = "-"
+STDIN = STDOUT = "-"  # a path of "-": standard input (reading) or standard output (writing)
 
 
 def check_file(path: str | Path, what: str = "file") -> Path:
@@ -40,6 +41,41 @@ def decode_utf8(data: bytes, where: str) -> str:
         ) from exc
 
 
+class InvalidText(TokenzipError):
+    """Text no UTF-8 can hold; ``field``: where it is in the JSON data checked, as keys and list indices joined by
+    dots (``messages.0.content``: the ``param`` of an OpenAI error), None at the top."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_text(value: Any, where: str) -> None:
+    """Refuse text no UTF-8 can hold anywhere in ``value`` (a string, or JSON data: lists and objects), such as a
+    lone surrogate (``"\\ud800"`` in JSON): an :class:`InvalidText` naming ``where``, the field and the position.
+    Such a string cannot be tokenized, written to a file or sent on."""
+    stack: list[tuple[Any, tuple[str | int, ...], bool]] = [(value, (), False)]
+    while stack:
+        item, parts, is_key = stack.pop()
+        if isinstance(item, dict):
+            stack += [(v, parts + (str(k),), False) for k, v in item.items()]
+            stack += [(k, parts, True) for k in item if isinstance(k, str)]
+        elif isinstance(item, list):
+            stack += [(v, parts + (i,), False) for i, v in enumerate(item)]
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+                path = f"{path} (a key)" if is_key and path else "a key" if is_key else path
+                raise InvalidText(
+                    f"{where}{': field ' + path if path else ''} holds text that is not valid Unicode: "
+                    f"{item[exc.start]!r} at character {exc.start} ({exc.reason}; a lone surrogate such as "
+                    "'\\ud800' is half of a character): give valid UTF-8 text",
+                    ".".join(str(p) for p in parts) or None,
+                ) from None
+
+
 def read_text(path: str | Path, what: str = "file", stdin: bool = True) -> str:
     """The UTF-8 text of ``path`` (``"-"``: standard input, when ``stdin``); a :class:`TokenzipError` that
     names ``what`` (e.g. "context file") and says what to do for a missing path, a directory, an
@@ -53,6 +89,33 @@ def read_text(path: str | Path, what: str = "file", stdin: bool = True) -> str:
     except OSError as exc:
         raise TokenzipError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
     return decode_utf8(data, f"{what} {path}")
+
+
+def out_dir(path: str | Path, what: str = "output directory") -> Path:
+    """The directory ``path`` for output, created with its parents when missing; a :class:`TokenzipError` saying why
+    it cannot be (a file is in the way, no permission) instead of an OSError."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise TokenzipError(f"{what} {path} exists and is not a directory: give a directory (created when missing)")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TokenzipError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise TokenzipError(f"{what} {path} is not writable: give a directory you can write to")
+    return p
+
+
+def out_file(path: str | Path, what: str = "output file") -> Path:
+    """The file ``path`` for output (its directory created when missing); a :class:`TokenzipError` when it is a
+    directory or cannot be written, before anything is computed."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise TokenzipError(f"{what} {path} is a directory: give a file name")
+    out_dir(p.parent, f"the directory of {what}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise TokenzipError(f"{what} {path} is not writable")
+    return p
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

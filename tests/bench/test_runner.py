@@ -272,3 +272,21 @@ def test_a_damaged_rows_file_is_resumed_with_warnings(tmp_path, tiny_llama, capl
         again = small_run(out, tiny_llama, methods=["snapkv"])
     assert comparable(again) == comparable(first)
     assert "rows.jsonl, line 5: not UTF-8 text" in caplog.text
+
+
+def test_a_method_or_ratio_given_twice_is_measured_once():
+    """Issue 23, item 6: ``--ratios 0.5 0.5`` or ``--methods snapkv snapkv`` wrote two rows with one key (the
+    report then showed n=2 for one sample)."""
+    config = BenchConfig(model="tiny:llama", methods=["snapkv", "snapkv", " snapkv", "knorm"], ratios=[0.5, 0.5, 0.25],
+                         tasks=["vt"])
+    config.validate()
+    assert config.pairs() == [("none", 0.0), ("snapkv", 0.5), ("snapkv", 0.25), ("knorm", 0.5), ("knorm", 0.25)]
+
+
+def test_a_lone_surrogate_in_a_tasks_file_is_refused_with_its_line(tmp_path, tiny_llama):
+    """Issue 23, item 3: JSON's escaped lone surrogate (half a character) gave a TypeError traceback."""
+    path = tmp_path / "tasks.jsonl"
+    path.write_text('{"context": "ok text", "question": "q?", "answer": "a"}\n'
+                    '{"context": "abc \\ud800 def", "question": "q?", "answer": "a"}\n')
+    with pytest.raises(TokenzipError, match=r"line 2: field context holds text that is not valid Unicode"):
+        small_run(tmp_path / "run", tiny_llama, tasks_file=str(path))

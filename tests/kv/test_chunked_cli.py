@@ -58,3 +58,24 @@ def test_bench_rows_of_a_chunked_prefill(tmp_path):
         assert row["prefill_peak_rss_bytes"] >= row["rss_start_bytes"] > 0 and row["decode_peak_rss_bytes"] > 0
         assert row["peak_rss_bytes"] == max(row["prefill_peak_rss_bytes"], row["decode_peak_rss_bytes"])
     assert 0 < chunked["compress_seconds"] < chunked["prefill_seconds"]
+
+
+def test_chunk_size_given_twice_and_differently_is_refused(tmp_path, capsys):
+    """Issue 23, item 8: ``--param chunk_size=8 --chunk-size 16`` used 16 but printed 8; the API let the argument
+    win silently. Given twice it must agree (the same value is fine)."""
+    import tokenzip as tz
+
+    context = tmp_path / "ctx.txt"
+    context.write_text("The cat sat on the mat near the river. " * 10)
+    assert main(["generate", "--model", "tiny:llama", "--context", str(context), "--question", "Q?",
+                 "--param", "chunk_size=8", "--chunk-size", "16"]) == 2
+    assert "chunk_size=16 was given, and the method's own chunk_size is 8: give it once" in capsys.readouterr().err
+    model, tok = tiny_model("llama")
+    method = tz.get_method("snapkv", ratio=0.5, chunk_size=8)
+    with pytest.raises(TokenzipError, match="give it once"):
+        tz.kv.answer(model, tok, context.read_text(), "Q?", method, chunk_size=16)
+    with pytest.raises(TokenzipError, match="give it once"):
+        with tz.compress(model, method, chunk_size=16):
+            pass
+    same = tz.kv.answer(model, tok, context.read_text(), "Q?", method, chunk_size=8, max_new_tokens=2)[0]
+    assert same.chunk_size == 8

@@ -108,6 +108,26 @@ def test_self_replay_attention_matches_a_loop():
     assert torch.allclose(mean, attn.mean(2).mean(1, keepdim=True), atol=1e-6)
 
 
+def test_self_replay_attention_of_a_chunk_re_reads_only_the_chunk():
+    """A chunked prefill (issue 23): the last Q of N entries are re-read; each re-reading query sees every entry
+    through its shifted copy and, causally, only the re-read ones (the chunk), not the kept entries before it."""
+    torch.manual_seed(4)
+    n, q, d = 9, 4, 4
+    past = n - q
+    k = torch.randn(1, 1, n, d)
+    queries, shifted = torch.randn(1, 2, q, d), torch.randn(1, 2, q, d)
+    best, mean = self_replay_attention(queries, k, 0.5, shifted, chunk=3)
+    rows = []
+    for t in range(q):
+        own = queries[:, :, t] @ k[0, 0, past : past + t + 1].T * 0.5  # the chunk's entries up to t only
+        logits = torch.cat([shifted[:, :, t] @ k[0, 0].T * 0.5, own], dim=-1)
+        rows.append(torch.softmax(logits, dim=-1)[..., :n])
+    attn = torch.stack(rows, dim=2)  # (1, 2, q queries, n keys)
+    assert best.shape == mean.shape == (1, 1, n)
+    assert torch.allclose(best, attn.amax(2).amax(1, keepdim=True), atol=1e-6)
+    assert torch.allclose(mean, attn.mean(2).mean(1, keepdim=True), atol=1e-6)
+
+
 def test_cls_attention_is_the_softmax_of_the_cls_row_averaged_over_heads():
     torch.manual_seed(0)
     q, k = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4)

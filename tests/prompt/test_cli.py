@@ -78,3 +78,20 @@ def test_keep_order_turns_off_the_move_before_the_question(monkeypatch, capsys, 
     assert "\n\n" in moved and "\n\n" not in kept
     source = iter(text.split())
     assert all(word in source for word in kept.split())  # a subsequence of the original words
+
+
+def test_a_budget_no_sentence_fits_is_an_error_in_the_api_and_the_cli(monkeypatch, capsys, tiny_dir, tiny):
+    """Issue 23, item 8 (the contract, docs/prompt.md): extractive keeps whole sentences; under a budget smaller
+    than every sentence nothing would be left, and that is an error with a message (exit code 2), not an empty
+    text with exit code 0. A word-level method under the same budget keeps words."""
+    import tokenzip as tz
+
+    text = "The archive room code is 4817 and the museum opened long ago in the north. " * 3
+    with pytest.raises(tz.TokenzipError, match="extractive: not one sentence of the text fits in the budget of 3 "
+                                               "tokens, so nothing would be left"):
+        tz.prompt.compress(text, budget=3, method="extractive", scorer=tiny, protect=False)
+    code, out, err = run(monkeypatch, capsys, ["-", "--budget", "3", "--method", "extractive", "--scorer", tiny_dir,
+                                               "--no-protect"], text)
+    assert code == 2 and out == "" and "nothing would be left" in err and "Traceback" not in err
+    kept = tz.prompt.compress(text, budget=3, method="llmlingua", scorer=tiny, protect=False)
+    assert kept.text.strip() and kept.tokens_after <= 3

@@ -49,7 +49,11 @@ def _subsequence(small: list[str], big: list[str]) -> bool:
 @pytest.mark.parametrize("name", sorted(MULTILINGUAL))
 def test_multibyte_text_stays_whole(tiny, method, name):
     text = MULTILINGUAL[name]
-    r = tz.prompt.compress(text, ratio=0.5, method=method, scorer=tiny, question="什么？")
+    try:
+        r = tz.prompt.compress(text, ratio=0.5, method=method, scorer=tiny, question="什么？")
+    except tz.TokenzipError as exc:  # the emoji text is one sentence, over half the budget: nothing would be left
+        assert method == "extractive" and name == "emoji" and "nothing would be left" in str(exc), exc
+        return
     r.text.encode("utf-8", errors="strict")
     src = [g for g in regex.findall(r"\X", text) if not g.isspace()]
     for block in r.text.split("\n\n"):  # a reordering method moves blocks; each is a piece of the original

@@ -72,6 +72,17 @@ def check_budget(result, count) -> None:
         assert result.notes, "an empty result without a note"
 
 
+def compress(text, **kwargs):
+    """``tz.prompt.compress``, or None when it refuses because not one unit fits and nothing would be left (the
+    documented contract: an error, never an empty text)."""
+    try:
+        return tz.prompt.compress(text, **kwargs)
+    except tz.TokenzipError as exc:
+        assert "fits in the budget" in str(exc) and "nothing would be left" in str(exc), exc
+        assert text.strip(), exc
+        return None
+
+
 def tiny_count(tiny):
     tokenizer = tiny[1]
     return lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"]) if t else 0
@@ -80,7 +91,9 @@ def tiny_count(tiny):
 @SETTINGS
 @given(text=texts(), size=SIZES, method=st.sampled_from(["head", "tail", "random"]))
 def test_position_methods_copy_whole_graphemes_in_order(tiny, text, size, method):
-    r = tz.prompt.compress(text, method=method, scorer=tiny, **size)
+    r = compress(text, method=method, scorer=tiny, **size)
+    if r is None:
+        return
     check_copied(r, text)
     check_budget(r, tiny_count(tiny))
 
@@ -89,7 +102,9 @@ def test_position_methods_copy_whole_graphemes_in_order(tiny, text, size, method
 @given(text=texts(), size=SIZES, method=st.sampled_from(["llmlingua", "selective_context", "longllmlingua",
                                                          "extractive"]))
 def test_scored_methods_copy_whole_graphemes_in_order(tiny, text, size, method):
-    r = tz.prompt.compress(text, method=method, scorer=tiny, **size)  # no question: nothing is reordered
+    r = compress(text, method=method, scorer=tiny, **size)  # no question: nothing is reordered
+    if r is None:
+        return
     check_copied(r, text)
     check_budget(r, tiny_count(tiny))
 
@@ -97,7 +112,9 @@ def test_scored_methods_copy_whole_graphemes_in_order(tiny, text, size, method):
 @SETTINGS
 @given(text=texts(), size=SIZES, method=st.sampled_from(["random", "llmlingua"]))
 def test_protected_spans_survive(tiny, text, size, method):
-    r = tz.prompt.compress(text, method=method, scorer=tiny, keep=[r"ZZkeep"], **size)
+    r = compress(text, method=method, scorer=tiny, keep=[r"ZZkeep"], **size)
+    if r is None:
+        return
     covered = set()
     for s in r.kept_spans:
         covered.update(range(s.start, s.end))
@@ -112,8 +129,10 @@ def test_protected_spans_survive(tiny, text, size, method):
        method=st.sampled_from(["extractive", "longllmlingua"]))
 def test_question_aware_methods_move_at_most_one_block_to_the_end(tiny, text, size, question, method):
     """With a question, the most relevant sentence (extractive) or document (longllmlingua) goes last."""
-    r = tz.prompt.compress(text, method=method, scorer=tiny, question=question, **size)
+    r = compress(text, method=method, scorer=tiny, question=question, **size)
+    if r is None:
+        return
     check_copied(r, text, in_order=False)
     check_budget(r, tiny_count(tiny))
-    kept = tz.prompt.compress(text, method=method, scorer=tiny, question=question, reorder="none", **size)
+    kept = compress(text, method=method, scorer=tiny, question=question, reorder="none", **size)
     check_copied(kept, text, in_order=True)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tokenzip.errors import TokenzipError
+from tokenzip.textio import STDOUT
 
 
 def _floats(values: list[str]) -> list[float]:
@@ -58,7 +59,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks-file", help="JSONL rows (context, question, answer), all used, instead of --tasks, "
                                              "--context and --samples")
-    parser.add_argument("--export-tasks", metavar="FILE", help="write the exact prompts and answers to FILE and stop")
+    parser.add_argument("--export-tasks", metavar="FILE",
+                        help="write the exact prompts and answers to FILE ('-': standard output) and stop")
     parser.add_argument("--workers", type=int, default=1, help="parallel workers (processes, or Ray actors)")
     parser.add_argument("--backend", default="local", choices=("local", "ray"))
     parser.add_argument("--ray-address", help="Ray cluster address (default: a running or new local instance)")
@@ -99,11 +101,12 @@ def run(args: argparse.Namespace) -> int:
         n = runner.export_tasks(args.export_tasks, model=args.model, tasks=args.tasks, context=contexts,
                                 samples=args.samples, seed=args.seed, prompt_style=args.prompt_style,
                                 tasks_file=args.tasks_file)
-        print(f"wrote {n} prompts to {args.export_tasks}")
+        where = "standard output" if args.export_tasks == STDOUT else args.export_tasks
+        print(f"wrote {n} prompts to {where}", file=sys.stderr if args.export_tasks == STDOUT else sys.stdout)
         return 0
     from tokenzip.bench.stages import with_chunk_size
 
-    if args.pipeline and (args.stage or args.methods or args.ratios or args.chunk_size):
+    if args.pipeline and (args.stage or args.methods or args.ratios or args.chunk_size is not None):
         raise TokenzipError("--pipeline replaces --stage, --methods, --ratios and --chunk-size: a single stage is a "
                             "pipeline of one ('kv:snapkv@0.5'; chunk_size=N goes in the kv item)")
     stage = "pipeline" if args.pipeline else args.stage or "kv"
@@ -137,7 +140,11 @@ def _write(directory: Path, out: str | None, plots: bool) -> None:
 def _report(args: argparse.Namespace) -> int:
     from tokenzip.bench.report import summary_table
     from tokenzip.bench.rows import load_rows
+    from tokenzip.textio import out_dir
 
-    print(summary_table(load_rows(args.dir)))
+    rows = load_rows(args.dir)
+    if args.out:  # where the report goes, checked before anything is rendered
+        out_dir(args.out, "--out")
+    print(summary_table(rows))
     _write(Path(args.dir), args.out, plots=not args.no_plots)
     return 0

@@ -23,9 +23,9 @@ from typing import Any
 from tokenzip.bench import savings
 from tokenzip.bench.aggregate import aggregate, by_kind, pareto, pipeline_rows, rows_kind, several_lengths
 from tokenzip.bench.rows import load_rows
-from tokenzip.errors import require
+from tokenzip.errors import TokenzipError, require
 from tokenzip.table import format_table
-from tokenzip.textio import write_atomic
+from tokenzip.textio import out_dir, out_file, write_atomic
 
 PLOTS = ("score_vs_ratio", "score_vs_latency", "score_vs_memory")
 
@@ -252,8 +252,12 @@ def write_report(directory: str | os.PathLike, out: str | os.PathLike | None = N
     """Write ``report.md``, ``report.html`` and ``plots/*.png`` for the rows in ``directory``."""
     directory = Path(directory)
     rows = load_rows(directory)
-    target = Path(out) if out else directory
-    target.mkdir(parents=True, exist_ok=True)
+    target = out_dir(Path(out) if out else directory, "report directory")
+    for name in ("report.md", "report.html", "plots"):
+        if name != "plots":
+            out_file(target / name, "report file")
+        elif (target / name).exists() and not (target / name).is_dir():
+            raise TokenzipError(f"{target / name} exists and is not a directory (the report's plots go there)")
     images = {**plots(rows), **savings.plots(rows)} if with_plots else {}
     written = {}
     if images:

@@ -20,6 +20,10 @@ from tokenzip.textio import write_atomic
 log = logging.getLogger(__name__)
 
 REQUIRED = ("key", "method", "ratio", "score", "task", "length", "sample")
+# measurements the report computes with: a number (or null) where present
+MEASURED = ("achieved_ratio", "prefill_seconds", "compress_seconds", "decode_seconds", "decode_tokens_per_second",
+            "cache_bytes", "cache_bytes_before", "peak_rss_bytes", "peak_cuda_bytes", "tokens_in", "tokens_kept",
+            "new_tokens", "neighbours")
 
 
 def numbered_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -59,6 +63,9 @@ def row_problem(row: dict[str, Any]) -> str | None:
     for name in ("length", "sample"):
         if not isinstance(row[name], int) or isinstance(row[name], bool):
             return f"{name!r} is {row[name]!r}, not an integer"
+    for name in MEASURED:
+        if row.get(name) is not None and not _number(row[name]):
+            return f"{name!r} is {row[name]!r}, not a number"
     return None
 
 

@@ -29,7 +29,7 @@ from tokenzip.bench.tasks.registry import get_task
 from tokenzip.bench.worker import Job, row_key
 from tokenzip.errors import TokenzipError
 from tokenzip.registry import check_ratio
-from tokenzip.textio import check_file, write_atomic
+from tokenzip.textio import STDOUT, check_file, out_dir, out_file, write_atomic
 
 ROWS = "rows.jsonl"
 CONFIG = "config.json"
@@ -98,6 +98,11 @@ class BenchConfig:
             import torch
 
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = check_device(self.device)
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise TokenzipError(f"--threads: torch threads per worker, an integer >= 1 (leave it out for the "
+                                f"default); got {self.threads!r}")
         if not self.model.startswith(TINY):  # an unknown model is refused before the run directory is read
             check_model_name(self.model)
         if self.stage not in STAGES:
@@ -106,7 +111,8 @@ class BenchConfig:
             raise TokenzipError("give at least one method (or 'none' for the uncompressed model only)")
         if not self.ratios:
             raise TokenzipError("give at least one ratio (the fraction of tokens removed, 0 <= r < 1)")
-        self.ratios = [check_ratio(r) for r in self.ratios]
+        self.ratios = list(dict.fromkeys(check_ratio(r) for r in self.ratios))  # each once: a row per key
+        self.methods = list(dict.fromkeys(m.strip() if isinstance(m, str) else m for m in self.methods))
         if self.stage == PIPELINE:  # bad specs: the spec parser's message, before any work
             self.methods, self.ratios = pipeline_specs(self.methods), [0.0]
         for spec in self.methods if self.stage != PIPELINE else ():
@@ -143,6 +149,25 @@ class BenchConfig:
                     continue
                 grid.append((spec, ratio))
         return grid
+
+
+def check_device(device: Any) -> str:
+    """``device`` as text if this machine has it (cpu, cuda, cuda:N, mps); else an error saying what it has."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TokenzipError(f"--device {device!r} is not a device: cpu, cuda, cuda:1, mps") from None
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if dev.type == "cuda" and (not cuda or (dev.index or 0) >= cuda):
+        raise TokenzipError(f"--device {device}: this torch sees {cuda or 'no'} CUDA device{'s' if cuda != 1 else ''}"
+                            f"{'' if cuda else ' (a CPU-only build, or no GPU)'}; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise TokenzipError(f"--device {device}: MPS is not available here; use --device cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise TokenzipError(f"--device {device}: the bench runs on cpu, cuda or mps")
+    return str(device)
 
 
 def pipeline_specs(specs: Sequence[str]) -> list[str]:
@@ -227,10 +252,7 @@ def check_lengths(samples: Iterable[Sample], prompts: Sequence[Any], tokenizer: 
 # --- the run directory ------------------------------------------------------------------------------
 def prepare_out(config: BenchConfig) -> set[str]:
     """Create or check the run directory; return the keys of the rows already finished there."""
-    out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise TokenzipError(f"--out {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir(config.out, "--out")
     identity = config.identity()
     config_path = out / CONFIG
     rows = [r for r in read_rows(out / ROWS) if isinstance(r, dict)]
@@ -333,6 +355,8 @@ def export_tasks(path: str | os.PathLike, model: str = "gemma-3-270m", tasks: Se
     """
     from tokenzip.bench.models import load_tokenizer
 
+    if str(path) != STDOUT:  # checked before any prompt is made
+        path = out_file(path, "--export-tasks file")
     contexts = [context] if isinstance(context, int) else list(context)
     config = BenchConfig(model=model, tasks=list(tasks), contexts=contexts, samples=samples, seed=seed,
                          prompt_style=prompt_style, tasks_file=tasks_file, methods=["none"])
@@ -350,7 +374,8 @@ def export_tasks(path: str | os.PathLike, model: str = "gemma-3-270m", tasks: Se
                 "max_new_tokens": sample.max_new_tokens, "metric": sample.metric, "formatted": True,
                 "model": model, "seed": seed, "context_tokens": len(tokenizer(prompt.context).input_ids),
                 "metadata": sample.metadata})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_rows(path, exported)
+    if str(path) == STDOUT:
+        sys.stdout.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in exported)
+    else:
+        write_rows(path, exported)
     return len(exported)

@@ -91,11 +91,21 @@ class TuneConfig:
                 raise TokenzipError(f"a {stage} method was given but {stage} is not in --stages")
         if self.eta < 2 or self.first < 1 or self.samples < 1:
             raise TokenzipError("--eta >= 2, --first >= 1 and --samples >= 1")
+        if self.tune_samples is not None and self.tune_samples < 1:
+            raise TokenzipError(f"--tune-samples: samples per cell at the last rung, >= 1 (leave it out for "
+                                f"--samples); got {self.tune_samples}")
+        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)) \
+                or not 0 <= self.tolerance < 1:  # also refuses nan
+            raise TokenzipError(f"--tolerance: how far below a target still reaches it, a fraction of the dense KV "
+                                f"bytes, 0 <= tolerance < 1; got {self.tolerance}")
+        unknown = [s for s in self.grid if s not in self.stages]
+        if unknown:
+            raise TokenzipError(f"--grid gives ratios for {', '.join(unknown)}, which is not in --stages")
         for task in self.tasks:
             get_task(task)
         if not self.tasks or not self.contexts or any(c < 16 for c in self.contexts):
             raise TokenzipError("give tasks (tokenzip bench --list-tasks) and context lengths of 16 tokens or more")
-        self.tune_samples = self.tune_samples or self.samples
+        self.tune_samples = self.samples if self.tune_samples is None else self.tune_samples
         self.methods = {s: self.methods.get(s) or DEFAULT_METHODS[s] for s in self.stages}
         self.grid = {s: sorted(set(self.grid.get(s) or DEFAULT_GRID[s])) for s in self.stages}
         for stage in self.stages:
@@ -118,16 +128,43 @@ def _item(stage: str, item: str, ratio: float) -> StageSpec:
 
 
 def candidates(config: TuneConfig) -> list[str]:
-    """Every product of one option per stage (nothing, or a method at a grid ratio), as canonical spec texts."""
+    """Every product of one option per stage (nothing, or a method at a grid ratio), as canonical spec texts, each
+    once (a method given twice, in any spelling, is one option), less those that cannot run (:func:`runnable`)."""
+    return [spec for spec in _products(config) if runnable(spec, config.contexts) is None]
+
+
+def _products(config: TuneConfig) -> list[str]:
     options = []
     for stage in config.stages:
-        options.append([None] + [_item(stage, m, r) for m in config.methods[stage] for r in config.grid[stage]])
-    out = []
+        items = {str(i): i for i in (_item(stage, m, r) for m in config.methods[stage] for r in config.grid[stage])}
+        options.append([None, *items.values()])
+    out: dict[str, None] = {}
     for combo in itertools.product(*options):
         items = tuple(s for s in combo if s is not None)
         if items:
-            out.append(str(PipelineSpec(tuple(sorted(items, key=lambda s: PIPELINE_STAGES.index(s.stage))))))
-    return out
+            out[str(PipelineSpec(tuple(sorted(items, key=lambda s: PIPELINE_STAGES.index(s.stage)))))] = None
+    return list(out)
+
+
+def runnable(spec: str, contexts: Sequence[int]) -> str | None:
+    """Why a candidate cannot run on every context length, or None. A layers method refuses an input shorter than
+    the tokens it protects (e.g. fastv's first 4 and last 32): after a prompt stage keeping ``kept(n)`` of an
+    ``n``-token context that is known before any work (the prompt stage keeps at most that many)."""
+    parsed = parse(spec)
+    layers = parsed.build("layers")
+    if layers is None:
+        return None
+    prompt = parsed.build("prompt")
+    lead, trail = layers.default_protect("decoder")
+    lead = lead if layers.protect is None else layers.protect
+    trail = trail if layers.protect_last is None else layers.protect_last
+    for n in contexts:
+        left = prompt.kept(n) if prompt is not None else n
+        if left < lead + trail:
+            return (f"{layers.name} protects {lead} + {trail} tokens but "
+                    f"{'the prompt stage leaves' if prompt is not None else 'the context has'} about {left} of a "
+                    f"{n}-token context")
+    return None
 
 
 # --- measured figures ------------------------------------------------------------------------------------
@@ -250,7 +287,14 @@ def tune(config: TuneConfig, log: Any = sys.stderr) -> dict[str, Any]:
     from tokenzip.bench.models import load, load_tokenizer
 
     config.validate()
+    every = _products(config)
     specs = candidates(config)
+    skipped = {spec: runnable(spec, config.contexts) for spec in every if spec not in specs}
+    for spec, why in skipped.items():
+        print(f"tune: skipped {spec}: {why}", file=log)
+    if not specs:
+        raise TokenzipError("no candidate of the grid can run on these context lengths (see above): give longer "
+                            "--context or lower prompt ratios")
     run = dict(config.run)
     in_process = run.get("backend", "local") == "local" and run.get("workers", 1) == 1
     if in_process:
@@ -264,13 +308,30 @@ def tune(config: TuneConfig, log: Any = sys.stderr) -> dict[str, Any]:
     assert not tuning & reported, "a tuning sample is also a reported sample"
     out = Path(config.out)
 
-    def measure(names: Sequence[str], seed: int, samples: int, where: str) -> list[dict[str, Any]]:
+    def sweep(names: Sequence[str], seed: int, samples: int, where: str) -> list[dict[str, Any]]:
         return runner.run(model=config.model, stage="pipeline", methods=list(names), tasks=config.tasks,
                           context=config.contexts, samples=samples, out=out / where, seed=seed, loaded=loaded,
                           summary=False, **run)
 
+    def measure(names: Sequence[str], seed: int, samples: int, where: str) -> list[dict[str, Any]]:
+        """The rows of ``names``; a candidate refused on some sample (a TokenzipError) is skipped with its message
+        and the others are measured (the rows already written are reused: runs resume)."""
+        try:
+            return [r for r in sweep(names, seed, samples, where) if r["method"] not in skipped]
+        except TokenzipError:
+            rows: list[dict[str, Any]] = []
+            for name in names:
+                try:
+                    rows = sweep([name], seed, samples, where)
+                except TokenzipError as exc:
+                    skipped[name] = str(exc)
+                    print(f"tune: skipped {name}: {exc}", file=log)
+            return [r for r in rows if r["method"] not in skipped]
+
     print(f"tune: {len(specs)} candidates, probe on {config.first} sample(s) per cell (seed {config.seed})", file=log)
     found = figures(measure(specs, config.seed, config.first, "tune"), config.first)
+    if not any(s != "none" for s in found):
+        raise TokenzipError("every candidate of the grid was refused (see above)")
     races = []
     for target in config.targets:
         for bracket in BRACKETS:
@@ -290,6 +351,8 @@ def tune(config: TuneConfig, log: Any = sys.stderr) -> dict[str, Any]:
         print(f"tune: rung of {samples} samples per cell: {len(racing)} configurations", file=log)
         rows = measure(racing, config.seed, samples, "tune")
         found.update({s: f for s, f in figures(rows, samples).items() if s in racing})
+        for race in races:  # refused on a new sample: out of the race (its first survivor stays if all were)
+            race.alive = [s for s in race.alive if s not in skipped] or race.alive[:1]
         for race in races:
             if len(race.alive) > 1:
                 race.samples = samples
@@ -297,11 +360,13 @@ def tune(config: TuneConfig, log: Any = sys.stderr) -> dict[str, Any]:
     print(f"report: {len(picks)} picks on seed {config.report_seed}, {config.samples} samples per cell", file=log)
     report_rows = measure(picks, config.report_seed, config.samples, "report")
     shown = figures(report_rows)
-    result = {"config": _jsonable(config), "candidates": len(specs), "races": [], "uncompressed": _fig(shown["none"])}
+    result = {"config": _jsonable(config), "candidates": len(specs), "skipped": skipped, "races": [],
+              "uncompressed": _fig(shown["none"])}
     for race in races:
         spec = race.alive[0]
         result["races"].append({"target": race.target, "bracket": race.bracket, "reached": race.reached,
-                                "spec": spec, "tune": _fig(found[spec]), "report": _fig(shown[spec])})
+                                "spec": spec, "tune": _fig(found[spec]),
+                                "report": _fig(shown[spec]) if spec in shown else None})  # None: refused there
     (out / "tune.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -55,12 +55,16 @@ def _methods(items: list[str] | None) -> dict[str, list[str]]:
 def _grid(items: list[str] | None) -> dict[str, list[float]]:
     from tokenzip.bench.cli import _floats
 
-    out = {}
+    out: dict[str, list[float]] = {}
     for item in items or []:
         stage, _, ratios = item.partition("=")
+        stage = stage.strip()
         if not ratios:
             raise TokenzipError(f"--grid {item!r}: write stage=r1,r2, e.g. kv=0.5,0.75")
-        out[stage.strip()] = _floats([ratios])
+        if stage in out:
+            raise TokenzipError(f"--grid gives {stage} twice ({stage}={','.join(map(repr, out[stage]))} and {item}): "
+                                f"write its ratios once, e.g. {stage}=0.5,0.75")
+        out[stage] = _floats([ratios])
     return out
 
 
@@ -106,6 +110,10 @@ def render(result: dict[str, Any]) -> str:
         table = []
         for r in races:
             rep = r["report"]
+            if rep is None:
+                table.append({"best": r["bracket"], "pipeline": r["spec"],
+                              "report score": "refused on the report seed"})
+                continue
             shares = ", ".join(f"{s} {100 * v:.0f}%" for s, v in rep["shares"].items())
             table.append({"best": r["bracket"] + ("" if r["reached"] else " (missed)"), "pipeline": r["spec"],
                           "tune score": f"{r['tune']['score']:.1f} (n={r['tune']['n']})",

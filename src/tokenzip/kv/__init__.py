@@ -9,9 +9,9 @@
 
 from tokenzip.kv.answer import CompressedCache, KVAnswer, Prefill, answer, answer_from, prefill
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
-from tokenzip.kv.cache import QuantizedLayer, cache_bytes
+from tokenzip.kv.cache import PackedLayer, QuantizedLayer, cache_bytes
 
 __all__ = [
-    "CompressedCache", "KVAnswer", "KVMethod", "LayerContext", "LayerResult", "Prefill", "QuantizedLayer",
-    "answer", "answer_from", "cache_bytes", "prefill",
+    "CompressedCache", "KVAnswer", "KVMethod", "LayerContext", "LayerResult", "PackedLayer", "Prefill",
+    "QuantizedLayer", "answer", "answer_from", "cache_bytes", "prefill",
 ]

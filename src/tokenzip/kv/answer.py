@@ -26,7 +26,7 @@ from tokenzip.errors import TokenzipError
 from tokenzip.kv.attached import check_kv_model, check_not_kv_attached
 from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import cache_bytes, copy_cache, layer_at, layer_length, restore, snapshot
-from tokenzip.kv.chunked import check_chunk_size
+from tokenzip.kv.chunked import check_chunk_size, entered_entries
 from tokenzip.kv.runtime import KVRuntime, target_layers
 from tokenzip.models.attention import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
@@ -56,6 +56,9 @@ class Prefill:
     method: KVMethod | None = None  # the method that compressed a chunked prefill
     chunk_size: int | None = None
     compress_seconds: float = 0.0
+    # a chunked prefill: per layer, the entries it took in (what it would hold had the kv method evicted
+    # nothing; fewer than the tokens where a layers method pruned them), the counts a ratio is measured against
+    entered: dict[int, float] | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -97,12 +100,13 @@ class Prefill:
             masks.restore(self.masks)
         cache = copy_cache(self.cache)
         targets = target_layers(self.adapter, bool(method and method.compress_sliding))
-        after = 0.0
+        before = after = 0.0
         for i in targets:
             valid = masks.valid.get(i)
             stored = layer_length(layer_at(cache, i))
             after += stored if valid is None else float(valid.float().sum(-1).mean())
-        counts = {"entries_before": self.n_tokens * len(targets), "entries_after": after}
+            before += self.entered[i] if self.entered else self.n_tokens
+        counts = {"entries_before": before, "entries_after": after}
         return CompressedCache(self.model, cache, masks, self.n_tokens, method, self.compress_seconds, counts)
 
     def _kept(self, cache: Any, masks: CacheMasks, compress_sliding: bool) -> dict[str, float]:
@@ -209,6 +213,28 @@ def _encode(tok: Any, text: str | torch.Tensor, special: bool, device: Any) -> t
     return ids.to(device)
 
 
+def one_chunk_size(chunk_size: int | None, methods: Sequence[KVMethod]) -> int | None:
+    """The chunk size of a prefill: ``chunk_size`` or the methods' own, which must not say otherwise."""
+    own = {m.chunk_size for m in methods if m.chunk_size is not None}
+    if chunk_size is not None and own - {chunk_size}:
+        raise TokenzipError(f"chunk_size={chunk_size} was given, and the method's own chunk_size is "
+                            f"{', '.join(map(str, sorted(own)))}: give it once (either one)")
+    return chunk_size if chunk_size is not None else next(iter(sorted(own)), None)
+
+
+def check_max_new_tokens(max_new_tokens: Any) -> None:
+    """New tokens to generate: an integer >= 1."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise TokenzipError(f"max_new_tokens is the number of tokens to generate, an integer >= 1; got "
+                            f"{max_new_tokens!r}")
+
+
+def check_context(context: Any) -> None:
+    """A context to answer from: text that is not empty (or token ids)."""
+    if isinstance(context, str) and not context.strip():
+        raise TokenzipError("the context is empty: give the text the questions are about")
+
+
 @torch.no_grad()
 def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence[KVMethod | str] = (),
             window: int = 0, received: bool = False, chunk_size: int | None = None) -> Prefill:
@@ -222,7 +248,7 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
     check_not_kv_attached(model, "tz.kv.prefill")
     methods = [_as_method(m) for m in methods]
     live = [m for m in methods if m is not None]
-    chunk_size = chunk_size if chunk_size is not None else next((m.chunk_size for m in live if m.chunk_size), None)
+    chunk_size = one_chunk_size(chunk_size, live)
     if chunk_size is not None:
         check_chunk_size(chunk_size)
         if len(live) > 1:
@@ -254,7 +280,8 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
     seconds = time.perf_counter() - start
     return Prefill(model, tok, cache, dict(runtime.captures), ids, window, received, seconds, cache_bytes(cache),
                    masks=runtime.masks.snapshot(), method=method, chunk_size=chunk_size,
-                   compress_seconds=runtime.compress_seconds)
+                   compress_seconds=runtime.compress_seconds,
+                   entered=entered_entries(runtime) if chunk_size is not None else None)
 
 
 @torch.no_grad()
@@ -266,6 +293,7 @@ def answer_from(model: Any, tok: Any, compressed: CompressedCache, question: str
     ``question`` may also be token ids. Returns ``(text, new_tokens, decode_seconds)``; decode time
     covers the question tokens and generation.
     """
+    check_max_new_tokens(max_new_tokens)
     device = next(model.parameters()).device
     if isinstance(question, torch.Tensor):
         ids = question.to(device).view(1, -1)
@@ -323,6 +351,8 @@ def answer(model: Any, tok: Any, context: str, questions: str | Sequence[str], m
     questions = [questions] if isinstance(questions, str) else list(questions)
     if not questions:
         raise TokenzipError("give at least one question")
+    check_context(context)  # also when query-aware, where the question alone would make a prefill
+    check_max_new_tokens(max_new_tokens)
     results = []
     methods = [method] if method else []
     shared = None if query_aware else prefill(model, tok, context, methods, chunk_size=chunk_size)

@@ -73,12 +73,15 @@ class AutoRatioMethod(KVMethod):
 
     # --- choosing the ratio ------------------------------------------------------------------
     def auto_keep(self, ctx: LayerContext, scores: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
-        """Entries kept per head in each batch row of this layer, and the chosen ratio recorded."""
-        n = ctx.real_lengths()
-        least = n - (n.float() * self.ceiling()).long()
+        """Entries kept per head in each batch row of this layer, and the chosen ratio recorded.
+
+        In a chunked prefill the entries are those kept so far plus the newest chunk: the floor (``1 - ceiling``)
+        and the recorded ratio count the tokens seen so far, as a whole prefill would."""
+        n, seen = ctx.real_lengths(), ctx.seen_lengths().to(ctx.keys.device)
+        least = torch.minimum(seen - (seen.float() * self.ceiling()).long(), n)
         tolerance = self.default_tolerance if self.tolerance is None else self.tolerance
         keep = keep_within_loss(scores, mass.expand_as(scores), tolerance, least)
-        self.chosen_ratios[ctx.layer_idx] = (1 - keep.float() / n.clamp_min(1).float()).tolist()
+        self.chosen_ratios[ctx.layer_idx] = (1 - keep.float() / seen.clamp_min(1).float()).tolist()
         return keep
 
     def compress_layer(self, ctx: LayerContext) -> LayerResult:
@@ -89,4 +92,4 @@ class AutoRatioMethod(KVMethod):
         valid = ctx.valid_per_head()
         scores = scores if valid is None else scores.masked_fill(~valid, float("-inf"))
         indices, kept = self.select(ctx, scores, self.auto_keep(ctx, scores, mass.float()))
-        return LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), kept)
+        return LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), kept, indices=indices)

@@ -17,6 +17,12 @@ its budget by the method, scoring what it kept from earlier chunks together with
   reconstructions) carry it from chunk to chunk with the kept entries (:meth:`KVMethod.carry`).
 * Methods that compress the whole model at once (KVzip) compress after each chunk's forward pass.
 
+* A prefill of at most ``chunk_size`` tokens is one chunk: it is compressed once, after it, exactly as
+  without ``chunk_size`` (the same entries kept, ``ratio="auto"`` included).
+* ``ratio="auto"``: after every chunk each layer keeps the fewest top entries (by the running score) whose
+  share of the mass the method measured on this chunk stays within ``tolerance``, and never fewer than
+  ``1 - max_ratio`` of the tokens seen.
+
 The chunks are fed from the forward pre-hook of the decoder: a prefill longer than ``chunk_size`` runs
 its first chunks through the decoder there, and the caller's own forward pass carries on with the last
 chunk. Its output therefore covers the last chunk's tokens only (the logits ``generate`` needs).
@@ -35,6 +41,7 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import LayerContext, LayerResult
 from tokenzip.models.calling import cache_kwargs, call_cache, new_cache
+from tokenzip.models.chunking import end_chunk, start_chunk
 
 SEQUENCE_INPUTS = ("input_ids", "inputs_embeds", "position_ids")  # sliced to each chunk along the last token axis
 
@@ -45,6 +52,7 @@ class ChunkState:
 
     valid: torch.Tensor | None  # (B, N) token validity of the whole input (None: no padding)
     ids: torch.Tensor | None  # (B, N) the whole input's token ids (None for embeddings)
+    total: int = 0  # tokens of the whole input
     feeding: bool = True  # inside the first chunks (run from the pre-hook), not the caller's last one
     start: int = 0  # tokens before the current chunk
     end: int = 0  # tokens up to the end of the current chunk
@@ -97,15 +105,17 @@ def feed(runtime: Any, decoder: Any, args: tuple, kwargs: dict) -> tuple[tuple, 
     ids = kwargs.get("input_ids")
     n = (ids if ids is not None else kwargs["inputs_embeds"]).shape[1]
     valid = mask.bool() if isinstance(mask, torch.Tensor) and not bool(mask.all()) else None
-    runtime.chunks = state = ChunkState(valid=valid, ids=ids)
+    runtime.chunks = state = ChunkState(valid=valid, ids=ids, total=n)
     runtime.compress_seconds = 0.0
     runtime.carried = {}
+    runtime.entered = {}
     sizes = chunk_sizes(n, runtime.chunk_size)
     try:
         for size in sizes[:-1]:
             decoder(**_slice(kwargs, state.start, state.start + size))
     except BaseException:
         runtime.chunks = None
+        end_chunk(runtime.model)
         raise
     state.feeding = False
     last = _slice(kwargs, state.start, n)
@@ -117,6 +127,7 @@ def begin(runtime: Any, q: int) -> None:
     """Start a chunk of ``q`` tokens: per-chunk captures, the validity of the tokens so far."""
     state = runtime.chunks
     state.end = state.start + q
+    start_chunk(runtime.model, state.start, state.end, state.total)
     runtime.prefilling = True
     runtime.captures.clear()
     runtime.token_valid = None if state.valid is None else state.valid[:, : state.end]
@@ -130,11 +141,31 @@ def finish(state: ChunkState) -> ChunkState | None:
     return state if state.feeding else None
 
 
+def enter(runtime: Any, i: int, q: int) -> None:
+    """Layer ``i``'s attention on a chunk: its ``q`` new entries (the chunk's tokens, or fewer where a layers
+    method pruned them inside the model) join what it has taken in so far (per row, real entries only)."""
+    new: Any = q
+    if runtime.token_valid is not None and q == runtime._q:
+        new = runtime.token_valid[:, -q:].sum(-1).long()
+    runtime.entered[i] = runtime.entered.get(i, 0) + new
+
+
 def _seen(runtime: Any, ctx: LayerContext) -> torch.Tensor:
-    end = runtime.chunks.end
-    if runtime.token_valid is None:
-        return torch.full((ctx.keys.shape[0],), end, dtype=torch.long, device=ctx.keys.device)
-    return runtime.token_valid.sum(-1).long().to(ctx.keys.device)
+    """Entries layer ``ctx.layer_idx`` has taken in so far per row: the tokens seen, or fewer where a layers method
+    pruned them (a ratio then keeps its share of what the layer was given, as after a whole prefill)."""
+    seen = runtime.entered.get(ctx.layer_idx, runtime.chunks.end)
+    return torch.as_tensor(seen, device=ctx.keys.device).long().expand(ctx.keys.shape[0]).clone()
+
+
+def entered_entries(runtime: Any) -> dict[int, float]:
+    """Per layer, the entries it would hold had nothing been evicted (mean over rows): what it took in, at most
+    ``window - 1`` on a sliding-window layer (what transformers' layers store)."""
+    window = runtime.adapter.sliding_window()
+    out = {}
+    for i in range(runtime.adapter.num_layers):
+        taken = float(torch.as_tensor(runtime.entered.get(i, 0)).float().mean())
+        out[i] = min(taken, window - 1) if window and runtime.adapter.is_sliding(i) else taken
+    return out
 
 
 def context(runtime: Any, cache: Any, i: int) -> LayerContext:
@@ -156,9 +187,12 @@ def _keep_all(ctx: LayerContext) -> LayerResult:
 
 
 def _must_reduce(method: Any, ctx: LayerContext) -> bool:
-    """Whether any row holds more real entries than its target, or invalid entries to drop."""
+    """Whether any row holds more real entries than its target, or invalid entries to drop; a method choosing its
+    ratio per context (``ratio="auto"``) decides after every chunk, unless it may remove nothing."""
     if ctx.token_valid is not None and not bool(ctx.token_valid.all()):
         return True
+    if getattr(method, "auto", False):
+        return not method.is_noop(ctx.n_tokens)
     return bool((method.keep_counts(ctx) < ctx.n_tokens).any())
 
 

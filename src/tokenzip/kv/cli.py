@@ -11,17 +11,17 @@ from tokenzip.errors import TokenzipError
 from tokenzip.textio import read_text
 
 
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs; values are JSON when they parse as JSON (numbers, booleans), else strings."""
-    params = {}
+def parse_params(items: list[str]) -> dict[str, str]:
+    """``key=value`` pairs, the values as written (the method reads each by its parameter's type: one grammar with
+    pipeline specs, :func:`tokenzip.params.from_text`)."""
+    params: dict[str, str] = {}
     for item in items:
         if "=" not in item:
             raise TokenzipError(f"--param expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key in params:
+            raise TokenzipError(f"--param {key} given twice ({params[key]!r} and {value!r}): keep one")
+        params[key] = value
     return params
 
 
@@ -69,11 +69,19 @@ def run(args: argparse.Namespace) -> int:
     context = read_text(args.context, "context file")
     method = None
     if args.method != "none":
-        params = parse_params(args.param)
+        from tokenzip.params import from_text
+        from tokenzip.registry import method_class
+
+        texts = parse_params(args.param)
         for name in ("ratio", "budget"):
-            if name in params:
+            if name in texts:
                 raise TokenzipError(f"give {name} with --{name}, not as --param")
+        params = from_text(method_class(args.method, "kv"), texts, "--param")
         method = tz.get_method(args.method, stage="kv", **params, **sizes)
+    from tokenzip.kv.answer import check_max_new_tokens, one_chunk_size
+
+    check_max_new_tokens(args.max_new_tokens)  # what the model cannot do is refused before it is loaded
+    one_chunk_size(args.chunk_size, [method] if method else [])
     model, tok = tz.load_model(args.model)
     answers = tz.kv.answer(model, tok, context, args.question, method, query_aware=args.query_aware,
                            max_new_tokens=args.max_new_tokens, answer_prefix=args.answer_prefix,

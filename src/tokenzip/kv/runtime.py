@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from tokenzip.kv.cache import layer_at, layer_entries, layer_length, restore, sn
 from tokenzip.kv.context import DecodeContext, ReplayContext
 from tokenzip.models.attention import CacheMasks, route_attention
 from tokenzip.models.calling import cache_kwargs, call_cache, output_cache
+from tokenzip.models.chunking import end_chunk, reading
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.ops.attention import received_attention
 
@@ -74,7 +76,8 @@ class KVRuntime:
                 method.check_chunks(self.chunk_size)
         self.chunks: chunked.ChunkState | None = None  # set during a chunked prefill
         self.carried: dict[int, torch.Tensor] = {}  # per-entry state methods carry from chunk to chunk
-        self.compress_seconds = 0.0  # time a chunked prefill spent compressing
+        self.entered: dict[int, Any] = {}  # entries each layer took in during the last prefill, per row
+        self.compress_seconds = 0.0  # time the last prefill spent compressing (between chunks, or after it)
 
     @classmethod
     def over_prefill(cls, prefill: Prefill, method: KVMethod | None, masks: CacheMasks | None = None) -> KVRuntime:
@@ -98,6 +101,7 @@ class KVRuntime:
                 self.masks = masks
                 yield self
         finally:
+            end_chunk(self.model)
             for h in hooks:
                 h.remove()
 
@@ -113,6 +117,7 @@ class KVRuntime:
             chunked.begin(self, q)
             return None
         self.chunks = None
+        end_chunk(self.model)
         self.prefilling = cache is None or cache.get_seq_length() == 0
         if self.prefilling:
             self.captures.clear()
@@ -124,7 +129,9 @@ class KVRuntime:
             if isinstance(mask, torch.Tensor) and mask.ndim == 2 and not bool(mask.all()):
                 self.token_valid = mask.bool()
             self.input_ids = ids
-            if self.chunk_size:
+            self.compress_seconds = 0.0
+            self.entered = {}
+            if self.chunk_size and q > self.chunk_size:  # a prefill that fits one chunk is compressed as a whole
                 return chunked.feed(self, module, args, kwargs)
         self._q = q
         return None
@@ -134,12 +141,15 @@ class KVRuntime:
             return
         self.seen += self._q
         if self.prefilling:
+            end_chunk(self.model)  # a chunk's extra passes (KVzip's reconstruction) are not prefill chunks
             self.cache = output_cache(output) or call_cache(module, args, kwargs)
             if self.method is not None and self.method.needs_whole_model() and self.cache is not None:
                 if self.chunks is not None:
                     chunked.compress_model(self, self.cache)
                 else:
+                    start = time.perf_counter()
                     self.compress_all(self.cache)
+                    self.compress_seconds += time.perf_counter() - start
             self.prefilling = False
             if self.chunks is not None:
                 self.chunks = chunked.finish(self.chunks)
@@ -150,6 +160,7 @@ class KVRuntime:
         if i in self.extra_handlers:
             self.extra_handlers[i](module, query, key)
         if self.prefilling and not self.replaying:
+            chunked.enter(self, i, query.shape[2])
             capture = {}
             if self.window:
                 capture["queries"] = query[:, :, -self.window :].detach()
@@ -162,6 +173,9 @@ class KVRuntime:
             self.captures[i]["queries"] = queries[:, :, -self.method.decode_window :]
         # a prefill's managed layers are the layers stage's, except a chunked prefill's, which the kv method reduced
         chunk = self.chunks is not None and not self.replaying
+        owner = reading(self.model) if chunk else None
+        if owner is not None and owner.owns(i):  # pruned inside the model in this chunk: the layers stage's mask
+            return mask
         if self.masks.managed(i) and (self.replaying or not self.prefilling or chunk):
             mask = self.masks.mask_for(i, query, key)
             return chunked.mask_padding(self, i, mask, query, key) if chunk and self.token_valid is not None else mask
@@ -181,11 +195,13 @@ class KVRuntime:
         if self.chunks is not None:
             chunked.compress_layer(self, cache, i)
             return
+        start = time.perf_counter()
         ctx = self.context(cache, i)
         if self.method.is_noop(ctx.n_tokens):
             return
         self.write(cache, i, self.method.compress_layer(ctx))
         self.captures.pop(i, None)
+        self.compress_seconds += time.perf_counter() - start
 
     # --- compression -----------------------------------------------------------------------------
     def context(self, cache: Any, i: int) -> LayerContext:
@@ -209,8 +225,7 @@ class KVRuntime:
 
     def write(self, cache: Any, i: int, result: LayerResult) -> None:
         """Store a compressed layer in the cache and take over its attention mask."""
-        store(cache, i, result.keys, result.values, result.layer)
-        self.masks.manage(i, result.valid)
+        self.masks.manage(i, store(cache, i, result.keys, result.values, result.layer, result.valid))
         self.compressed = True
 
     def compress_all(self, cache: Any, method: KVMethod | None = None) -> None:

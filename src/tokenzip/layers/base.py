@@ -156,6 +156,14 @@ class LayersMethod(Method):
         """True when nothing can be removed whatever the input (ratio 0, no budget, no counts)."""
         return not self.ratio and self.budget is None and not any(self.removed or ())
 
+    def check_chunked(self) -> None:
+        """Refuse what cannot be split over the chunks of a chunked prefill (where each chunk is this method's
+        input and loses ``ratio`` of its candidates): a budget or counts of tokens, which are for a whole input."""
+        if self.budget is not None or self.removed is not None:
+            what = f"budget={self.budget}" if self.budget is not None else f"removed={self.removed}"
+            raise TokenzipError(f"layers.{self.name}: {what} counts tokens of a whole prefill; a chunked prefill "
+                                "(chunk_size) gives it one chunk at a time: give a ratio instead")
+
     def check_kind(self, kind: str, family: str) -> None:
         if kind not in self.kinds:
             raise TokenzipError(

@@ -68,6 +68,8 @@ class Runtime:
         self.prop_attn = bool(getattr(method, "prop_attn", False))
         self.state: TokenState | None = None
         self.report: LayersReport | None = None  # of the last forward that reduced tokens
+        self.chunk: Any = None  # the prefill chunk being read (tokenzip.models.chunking.PrefillChunk), or None
+        self.chunk_candidates = self.chunk_removed = 0  # candidates and planned removals of the chunks so far
 
     def reset(self) -> None:
         """A new prefill starts: forget the last one's token state."""
@@ -79,11 +81,15 @@ class Runtime:
 
     # --- forward start ---------------------------------------------------------------------------
     def begin(self, hidden: torch.Tensor, padding: torch.Tensor | None = None,
-              candidates: torch.Tensor | None = None) -> None:
+              candidates: torch.Tensor | None = None, chunk: Any = None) -> None:
         """A forward pass starts with ``hidden`` (B, N, C); ``padding`` (B, N) is 1 for real tokens.
 
         ``candidates`` (B, N) overrides which tokens may leave (e.g. the image tokens of a VLM);
         by default every real token except the first ``protect`` and last ``protect_last`` ones.
+        ``chunk`` (a :class:`tokenzip.models.chunking.PrefillChunk`): the pass reads one chunk of a chunked prefill
+        (one unpadded row): the chunk's tokens are this pass's input, the protected ones are the first and last of
+        the whole prefill, each chunk loses what the ratio owes on the candidates so far (so the whole prefill loses
+        what it would in one pass), and the report adds up the chunks.
         """
         b, n, _ = hidden.shape
         device = hidden.device
@@ -91,15 +97,23 @@ class Runtime:
         if real.shape != (b, n):
             raise TokenzipError(f"attention_mask has shape {tuple(real.shape)} but the input has {b} x {n} tokens")
         counts = real.sum(-1)
+        self.chunk = chunk
+        if chunk is not None:
+            self.method.check_chunked()
+            if chunk.first:
+                self.chunk_candidates = self.chunk_removed = 0
         if candidates is None:
             rank = real.long().cumsum(-1) - 1
-            from_end = counts[:, None] - 1 - rank
+            total = counts[:, None]
+            if chunk is not None:  # positions in the whole prefill
+                rank, total = rank + chunk.start, torch.full_like(total, chunk.total)
+            from_end = total - 1 - rank
             candidates = real & (rank >= self.lead) & (from_end >= self.trail)
-            short = (counts < self.lead + self.trail).nonzero().flatten().tolist()
+            short = (total[:, 0] < self.lead + self.trail).nonzero().flatten().tolist()
             if short:
                 row = short[0]
                 raise TokenzipError(
-                    f"layers.{self.method.name}: batch row {row} has {int(counts[row])} tokens, fewer than the "
+                    f"layers.{self.method.name}: batch row {row} has {int(total[row, 0])} tokens, fewer than the "
                     f"{self.lead} leading + {self.trail} trailing tokens it protects; pass a longer input or "
                     "lower protect/protect_last"
                 )
@@ -123,6 +137,10 @@ class Runtime:
             target = sum(m.removed)
         elif m.budget is not None:
             target = max(0, n_candidates - m.budget)
+        elif self.chunk is not None:  # what the chunks so far owe, so the whole prefill loses what it would at once
+            seen = self.chunk_candidates + n_candidates
+            target = (seen - m.kept(seen)) - self.chunk_removed
+            self.chunk_candidates, self.chunk_removed = seen, self.chunk_removed + target
         else:
             target = n_candidates - m.kept(n_candidates)
         what = f" (batch row {row}; protected tokens cannot leave)"
@@ -264,7 +282,10 @@ class Runtime:
         kept = st.valid.sum(-1).tolist()
         entering = [st.entering.get(i, st.entering[max(k for k in st.entering if k <= i)])
                     for i in range(self.num_layers)]
-        self.report = LayersReport(st.input_tokens, st.candidate_tokens, kept, entering)
+        report = LayersReport(st.input_tokens, st.candidate_tokens, kept, entering)
+        if self.chunk is not None and not self.chunk.first and self.report is not None:
+            report = _added(self.report, report)  # a chunked prefill: the chunks so far
+        self.report = report
         self.method.last_report = self.report  # for `with tz.compress(model, method)`, which yields the model
         if not st.changed or self.restore == "none":
             return hidden
@@ -272,6 +293,15 @@ class Runtime:
         out = hidden.gather(1, slot)
         fill = st.exited if st.exited is not None else torch.zeros_like(out)
         return torch.where((st.proxy >= 0)[..., None], out, fill)
+
+
+def _added(a: LayersReport, b: LayersReport) -> LayersReport:
+    """Two chunks of one prefill as one report: tokens in, candidates, kept and tokens per layer added up."""
+    def add(x: list, y: list) -> list:
+        return [p + q for p, q in zip(x, y)]
+
+    return LayersReport(add(a.input_tokens, b.input_tokens), add(a.candidates, b.candidates), add(a.kept, b.kept),
+                        add(a.tokens_per_layer, b.tokens_per_layer))
 
 
 def nearest_staying(hidden: torch.Tensor, stays: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,10 @@ class CacheMasks:
 
     ``valid[layer]`` is ``None`` (every stored entry valid) or a bool tensor ``(B, H, S)`` with
     ``H`` 1 or the number of KV heads, right-aligned with the layer's stored entries: when a
-    sliding-window layer drops its oldest entries, the leftmost columns simply fall away.
+    sliding-window layer drops its oldest entries, the leftmost columns simply fall away. For a
+    :class:`tokenzip.models.cache_layers.PackedLayer` the stored entries are the padded view it builds for
+    attention (each head's entries last), and ``valid`` is that view's validity (one bool per slot: the
+    mask's share of what is held, 1 byte per slot and head against ``2 x head_dim`` elements per entry).
     ``positions[layer]`` ``(B, S)`` (sliding-window layers whose tokens were pruned inside the model)
     holds each stored entry's input position, so that the window is measured on positions, not slots.
 

@@ -11,8 +11,11 @@ quantized a layer, it replaces that layer by one of these classes, which
 * report mask sizes for the entries they really hold, offset so that the last column of the mask is
   the newest token: the masks transformers builds have the size of the layer.
 
-Which of the held entries are valid (per batch row and KV head) is not expressible in one mask per
-layer type; it lives in :class:`tokenzip.models.attention.CacheMasks`, which builds each managed
+When the (batch row, KV head)s keep different numbers of entries (head-adaptive budgets such as Ada-KV's and
+KVzip's, or the rows of a padded batch), :class:`PackedLayer` holds each one's entries without padding and hands
+attention a padded view built for that call only; :class:`CompressedLayer` holds a rectangle when the counts are
+equal. Which of the entries attention sees are valid (per batch row and KV head) is not expressible in one mask
+per layer type; it lives in :class:`tokenzip.models.attention.CacheMasks`, which builds each managed
 layer's mask inside tokenzip's registered attention function.
 
 This module and :mod:`tokenzip.models.calling` are the only places that know transformers' cache
@@ -21,13 +24,17 @@ internals (the ``layers`` list and the layer fields of ``DynamicLayer``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from transformers.cache_utils import CacheLayerMixin
 
+from tokenzip.ops.packing import keep_newest, pack, right_aligned, segments, unpack
 from tokenzip.ops.quantize import dequantize, quantize, quantized_bytes
 
 
@@ -96,16 +103,42 @@ def sliding_window_of(layer: Any) -> int | None:
     return getattr(layer, "sliding_window", None) or getattr(layer, "window", None)
 
 
-def store(cache: Any, layer_idx: int, keys: torch.Tensor, values: torch.Tensor, layer: Any = None) -> None:
-    """Replace layer ``layer_idx`` by the entries tokenzip kept: ``layer`` when given (a quantized layer),
-    else a :class:`CompressedLayer` holding ``keys``/``values``. Tokens seen and the sliding window carry over."""
+_PACKED: contextvars.ContextVar[bool] = contextvars.ContextVar("tokenzip_packed_storage", default=True)
+
+
+@contextlib.contextmanager
+def padded_storage() -> Iterator[None]:
+    """Inside the block, kept entries are stored as a padded rectangle (every (row, KV head) sized to the one that
+    keeps most, the rest masked), as tokenzip did before :class:`PackedLayer`: the same entries and the same
+    attention, more bytes held. For comparisons (tests, ``benchmarks/packed_cache.py``)."""
+    token = _PACKED.set(False)
+    try:
+        yield
+    finally:
+        _PACKED.reset(token)
+
+
+def store(cache: Any, layer_idx: int, keys: torch.Tensor, values: torch.Tensor, layer: Any = None,
+          valid: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Replace layer ``layer_idx`` by the entries tokenzip kept, ``keys``/``values`` ``(B, H_kv, K, D)`` with their
+    validity ``valid`` ``(B, 1 or H_kv, K)`` (None: all valid): ``layer`` when given (a quantized layer); else a
+    :class:`PackedLayer` holding only the valid entries when some are not (a head-adaptive selection, a padded
+    batch), or a :class:`CompressedLayer` holding the rectangle. Tokens seen and the sliding window carry over.
+
+    Returns the validity of the stored entries as the layer lays them out (what
+    :class:`tokenzip.models.attention.CacheMasks` masks from now on)."""
     old = cache.layers[layer_idx]
     seen = old.get_seq_length()
-    if layer is None:
-        layer = CompressedLayer(keys, values, seen, window=sliding_window_of(old))
-    else:
+    window = sliding_window_of(old)
+    if layer is not None:
         layer.seen = seen
+    elif valid is not None and not bool(valid.all()) and _PACKED.get():
+        layer = PackedLayer.pack(keys, values, valid, seen, window=window)
+        valid = layer.valid() if isinstance(layer, PackedLayer) else None
+    else:
+        layer = CompressedLayer(keys, values, seen, window=window)
     cache.layers[layer_idx] = layer
+    return valid
 
 
 class CompressedLayer(CacheLayerMixin):
@@ -167,6 +200,157 @@ class CompressedLayer(CacheLayerMixin):
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.keys, self.values = self.keys[indices, ...], self.values[indices, ...]
+
+
+class PackedLayer(CacheLayerMixin):
+    """A compressed layer whose (batch row, KV head)s hold different numbers of entries, stored without padding.
+
+    Held: ``packed_keys``/``packed_values`` ``(T, D)``, the ``T`` kept entries row by row, head by head, in
+    position order (:mod:`tokenzip.ops.packing`), with ``lengths`` ``(B, H_kv)``; and ``tail_keys``/``tail_values``
+    ``(B, H_kv, t, D)``, the tokens appended since (every head gets every new token, so the tail needs no padding).
+    Bytes held: ``(T + B H_kv t) x D x 2`` elements plus ``lengths``, so a head-adaptive selection at ratio r holds
+    about ``1 - r`` of the dense cache (a padded rectangle holds the largest head's count for every head).
+
+    Transient, per attention call: :meth:`update` returns a padded view ``(B, H_kv, max(lengths) + t + q, D)``,
+    each (row, head)'s entries right-aligned after zeros, built by one concatenation and freed after the layer's
+    attention (one layer at a time: at most one layer's padded keys and values exist at once). The view is the
+    rectangle the padded layout would hold (:func:`tokenzip.ops.topk.valid_last`), so attention is the same; the
+    mask comes from :meth:`valid` (``CacheMasks``). Where a rectangle concatenates its entries with the new ones,
+    this concatenates each head's pieces: on SmolLM2-135M (30 layers, 3 KV heads, 1.6k tokens) 1.3-2.7 ms of CPU
+    more per decoding step, 1-3% of a step (``benchmarks/packed-cache.md``).
+
+    With ``window`` (a compressed sliding-window layer) each (row, head) keeps its newest ``window - 1`` entries
+    after each update, as :class:`CompressedLayer` keeps the last ``window - 1`` slots of its rectangle.
+    """
+
+    is_compileable = False
+    is_croppable = False
+
+    def __init__(self, packed_keys: torch.Tensor, packed_values: torch.Tensor, lengths: torch.Tensor,
+                 tail_keys: torch.Tensor, tail_values: torch.Tensor, seen: int, window: int | None = None) -> None:
+        super().__init__()
+        self._set_packed(packed_keys, packed_values, lengths)
+        self.tail_keys, self.tail_values = tail_keys, tail_values
+        self.seen = seen
+        self.window = window
+        self.is_sliding = window is not None
+        self.device, self.dtype = packed_keys.device, packed_keys.dtype
+        self.is_initialized = True
+
+    @classmethod
+    def pack(cls, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor, seen: int,
+             window: int | None = None) -> PackedLayer | CompressedLayer:
+        """The valid entries of ``keys``/``values`` ``(B, H, K, D)`` (``valid`` ``(B, 1 or H, K)``); a
+        :class:`CompressedLayer` when every (row, head) keeps the same number (a rectangle needs no padding)."""
+        flat_keys, lengths = pack(keys, valid)
+        flat_values, _ = pack(values, valid)
+        b, h, _, d = keys.shape
+        if bool((lengths == lengths.flatten()[0]).all()):
+            n = int(lengths.flatten()[0])
+            return CompressedLayer(flat_keys.view(b, h, n, d), flat_values.view(b, h, n, d), seen, window=window)
+        tail = keys.new_zeros(b, h, 0, d)
+        return cls(flat_keys, flat_values, lengths, tail, tail, seen, window=window)
+
+    def _set_packed(self, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor) -> None:
+        self.packed_keys, self.packed_values, self.lengths = keys, values, lengths
+        # each (row, head)'s entries as views of the packed tensors (no bytes of their own), cut once
+        self.key_pieces, self.value_pieces = segments(keys, lengths), segments(values, lengths)
+        self.width = max(lengths.flatten().tolist(), default=0)  # slots the packed entries take in the view
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device, self.dtype = key_states.device, key_states.dtype
+        self.is_initialized = True
+
+    def _keys(self, *after: torch.Tensor) -> torch.Tensor:
+        return unpack(self.packed_keys, self.lengths, self.width, after, self.key_pieces)
+
+    def _values(self, *after: torch.Tensor) -> torch.Tensor:
+        return unpack(self.packed_values, self.lengths, self.width, after, self.value_pieces)
+
+    def entries(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The held entries as the padded view ``(B, H, stored(), D)`` (transient), right-aligned per head."""
+        return self._keys(self.tail_keys), self._values(self.tail_values)
+
+    def valid(self) -> torch.Tensor:
+        """Which slots of :meth:`entries` hold an entry, ``(B, H, stored())``."""
+        return right_aligned(self.lengths + self.tail_keys.shape[-2], self.stored())
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        keys, values = self._keys(self.tail_keys, key_states), self._values(self.tail_values, value_states)
+        self.tail_keys = torch.cat([self.tail_keys, key_states], dim=-2)
+        self.tail_values = torch.cat([self.tail_values, value_states], dim=-2)
+        self.seen += key_states.shape[-2]
+        if self.window is not None:
+            self._keep_newest(self.window - 1)
+        return keys, values
+
+    def _keep_newest(self, most: int) -> None:
+        """Each (row, head) keeps its newest ``most`` entries (the view's last ``most`` slots)."""
+        t = self.tail_keys.shape[-2]
+        if t >= most:
+            self.tail_keys, self.tail_values = self.tail_keys[..., t - most :, :], self.tail_values[..., t - most :, :]
+            most_packed = 0
+        else:
+            most_packed = most - t
+        if self.width > most_packed:
+            keys, _ = keep_newest(self.packed_keys, self.lengths, most_packed)
+            self._set_packed(keys, *keep_newest(self.packed_values, self.lengths, most_packed))
+
+    def stored(self) -> int:
+        return self.width + self.tail_keys.shape[-2]
+
+    def kept(self) -> torch.Tensor:
+        """Entries held per (row, head), ``(B, H)``."""
+        return self.lengths + self.tail_keys.shape[-2]
+
+    def nbytes(self) -> int:
+        return (tensor_bytes(self.packed_keys) + tensor_bytes(self.packed_values) + tensor_bytes(self.lengths)
+                + tensor_bytes(self.tail_keys) + tensor_bytes(self.tail_values))
+
+    def get_seq_length(self) -> int:
+        return self.seen
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.stored() + query_length, self.seen - self.stored()
+
+    def get_max_length(self) -> int:
+        return self.window if self.window is not None else -1
+
+    def reset(self) -> None:
+        self._set_packed(self.packed_keys[:0], self.packed_values[:0], torch.zeros_like(self.lengths))
+        self.tail_keys, self.tail_values = self.tail_keys[..., :0, :], self.tail_values[..., :0, :]
+        self.seen = 0
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("a compressed tokenzip cache layer cannot be cropped; restore a snapshot instead")
+
+    def offload(self) -> None:
+        self._move("cpu")
+
+    def prefetch(self) -> None:
+        if self.packed_keys.device != self.device:
+            self._move(self.device)
+
+    def _move(self, device: Any) -> None:
+        for name in ("packed_keys", "packed_values", "lengths", "tail_keys", "tail_values"):
+            setattr(self, name, getattr(self, name).to(device, non_blocking=True))
+        self._set_packed(self.packed_keys, self.packed_values, self.lengths)
+
+    def _rows(self, select: Any) -> None:
+        """Rebuild from the rows ``select`` (a function of a ``(B, ...)`` tensor) picks of the padded view."""
+        valid = select(right_aligned(self.lengths, self.width))
+        keys, lengths = pack(select(self._keys()), valid)
+        self._set_packed(keys, pack(select(self._values()), valid)[0], lengths)
+        self.tail_keys, self.tail_values = select(self.tail_keys), select(self.tail_values)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._rows(lambda x: x.repeat_interleave(repeats, dim=0))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._rows(lambda x: x[indices, ...])
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self._rows(lambda x: x.index_select(0, beam_idx.to(x.device)))
 
 
 class QuantizedLayer(CompressedLayer):

@@ -32,6 +32,7 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.models.attention import route_attention, shared_masks
 from tokenzip.models.calling import call_cache
+from tokenzip.models.chunking import PrefillChunk, reading
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
 from tokenzip.models.stack import LayerStack, statistics
@@ -71,6 +72,8 @@ class _Forward:
         self.padding: torch.Tensor | None = None
         self.input_ids: torch.Tensor | None = None
         self.vision_cls: torch.Tensor | None = None
+        self.chunk: PrefillChunk | None = None  # the chunk of a chunked prefill this pass reads
+        self.pruned = False  # a chunk of this prefill had tokens pruned: later layers hold fewer entries
 
 
 @contextlib.contextmanager
@@ -100,6 +103,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
             shared_masks(stack.model).clear()
             mask = bound.get("attention_mask")
             fwd.padding = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+            fwd.pruned = False
             runtime.reset()
 
     def before_llava(module: Any, args: tuple, kwargs: dict) -> None:
@@ -108,6 +112,11 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
 
     def before_layer(i: int) -> Callable:
         def hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            if i == 0:
+                fwd.chunk = reading(stack.model)
+                if fwd.chunk is not None:  # a chunk of a chunked prefill, on the cache of the chunks before it
+                    fwd.prefill = True
+                    _check_chunked(runtime, args[0] if args else kwargs["hidden_states"], fwd, llava)
             if not fwd.prefill:
                 return None
             if i == 0:
@@ -115,7 +124,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
                 candidates = None
                 if llava is not None:
                     candidates = image_tokens(llava, fwd.input_ids, hidden)
-                runtime.begin(hidden, fwd.padding, candidates)
+                runtime.begin(hidden, None if fwd.chunk else fwd.padding, candidates, fwd.chunk)
                 if fwd.vision_cls is not None and candidates is not None:
                     scores = torch.zeros(candidates.shape, dtype=torch.float32, device=hidden.device)
                     scores[candidates] = fwd.vision_cls.flatten().to(hidden.device)
@@ -127,6 +136,11 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
                     if not args:
                         kwargs["hidden_states"] = reduced
             st = runtime.state
+            if fwd.chunk is not None and st is not None:
+                fwd.pruned = fwd.pruned or st.changed  # in this chunk or an earlier one
+                first = min((step for step in runtime.steps if step >= 0), default=None)
+                if fwd.pruned and first is not None and i > first and fwd.chunk.owned_from is None:
+                    fwd.chunk.owned_from = i  # the layers after the first reduction hold fewer entries: masked here
             if st is None or not st.changed:
                 return args, kwargs
             positions = st.position
@@ -135,8 +149,9 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
             if isinstance(kwargs.get("position_ids"), torch.Tensor):
                 kwargs["position_ids"] = kwargs["position_ids"].expand(positions.shape[0], -1).gather(1, positions)
             sliding = adapter.is_sliding(i) and window is not None
-            shared_masks(stack.model).manage(i, st.valid[:, None, :], positions=positions if sliding else None,
-                                             window=window if sliding else None)
+            if fwd.chunk is None:  # a chunk's layer is masked (and its validity extended) in its attention call
+                shared_masks(stack.model).manage(i, st.valid[:, None, :], positions=positions if sliding else None,
+                                                 window=window if sliding else None)
             return args, kwargs
 
         return hook
@@ -155,11 +170,21 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
         def handler(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any,
                     kwargs: dict) -> Any:
             if fwd.prefill:
-                mask = runtime.mask(mask, query.dtype, window if adapter.is_sliding(i) else None)
+                sliding = window if adapter.is_sliding(i) else None
+                masks = shared_masks(stack.model)
+                if fwd.chunk is not None and fwd.chunk.owns(i):
+                    mask = chunk_mask(masks, i, query, key, runtime.state, fwd.chunk.start, sliding)
+                elif fwd.chunk is not None and masks.managed(i):  # the kv method reduced what earlier chunks left:
+                    mask = masks.mask_for(i, query, key)  # the model's one mask per layer type no longer fits it
+                else:
+                    mask = runtime.mask(mask, query.dtype, sliding)
                 wants = runtime.wants(i)
                 if wants:
                     scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
-                    runtime.capture(i, statistics(wants, query, key, scaling, mask))
+                    stats = statistics(wants, query, key, scaling, mask)
+                    if fwd.chunk is not None:  # a chunk's tokens are the newest keys; the kept past is not theirs
+                        stats = {name: _newest(name, value, query.shape[2]) for name, value in stats.items()}
+                    runtime.capture(i, stats)
                 return mask
             masks = shared_masks(stack.model)
             return masks.mask_for(i, query, key) if masks.managed(i) else mask
@@ -183,6 +208,62 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
         _LAYERS_ATTACHED.discard(id(stack.model))
         for h in hooks:
             h.remove()
+
+
+def _check_chunked(runtime: Any, hidden: torch.Tensor, fwd: _Forward, llava: Any) -> None:
+    """A layers method inside a chunked prefill takes one unpadded row of text (refused before the chunk runs)."""
+    name = f"layers.{runtime.method.name}"
+    if llava is not None:
+        raise TokenzipError(f"{name} on LLaVA prunes a whole prefill (its image tokens); give the kv method no "
+                            "chunk_size")
+    padded = fwd.padding is not None and not bool(fwd.padding.bool().all())
+    if hidden.shape[0] != 1 or padded:
+        raise TokenzipError(f"{name} inside a chunked prefill takes one unpadded row (got {hidden.shape[0]} rows"
+                            f"{', padded' if padded else ''}); prefill each row on its own, or give no chunk_size")
+
+
+def _newest(name: str, value: torch.Tensor, q: int) -> torch.Tensor:
+    """A statistic over a chunk's keys (the kept entries of earlier chunks, then the chunk's ``q``): the chunk's."""
+    return value[..., -q:, :] if name == "keys" else value[..., -q:]
+
+
+def _right_fit(x: torch.Tensor | None, n: int, fill: torch.Tensor) -> torch.Tensor:
+    """The last ``n`` columns of ``x`` (B, ..., S), completed on the left from ``fill`` (B, ..., n) where shorter."""
+    if x is None:
+        return fill
+    x = x[..., x.shape[-1] - n :] if x.shape[-1] >= n else x
+    return torch.cat([fill[..., : n - x.shape[-1]].expand(*x.shape[:-1], -1), x], dim=-1)
+
+
+def chunk_mask(masks: Any, i: int, query: torch.Tensor, key: torch.Tensor, st: Any, start: int,
+               window: int | None) -> torch.Tensor:
+    """Layer ``i``'s mask in one chunk of a chunked prefill, once the layers stage pruned its tokens.
+
+    ``key`` holds the layer's stored entries (kept from earlier chunks, with their validity in ``masks``) and
+    then the chunk's slots (``st``: the layers runtime's token state, ``start``: the chunk's first position).
+    The mask is ``[valid stored entries | causal among the valid slots]``, restricted on a sliding-window layer
+    to keys within ``window`` input positions; the layer's validity (and positions) then cover the slots too,
+    so later chunks and decoding mask it from what it really holds.
+    """
+    b, q, s = query.shape[0], query.shape[2], key.shape[2] - query.shape[2]
+    device = key.device
+    prior = _right_fit(masks.valid.get(i), s, torch.ones(b, 1, s, dtype=torch.bool, device=device))
+    heads = prior.shape[1]
+    new = st.valid.to(device)[:, None, :].expand(b, heads, q)
+    causal = torch.ones(q, q, dtype=torch.bool, device=device).tril()
+    mask = torch.cat([prior[:, :, None, :].expand(b, heads, q, s), causal & new[:, :, None, :]], dim=-1)
+    positions = None
+    if window is not None:
+        contiguous = (start - s + torch.arange(s, device=device)).expand(b, s)
+        positions = torch.cat([_right_fit(masks.positions.get(i), s, contiguous), start + st.position.to(device)], 1)
+        mask = mask & ((positions[:, -q:, None] - positions[:, None, :]) < window)[:, None]
+    own = torch.cat([torch.zeros(q, s, dtype=torch.bool, device=device), torch.eye(q, dtype=torch.bool,
+                                                                                     device=device)], dim=-1)
+    mask = mask | (~mask.any(-1, keepdim=True) & own)  # a row that sees nothing sees itself (no NaN)
+    masks.manage(i, torch.cat([prior, new], dim=-1), positions=positions, window=window)
+    if heads > 1 and heads != query.shape[1]:  # per KV head -> per query head (GQA groups)
+        mask = mask.repeat_interleave(query.shape[1] // heads, dim=1)
+    return mask
 
 
 def _gather(table: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

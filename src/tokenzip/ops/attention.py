@@ -198,33 +198,37 @@ def self_replay_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: fl
     at their usual distances. Its hidden state up to the first global layer is the prefill's own (same local
     window), so its query is the prefill's ``q_t`` rotated by ``Delta`` more positions (``shifted``). The row
     of ``q_t`` is then: logits against every original key through ``shifted``, and the prefill's causal logits
-    against keys ``j <= t``, under one softmax. Scores are the attention on the original keys.
+    against the re-read keys ``j <= t``, under one softmax. Scores are the attention on the original keys.
 
-    ``queries``, ``shifted`` ``(B, H_q, N, D)`` (post-RoPE at the prefill positions, and rotated by ``Delta``
-    more); ``keys`` ``(B, H_kv, N, D)``; ``valid`` ``(B, N)`` masks padding. Returns ``(max, mean)``, each
-    ``(B, H_kv, N)``: the largest attention any re-reading query pays each key (max over the GQA group, as
-    KVzip) and the mean over queries (the attention mass, averaged over the group).
+    ``keys`` ``(B, H_kv, N, D)``; ``queries``, ``shifted`` ``(B, H_q, Q, D)`` are the prefill's queries of the last
+    ``Q <= N`` keys (post-RoPE at the prefill positions, and rotated by ``Delta`` more): ``Q = N`` re-reads the
+    whole context; ``Q < N`` is a chunked prefill's newest chunk re-read after the entries kept from earlier
+    chunks (KVzip's chunked scoring: only the chunk is replayed). ``valid`` ``(B, N)`` masks padding. Returns
+    ``(max, mean)``, each ``(B, H_kv, N)``: the largest attention any re-reading query pays each key (max over the
+    GQA group, as KVzip) and the mean over the re-reading queries (the attention mass, averaged over the group).
     """
-    b, hq, n, _ = queries.shape
-    hkv = keys.shape[1]
+    b, hq, q, _ = queries.shape
+    hkv, n = keys.shape[1], keys.shape[2]
+    past = n - q  # entries before the re-read ones
     k = keys.float().repeat_interleave(hq // hkv, dim=1)
     ok = torch.ones(b, n, dtype=torch.bool, device=keys.device) if valid is None else valid.bool()
+    read = ok[:, past:]  # (B, Q): the re-reading queries that are real tokens
     best = torch.zeros(b, hq, n, device=keys.device)
     total = torch.zeros(b, hq, n, device=keys.device)
-    positions = torch.arange(n, device=keys.device)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        rows = ok[:, start:stop]  # (B, C)
+    positions = torch.arange(q, device=keys.device)
+    for start in range(0, q, chunk):
+        stop = min(start + chunk, q)
+        rows = read[:, start:stop]  # (B, C)
         original = (shifted[:, :, start:stop].float() @ k.transpose(-1, -2) * scaling)
         original = original.masked_fill(~ok[:, None, None, :], float("-inf"))
-        own = queries[:, :, start:stop].float() @ k[:, :, :stop].transpose(-1, -2) * scaling
+        own = queries[:, :, start:stop].float() @ k[:, :, past : past + stop].transpose(-1, -2) * scaling
         causal = positions[None, :stop] <= positions[start:stop, None]
-        own = own.masked_fill(~(causal[None, None] & ok[:, None, None, :stop]), float("-inf"))
+        own = own.masked_fill(~(causal[None, None] & read[:, None, None, :stop]), float("-inf"))
         norm = torch.logsumexp(torch.cat([original, own], dim=-1), dim=-1, keepdim=True)
         attn = (original - norm).exp().nan_to_num(0.0) * rows[:, None, :, None]
         best = torch.maximum(best, attn.amax(dim=2))
         total += attn.sum(dim=2)
-    mean = total / ok.sum(-1).clamp_min(1)[:, None, None]
+    mean = total / read.sum(-1).clamp_min(1)[:, None, None]
     return best.view(b, hkv, hq // hkv, n).amax(2), group_mean(mean, hkv)
 
 

@@ -21,16 +21,23 @@ def keep_topk(scores: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, t
     """Top-k selection with a per-row budget.
 
     ``scores`` ``(B, H, N)``; ``keep`` ``(B,)`` tokens kept per head in each batch row. Returns
-    ``indices`` ``(B, H, K)`` with ``K = max(keep)``, sorted by position, and ``valid`` ``(B, H, K)``,
-    true for the ``keep[b]`` best entries of row ``b`` (the rest pad the rectangle and are masked).
+    ``indices`` ``(B, H, K)`` with ``K = max(keep)`` and ``valid`` ``(B, H, K)``, true for the ``keep[b]`` best
+    entries of row ``b`` (the rest pad the rectangle and are masked), laid out by :func:`valid_last`.
     Ties go to the earlier token, so a left-padded row keeps what it keeps alone.
     """
     k = int(keep.max())
     top = ranked(scores)[..., :k]
     rank = torch.arange(k, device=scores.device)
     valid = rank[None, None, :] < keep.to(scores.device)[:, None, None]
-    order = top.argsort(dim=-1)
-    return top.gather(-1, order), valid.expand_as(top).gather(-1, order)
+    return valid_last(top, valid.expand_as(top))
+
+
+def valid_last(indices: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``indices``/``valid`` ``(B, H, K)`` reordered so that each (row, head)'s valid entries come last, in position
+    order (the padding first): kept entries stored this way are right-aligned, like a left-padded batch, so a
+    packed layout (:mod:`tokenzip.ops.packing`) rebuilds the very same rectangle."""
+    order = (indices + valid.long() * (int(indices.max()) + 1 if indices.numel() else 0)).argsort(dim=-1)
+    return indices.gather(-1, order), valid.gather(-1, order)
 
 
 def ranked(scores: torch.Tensor) -> torch.Tensor:
@@ -67,15 +74,15 @@ def top_of_flat(flat: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
 
 
 def select_chosen(scores: torch.Tensor, chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (sorted by position) and validity of the ``chosen`` entries ``(B, H, N)``, padded to the
-    largest per-head count ``K``: storage is ``(B, H, K)``."""
+    """Indices and validity of the ``chosen`` entries ``(B, H, N)`` as a ``(B, H, K)`` rectangle, ``K`` the largest
+    per-head count, each head's entries last in position order (:func:`valid_last`); a padded layout stores this
+    rectangle, the packed one only the valid entries."""
     per_head = chosen.sum(-1)  # (B, H)
     k = max(int(per_head.max()), 1)
     masked = torch.where(chosen, scores.float(), torch.full_like(scores, float("-inf"), dtype=torch.float32))
     idx = masked.topk(k, dim=-1).indices
     valid = torch.arange(k, device=scores.device)[None, None, :] < per_head[..., None]
-    order_pos = idx.argsort(dim=-1)
-    return idx.gather(-1, order_pos), valid.gather(-1, order_pos)
+    return valid_last(idx, valid)
 
 
 def keep_topk_global(scores: list[torch.Tensor], keep: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -40,7 +40,9 @@ def compress(
     Deletions happen only at word boundaries (single grapheme clusters in scripts written without
     spaces; runs of more than 64 graphemes without a space are cut into 16-grapheme pieces), and the
     token count of the result is measured on the target tokenizer: it is within 2% (or 5 tokens) of the
-    budget unless the protected content alone is larger or no unit fits at all (see ``notes``).
+    budget unless the protected content alone is larger or no unit fits at all (see ``notes``). When not one
+    unit fits and nothing at all would be left (``extractive`` under a budget smaller than every sentence),
+    it raises a :class:`TokenzipError` saying so: an empty text is never returned for a non-empty one.
     """
     from tokenzip.prompt.modes import MODES, build_pieces, check_json, compile_patterns
 
@@ -104,6 +106,8 @@ def compress(
         notes.append(f"the protected and structural content alone is {fit.tokens} tokens, over the budget of "
                      f"{target}: nothing more can be removed (pass fewer keep patterns or protect=False)")
     elif pieces.n_units and not fit.kept_units.any():
+        if not fit.text.strip():  # nothing at all would be left: an error, not an empty text (the contract)
+            raise TokenzipError(nothing_fits_note(method_obj, mode, target, fit.text))
         notes.append(nothing_fits_note(method_obj, mode, target, fit.text))
     if mode == "code":
         import ast
@@ -118,9 +122,12 @@ def compress(
 
 
 def nothing_fits_note(method: Any, mode: str, target: int, text: str) -> str:
-    """Why a compression kept none of the removable text: each of its units is larger than the budget."""
+    """Why a compression kept none of the removable text: each of its units is larger than the budget (the message
+    of the error when nothing at all would be left, else a note)."""
     unit = "statement" if mode == "code" else method.unit
-    kept = "the result is empty" if not text.strip() else "only the fixed (protected, structural) content is left"
     hint = " or a word-level method (llmlingua, selective_context, head)" if unit != "word" else ""
-    return (f"not one {unit} of the text fits in the budget of {target} tokens, so none was kept and {kept}: "
-            f"give a larger budget{hint}")
+    if not text.strip():
+        return (f"{method.name}: not one {unit} of the text fits in the budget of {target} tokens, so nothing would "
+                f"be left: give a larger budget{hint}")
+    return (f"not one {unit} of the text fits in the budget of {target} tokens, so none was kept and only the fixed "
+            f"(protected, structural) content is left: give a larger budget{hint}")

@@ -26,6 +26,7 @@ from tokenzip.serve.admission import Admission, Ticket
 from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.limits import DEFAULT_MAX_BODY, BodyLimit
 from tokenzip.serve.protocol import Engine
+from tokenzip.textio import InvalidText, check_text
 
 ROUTES = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, GET /"
 
@@ -35,33 +36,19 @@ class ClientGone(Exception):
 
 
 async def read_json(request: Request) -> Any:
-    """The request body parsed as JSON; 400 with an OpenAI error when it is not JSON, or when a string holds a lone
-    UTF-16 surrogate (``"\\ud800"``: valid JSON, but no text a tokenizer can read)."""
+    """The request body parsed as JSON; 400 with an OpenAI error when it is not JSON, or when a string holds text no
+    UTF-8 can hold (a lone UTF-16 surrogate, ``"\\ud800"``: valid JSON, but no text a tokenizer can read), its
+    ``param`` naming the field."""
     raw = await request.body()
     try:
         body = json.loads(raw)
     except ValueError as exc:
         raise bad_request(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    _check_text(body, [])
+    try:
+        check_text(body, "the body")
+    except InvalidText as exc:
+        raise bad_request(str(exc), param=exc.field, code="invalid_text") from None
     return body
-
-
-def _check_text(value: Any, path: list[str]) -> None:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            where = ".".join(path) or None
-            raise bad_request(f"{where or 'the body'}: a string holds a lone surrogate ({value[exc.start]!r} at "
-                              f"{exc.start}); send valid UTF-16 surrogate pairs or plain UTF-8 text", param=where,
-                              code="invalid_text") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key, path)
-            _check_text(item, path + [str(key)])
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_text(item, path + [str(i)])
 
 
 async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:

@@ -98,6 +98,10 @@ def run_audit(args: argparse.Namespace) -> int:
     from tokenzip.tokenizers.load import load_tokenizer
     from tokenzip.tokenizers.report import CORPUS_COLUMNS, write_audit_report
 
+    if args.out:  # where the report goes, checked before any work
+        from tokenzip.textio import out_dir
+
+        out_dir(args.out, "--out")
     tokenizers = [load_tokenizer(t) for t in args.tokenizer]  # a wrong name fails before any corpus is read
     if args.corpus:
         corpus = corpus_from_files(args.corpus, heldout=0.0)

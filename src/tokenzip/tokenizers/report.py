@@ -10,6 +10,7 @@ from typing import Any
 
 from tokenzip.errors import require
 from tokenzip.table import format_table
+from tokenzip.textio import out_dir
 
 CORPUS_COLUMNS = ["tokenizer", "model", "vocab", "tokens", "bytes/token", "chars/token", "fertility", "vocab use",
                   "not exact", "unknown share"]
@@ -158,8 +159,7 @@ def audit_markdown(result: Any) -> str:
 
 def write_audit_report(result: Any, out: str | Path, plots: bool = True) -> list[Path]:
     """audit.json, audit.md and (with matplotlib) premium / bytes-per-token plots in ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir(out, "--out")
     write_json(out / "audit.json", {"meta": result.meta, "corpus": result.corpus_rows,
                                     "languages": result.language_rows, "parallel_counts": result.parallel_counts,
                                     "curves": result.curves})

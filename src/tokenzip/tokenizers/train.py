@@ -24,6 +24,7 @@ from typing import Any
 
 from tokenzip.errors import TokenzipError, unknown_name
 from tokenzip.table import format_table
+from tokenzip.textio import out_dir
 from tokenzip.tokenizers.bpe import SPECIAL_TOKENS, alphabet, train_bpe, train_unigram
 from tokenzip.tokenizers.superbpe import MAX_WORDS, train_superbpe
 
@@ -180,10 +181,7 @@ def save(trained: Trained, out: str | Path, corpus: Any, evaluation: dict[str, A
 
     from tokenzip.tokenizers.report import write_json
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TokenzipError(f"--out {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir(out, "--out")
     trained.tokenizer.save(str(out / "tokenizer.json"))
     report = {
         "algo": trained.algo, "vocab_size": trained.vocab_size, "transition": trained.transition,

@@ -13,7 +13,8 @@ from typing import Any
 
 from tokenzip.bench.tasks.registry import parse_spec
 from tokenzip.errors import TokenzipError
-from tokenzip.registry import Method, get_method
+from tokenzip.params import from_text
+from tokenzip.registry import Method, get_method, method_class
 
 STAGES = ("kv", "prompt", "layers", "pipeline")
 PIPELINE = "pipeline"  # methods are pipeline specs (tokenzip.spec): any of the three stages, composed
@@ -29,16 +30,24 @@ def build_method(stage: str, spec: str, ratio: float) -> Method | None:
 
     A ``budget`` in the spec (``"snapkv:budget=2048"``, entries kept) replaces the ratio: it runs at ratio 0.
     """
-    name, params = parse_spec(spec)
+    name, params = method_spec(stage, spec)
     if name == NONE:
         return None
-    if name.startswith(f"{stage}."):  # "layers.random" in the layers stage
-        name = name[len(stage) + 1:]
     if "ratio" in params:
         raise TokenzipError(f"method {spec!r}: give ratios with --ratios, not inside the method spec")
     if "budget" in params and ratio:
         raise TokenzipError(f"method {spec!r} keeps a budget of entries instead of a ratio: run it with --ratios 0")
     return get_method(name, stage=stage, **({} if "budget" in params else {"ratio": ratio}), **params)
+
+
+def method_spec(stage: str, spec: str) -> tuple[str, dict[str, Any]]:
+    """``(name, params)`` of a method spec (``"extractive:reorder=none"``), its values read as every text that sets
+    parameters reads them (:func:`tokenzip.params.from_text`: by each parameter's type; objects refused)."""
+    name, texts = parse_spec(spec)
+    if name == NONE:
+        return name, {}
+    name = name.removeprefix(f"{stage}.")  # "layers.random" in the layers stage
+    return name, from_text(method_class(name, stage), texts, repr(spec))
 
 
 def with_chunk_size(specs: list[str], chunk_size: int | None) -> list[str]:

@@ -67,13 +67,18 @@ class SharedScorer(CausalScorer):
 
 
 def bytes_by_stage(model: Any, report: PipelineReport) -> dict[str, int]:
-    """KV bytes of the dense cache of the original context, then held after each stage of ``report``."""
+    """KV bytes of the dense cache of the original context, then held after each stage of ``report``.
+
+    The layers stage of a chunked prefill never held its cache (the kv method compressed it as it was read): its
+    bytes are its entries at the dense cache's bytes per entry (every entry has the same size)."""
     out = {"dense": report.dense_bytes}
     for record in report.stages:
         if record.stage == "prompt":  # no cache yet: what a dense cache of the shorter text holds
             out["prompt"] = dense_cache_bytes(model, int(record.after))
         elif record.bytes_after is not None:
             out[record.stage] = int(record.bytes_after)
+        elif record.entries_after is not None and report.dense_entries:
+            out[record.stage] = round(record.entries_after * report.dense_bytes / report.dense_entries)
     return out
 
 

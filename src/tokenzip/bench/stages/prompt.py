@@ -16,8 +16,7 @@ import tokenzip as tz
 from tokenzip.bench.kinds.base import ANSWERS, get_kind
 from tokenzip.bench.measure import PeakMemory, synchronize
 from tokenzip.bench.prompting import format_sample
-from tokenzip.bench.stages import build_method, is_noop, measurement
-from tokenzip.bench.tasks.registry import parse_spec
+from tokenzip.bench.stages import build_method, is_noop, measurement, method_spec
 from tokenzip.errors import TokenzipError
 
 
@@ -28,8 +27,7 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
     max_new = worker.max_new_tokens(sample)
     question = "\n".join(q.text for q in sample.questions)
     for spec, ratio in pairs:
-        name, params = parse_spec(spec)
-        name = name.removeprefix("prompt.")
+        name, params = method_spec("prompt", spec)
         method = build_method("prompt", spec, ratio)
         with PeakMemory(worker.device) as peak:
             result = None

@@ -22,7 +22,7 @@ from typing import Any
 from tokenzip.bench.kinds.base import answer_metrics
 from tokenzip.bench.tasks.base import Question, Sample
 from tokenzip.errors import TokenzipError
-from tokenzip.textio import read_text
+from tokenzip.textio import check_text, read_text
 
 _KINDS = {str: "a string", list: "a list", int: "an integer", bool: "true or false"}
 
@@ -61,6 +61,7 @@ def _parse_line(line: str, where: str) -> dict[str, Any]:
         raise TokenzipError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
     if not isinstance(row, dict):
         raise TokenzipError(f"{where}: expected a JSON object with context, question and answer")
+    check_text(row, where)
     context = _field(row, "context", where, (str,))
     question = _field(row, "question", where, (str,))
     answer = _field(row, "answer", where, (str, list))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from tokenzip.bench.kinds.base import get_kind
 from tokenzip.bench.tasks.base import Task
 from tokenzip.errors import TokenzipError
+from tokenzip.params import parse_value
 from tokenzip.registry import Registry
 
 TASKS: Registry[type[Task]] = Registry("task", Task, ("tokenzip.bench.tasks",))
@@ -22,8 +22,9 @@ def register_task(cls: type[Task]) -> type[Task]:
     return TASKS.add(cls.name, cls)
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"name:key=value,key=value"`` -> ``(name, params)``; values are read as JSON when they parse."""
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"name:key=value,key=value"`` -> ``(name, params)``, the values as written (each is read by the type of
+    its parameter: :func:`tokenzip.params.parse_value`)."""
     if not isinstance(spec, str) or not spec.strip():
         raise TokenzipError(f"a task is named by a non-empty string, got {spec!r}")
     name, _, rest = spec.strip().partition(":")
@@ -32,10 +33,9 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         if "=" not in item:
             raise TokenzipError(f"task parameters are key=value pairs; got {item!r} in {spec!r}")
         key, value = (s.strip() for s in item.split("=", 1))
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
+        if key in params:
+            raise TokenzipError(f"parameter {key!r} given twice in {spec!r}")
+        params[key] = value
     return name, params
 
 
@@ -43,15 +43,17 @@ def get_task(spec: str | Task) -> Task:
     """A task object from a spec string such as ``"kv_retrieval"`` or ``"niah_single:haystack=prose"``."""
     if isinstance(spec, Task):
         return spec
-    name, params = parse_spec(spec)
+    name, texts = parse_spec(spec)
     cls = TASKS.get_or_raise(name, hint="`tokenzip bench --list-tasks` shows them.")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - set(fields))
+    unknown = sorted(set(texts) - set(fields))
     if unknown:
         raise TokenzipError(f"task {name} has no parameter {', '.join(map(repr, unknown))}; "
                             f"its parameters are: {', '.join(sorted(fields)) or '(none)'}")
-    for key, value in params.items():
+    params: dict[str, Any] = {}
+    for key, text in texts.items():
         default = fields[key].default
+        value = params[key] = parse_value(text, None if default is dataclasses.MISSING else type(default))
         if default is not dataclasses.MISSING and type(default) is float and type(value) is int:
             params[key] = float(value)
         elif default is not dataclasses.MISSING and type(value) is not type(default):

@@ -20,12 +20,13 @@ class AdaKV(WrapperMethod):
 
     Feng et al., "Ada-KV: Optimizing KV Cache Eviction by Adaptive Budget Allocation for Efficient LLM
     Inference", 2024, arXiv 2407.11550.
-    Memory: storage is sized to the largest head budget, with a per-head validity mask, so it saves
-    ``1 - max_head_budget / N`` of the layer's memory, less than the nominal ratio when heads differ.
-    With one KV head (Gemma 3 270M) it equals ``base``.
+    Memory: each head's entries are stored without padding (:class:`tokenzip.models.cache_layers.PackedLayer`),
+    so the layer holds ``1 - ratio`` of its entries whatever the split between heads; attention builds a padded
+    view at the largest head budget for one layer at a time (transient). With one KV head (Gemma 3 270M) it
+    equals ``base``.
     Chunked prefill (when ``base`` can chunk): ``base``'s chunked scores, budgets re-spread over the heads
-    after every chunk; a layer then holds at most its largest head budget + chunk entries, which can exceed
-    budget + chunk when heads differ.
+    after every chunk; a layer then holds its budget + chunk entries over its heads, of which one head may hold
+    more than budget + chunk when heads differ.
     """
 
     name = "adakv"

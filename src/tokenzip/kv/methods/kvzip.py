@@ -39,6 +39,7 @@ class KVzip(KVMethod):
     paper = "Kim et al. 2025, arXiv 2505.23416"
     whole_model = True
     chunkable = True
+    from_code = ("tokenizer",)  # an object: no spec text can hold it
 
     prompt: str = "\n\nRepeat the previous context exactly.\n"
     tokenizer: Any = None

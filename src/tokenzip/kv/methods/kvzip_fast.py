@@ -11,7 +11,6 @@ from tokenzip.errors import TokenzipError
 from tokenzip.kv.auto import AutoRatioMethod
 from tokenzip.kv.base import ALL_QUERIES, LayerContext, LayerResult
 from tokenzip.kv.context import ReplayContext
-from tokenzip.kv.methods.compactor import all_queries
 from tokenzip.kv.methods.kvzip import KVzip
 from tokenzip.ops.attention import replay_attention_mass, replay_attention_max, self_replay_attention
 from tokenzip.ops.topk import gather_tokens, keep_topk
@@ -61,20 +60,26 @@ class KVzipFast(KVzip, AutoRatioMethod):
     def prepare(self, replay: ReplayContext, contexts: list[LayerContext]) -> None:
         if self.replay == "full" and not self.stop_early and not self.auto:
             return super().prepare(replay, contexts)  # KVzip's own pass (and its memo)
-        key = (self.name, self.replay, self.stop_early, self.auto, self.prompt,
-               id(self.tokenizer or replay.tokenizer), tuple(ctx.layer_idx for ctx in contexts))
-        # the same prefill compressed again (another ratio): same scores, same price
         compute = self.self_replay_scores if self.replay == "self" else self.short_replay_scores
-        scores = replay.memoized(key, lambda: compute(replay, contexts))
+        if contexts and contexts[0].chunked:  # the newest chunk re-read: new entries every time, nothing to share
+            scores = compute(replay, contexts)
+        else:  # the same prefill compressed again (another ratio): same scores, same price
+            key = (self.name, self.replay, self.stop_early, self.auto, self.prompt,
+                   id(self.tokenizer or replay.tokenizer), tuple(ctx.layer_idx for ctx in contexts))
+            scores = replay.memoized(key, lambda: compute(replay, contexts))
         for ctx in contexts:
             ctx.extra = {"kvzip": scores[ctx.layer_idx][0], "mass": scores[ctx.layer_idx][1]}
 
     def self_replay_scores(self, replay: ReplayContext, contexts: list[LayerContext]) -> dict[int, tuple]:
-        """Per layer, (max, mean) attention of the prefill's queries re-reading the context from ``Delta`` later."""
-        delta = self.replay_ids(replay).shape[1] + replay.seen - replay.input_ids.shape[1]
+        """Per layer, (max, mean) attention of the prefill's queries re-reading the context from ``Delta`` later.
+
+        The replay puts the re-read token ``j`` of ``input_ids`` (the context, or a chunked prefill's newest chunk)
+        at ``seen + len(replay ids) - len(input_ids) + j``, and the prefill had it at ``seen - len(input_ids) + j``:
+        ``Delta`` is the length of the replay ids (instruction + re-read tokens)."""
+        delta = self.replay_ids(replay).shape[1]
         out = {}
         for ctx in contexts:
-            queries = all_queries(ctx, self.name)
+            queries = rereading_queries(ctx, self.name)
             out[ctx.layer_idx] = self_replay_attention(queries, ctx.keys, ctx.scaling, ctx.rotated(queries, delta),
                                                        ctx.valid_tokens())
         return out
@@ -102,10 +107,10 @@ class KVzipFast(KVzip, AutoRatioMethod):
         return out
 
     def score_and_mass(self, ctx: LayerContext) -> tuple[torch.Tensor, torch.Tensor]:
-        return ctx.extra["kvzip"], ctx.extra["mass"]
+        return self.score(ctx), ctx.extra["mass"]
 
     def score(self, ctx: LayerContext) -> torch.Tensor:
-        return ctx.extra["kvzip"]
+        return KVzip.score(self, ctx)  # a chunked prefill: the running maximum over every replay an entry was held for
 
     def compress_model(self, contexts: list[LayerContext]) -> list[LayerResult]:
         if not self.auto:
@@ -114,5 +119,17 @@ class KVzipFast(KVzip, AutoRatioMethod):
         for ctx in contexts:
             scores = self.masked_scores(ctx)
             indices, valid = keep_topk(scores, self.auto_keep(ctx, scores, ctx.extra["mass"].float()))
-            results.append(LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), valid))
+            results.append(LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), valid,
+                                       indices=indices))
         return results
+
+
+def rereading_queries(ctx: LayerContext, name: str) -> torch.Tensor:
+    """The prefill's queries of the re-read entries, ``(B, H_q, Q, D)``: every entry the layer holds after a whole
+    prefill; after a chunk, the chunk's (the layer's last ``Q`` entries; fewer than the chunk's tokens where a
+    layers method pruned them inside the model, and they sit at their original positions, so ``Delta`` holds)."""
+    queries = ctx.queries
+    if queries is None or queries.shape[2] > ctx.n_tokens or (not ctx.chunked and queries.shape[2] != ctx.n_tokens):
+        raise RuntimeError(f"{name} scores with the prefill queries of every re-read entry; they were not captured "
+                           "for this layer (it compresses after a prefill, not during decoding)")
+    return queries
