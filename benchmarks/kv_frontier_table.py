@@ -1,6 +1,7 @@
 """Tables for benchmarks/kv-frontier.md from `tokenzip bench` rows: score, retention and achieved ratio.
 
     python benchmarks/kv_frontier_table.py RUN [--by-task] [--all-lengths] [--tasks T ...] [--lengths N ...]
+        [--samples N] [--bytes]
 
 Each cell: score / vs none / retention / removed (n = samples). Score: mean over samples (%). vs none: % of
 the uncompressed score on the same samples. Retention: % of the samples the uncompressed model answers fully
@@ -53,10 +54,12 @@ def main() -> None:
     parser.add_argument("--all-lengths", action="store_true", help="one column over both context lengths")
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
     parser.add_argument("--lengths", nargs="+", type=int, default=None, help="only these context lengths")
+    parser.add_argument("--samples", type=int, default=None, help="only the first N samples of each task and length")
     parser.add_argument("--bytes", action="store_true", help="add the cache bytes held: MiB, % of the dense cache")
     args = parser.parse_args()
     rows = [r for r in load(args.run) if (args.tasks is None or r["task"] in args.tasks)
-            and (args.lengths is None or r["length"] in args.lengths)]
+            and (args.lengths is None or r["length"] in args.lengths)
+            and (args.samples is None or r["sample"] < args.samples)]
     table = cells(rows, args.by_task, args.all_lengths)
     lengths = sorted({k[3] for k in table}, key=str)
     tasks = sorted({k[2] for k in table})
