@@ -30,9 +30,9 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.models.attention import route_attention, shared_masks
+from tokenzip.models.attention import Attachment, attached
 from tokenzip.models.calling import call_cache
-from tokenzip.models.chunking import PrefillChunk, reading
+from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
 from tokenzip.models.stack import LayerStack, statistics
@@ -61,9 +61,6 @@ def decoder_stack(model: Any) -> LayerStack | None:
                       extra={"adapter": adapter})
 
 
-_LAYERS_ATTACHED: set[int] = set()  # id(model) of decoders with a layers method attached
-
-
 class _Forward:
     """What the hooks share during one forward pass."""
 
@@ -81,14 +78,27 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
     """Attach ``runtime`` to a decoder (or LLaVA's language model), prefill and decoding.
 
     The masks of the layers after the reduction live in the validity state every stage attached to
-    the model shares (:func:`tokenzip.models.attention.shared_masks`), so a KV method attached too
+    the model shares (its :class:`~tokenzip.models.attention.Attachment`'s ``masks``), so a KV method attached too
     compresses those layers from the entries they really hold, in either order of attachment.
     """
-    if id(stack.model) in _LAYERS_ATTACHED:
-        raise TokenzipError(
-            "this decoder already has an in-model (layers) method attached: use one layers method per model "
-            "(a layers method and a kv method compose: tz.compress(model, layers_method, kv_method) or tz.pipeline)"
-        )
+    with attached(stack.model) as record:
+        if record.layers is not None:
+            raise TokenzipError(
+                f"this decoder already has an in-model (layers) method attached ({record.layers}): use one layers "
+                "method per model (a layers method and a kv method compose: tz.compress(model, layers_method, "
+                "kv_method) or tz.pipeline)"
+            )
+        record.layers = f"layers.{runtime.method.name}"
+        try:
+            with _hooks(stack, runtime, record):
+                yield
+        finally:
+            record.layers = None
+
+
+@contextlib.contextmanager
+def _hooks(stack: LayerStack, runtime: Any, record: Attachment) -> Iterator[None]:
+    """The decoder's hooks and attention handlers for ``runtime``, inside the block."""
     adapter: DecoderAdapter = stack.extra["adapter"]
     llava = stack.extra.get("llava")
     fwd = _Forward()
@@ -100,7 +110,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
         cache = call_cache(module, args, kwargs)
         fwd.prefill = cache is None or cache.get_seq_length() == 0
         if fwd.prefill:
-            shared_masks(stack.model).clear()
+            record.masks.clear()
             mask = bound.get("attention_mask")
             fwd.padding = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
             fwd.pruned = False
@@ -113,7 +123,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
     def before_layer(i: int) -> Callable:
         def hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
             if i == 0:
-                fwd.chunk = reading(stack.model)
+                fwd.chunk = record.chunk
                 if fwd.chunk is not None:  # a chunk of a chunked prefill, on the cache of the chunks before it
                     fwd.prefill = True
                     _check_chunked(runtime, args[0] if args else kwargs["hidden_states"], fwd, llava)
@@ -150,8 +160,8 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
                 kwargs["position_ids"] = kwargs["position_ids"].expand(positions.shape[0], -1).gather(1, positions)
             sliding = adapter.is_sliding(i) and window is not None
             if fwd.chunk is None:  # a chunk's layer is masked (and its validity extended) in its attention call
-                shared_masks(stack.model).manage(i, st.valid[:, None, :], positions=positions if sliding else None,
-                                                 window=window if sliding else None)
+                record.masks.manage(i, st.valid[:, None, :], positions=positions if sliding else None,
+                                   window=window if sliding else None)
             return args, kwargs
 
         return hook
@@ -171,7 +181,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
                     kwargs: dict) -> Any:
             if fwd.prefill:
                 sliding = window if adapter.is_sliding(i) else None
-                masks = shared_masks(stack.model)
+                masks = record.masks
                 if fwd.chunk is not None and fwd.chunk.owns(i):
                     mask = chunk_mask(masks, i, query, key, runtime.state, fwd.chunk.start, sliding)
                 elif fwd.chunk is not None and masks.managed(i):  # the kv method reduced what earlier chunks left:
@@ -186,7 +196,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
                         stats = {name: _newest(name, value, query.shape[2]) for name, value in stats.items()}
                     runtime.capture(i, stats)
                 return mask
-            masks = shared_masks(stack.model)
+            masks = record.masks
             return masks.mask_for(i, query, key) if masks.managed(i) else mask
 
         return handler
@@ -200,12 +210,10 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
         hooks.append(llava.register_forward_pre_hook(before_llava, with_kwargs=True))
         if runtime.reduces_input():
             handlers.update(vision_cls_handlers(llava, fwd))
-    _LAYERS_ATTACHED.add(id(stack.model))
     try:
-        with route_attention(stack.model, handlers):
+        with record.routed(handlers):
             yield
     finally:
-        _LAYERS_ATTACHED.discard(id(stack.model))
         for h in hooks:
             h.remove()
 
