@@ -207,11 +207,9 @@ class Pipeline:
             return context, None
         from tokenzip.prompt.api import compress
 
-        params = {k: v for k, v in method.params().items() if k not in ("ratio", "budget")}
         start = time.perf_counter()
-        result = compress(context, ratio=None if method.budget is not None else method.ratio, budget=method.budget,
-                          question=question, method=method.name, scorer=self.prompt_scorer or (model, tok),
-                          target_tokenizer=tok, **params)
+        result = compress(context, question=question, method=method, scorer=self.prompt_scorer or (model, tok),
+                          target_tokenizer=tok)
         seconds = time.perf_counter() - start
         return result.text, StageRecord("prompt", str(self.spec.get("prompt")), "tokens", _dense_tokens(tok, context),
                                         _dense_tokens(tok, result.text), seconds)
