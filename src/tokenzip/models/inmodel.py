@@ -55,7 +55,7 @@ def _padding_from(root: Any) -> Callable:
 
 @contextlib.contextmanager
 def hooked(stack: LayerStack, runtime: Any) -> Iterator[None]:
-    """Attach ``runtime`` (``tokenzip.layers.runtime.Runtime``) to a layer stack, inside the block."""
+    """Attach ``runtime`` (``tokenzip.layers.runtime.LayersRuntime``) to a layer stack, inside the block."""
     if stack.kind in ("decoder", "vlm"):
         with decoder_layers.hooked_decoder(stack, runtime):
             yield
