@@ -5,7 +5,8 @@
 Each cell: score / vs none / retention / removed (n = samples). Score: mean over samples (%). vs none: % of
 the uncompressed score on the same samples. Retention: % of the samples the uncompressed model answers fully
 right that the method also answers fully right. Removed: the achieved ratio (entries removed from the
-compressed layers), mean over samples. Only samples measured for the method and for the uncompressed model
+compressed layers), mean over samples. With ``--bytes``: the cache bytes held after compression, mean MiB and %
+of the dense cache's bytes on the same samples. Only samples measured for the method and for the uncompressed model
 count.
 """
 
@@ -39,6 +40,8 @@ def cells(rows: list[dict], by_task: bool, all_lengths: bool = False) -> dict[tu
             "vs_none": 100 * sum(r["score"] for r in rs) / sum(base) if sum(base) else float("nan"),
             "retention": 100 * sum(r["score"] == 1.0 for r in right) / len(right) if right else float("nan"),
             "removed": sum(r["achieved_ratio"] or 0 for r in rs) / len(rs),
+            "held_mib": sum(r["cache_bytes"] for r in rs) / len(rs) / 2**20,
+            "held_share": sum(r["cache_bytes"] for r in rs) / sum(r["cache_bytes_before"] for r in rs),
         }
     return out
 
@@ -50,6 +53,7 @@ def main() -> None:
     parser.add_argument("--all-lengths", action="store_true", help="one column over both context lengths")
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
     parser.add_argument("--lengths", nargs="+", type=int, default=None, help="only these context lengths")
+    parser.add_argument("--bytes", action="store_true", help="add the cache bytes held: MiB, % of the dense cache")
     args = parser.parse_args()
     rows = [r for r in load(args.run) if (args.tasks is None or r["task"] in args.tasks)
             and (args.lengths is None or r["length"] in args.lengths)]
@@ -64,7 +68,8 @@ def main() -> None:
         for t, n in cols:
             c = table.get((method, ratio, t, n))
             parts.append("" if c is None else f"{c['score']:.1f} / {c['vs_none']:.0f}% / {c['retention']:.0f}% / "
-                         f"{c['removed']:.2f} (n={c['n']})")
+                         f"{c['removed']:.2f}" + (f" / {c['held_mib']:.1f} MiB = {100 * c['held_share']:.0f}%"
+                                                  if args.bytes else "") + f" (n={c['n']})")
         print(f"| {method} | {ratio:g} | " + " | ".join(parts) + " |")
 
 

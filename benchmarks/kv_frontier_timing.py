@@ -1,7 +1,7 @@
 """Total time of prefill + compression + answer relative to the plain uncompressed run, in one process.
 
     python benchmarks/kv_frontier_timing.py TASKS.jsonl --methods kvzip kvzip_fast compactor ... \
-        --ratio 0.5 --repeats 3 --new-tokens 16 --out results/kv-frontier/timing.jsonl
+        [--model smollm2-135m] --ratio 0.5 --repeats 3 --new-tokens 16 --out results/kv-frontier/timing.jsonl
     python benchmarks/kv_frontier_timing.py --table results/kv-frontier/timing.jsonl
 
 TASKS.jsonl comes from ``tokenzip bench ... --export-tasks``. For every task row and method, the plain run
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None, help="first N task rows only")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--model", default="gemma-3-270m", help="a tokenzip model name or directory")
     args = parser.parse_args()
     if args.table:
         print(table(args.table))
@@ -69,7 +70,7 @@ def main() -> None:
     if args.tasks is None or not args.methods or args.out is None:
         parser.error("give TASKS.jsonl, --methods and --out (or --table FILE)")
     torch.set_num_threads(args.threads)
-    model, tok = tz.load_model("gemma-3-270m")
+    model, tok = tz.load_model(args.model)
     model.generation_config.eos_token_id = []  # fixed-length answers: plain and compressed decode alike
     rows = read_rows(args.tasks)[: args.limit]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,7 @@ def main() -> None:
                     timed.append(run_once(model, tok, row["context"], question, method, args.new_tokens))
                 wall = [t[0] / p[0] for t, p in zip(timed, plain)]
                 cpu = [t[1] / p[1] for t, p in zip(timed, plain)]
-                record = {"task": row["id"], "method": spec, "ratio": args.ratio,
+                record = {"model": args.model, "task": row["id"], "method": spec, "ratio": args.ratio,
                           "plain_seconds": [p[0] for p in plain], "method_seconds": [t[0] for t in timed],
                           "plain_cpu_seconds": [p[1] for p in plain], "method_cpu_seconds": [t[1] for t in timed],
                           "relative": wall, "median_relative": statistics.median(wall),

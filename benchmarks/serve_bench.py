@@ -3,6 +3,7 @@
     python benchmarks/serve_bench.py --part cache --out benchmarks/serve/cache.json
     python benchmarks/serve_bench.py --part load --out benchmarks/serve/load.json
     python benchmarks/serve_bench.py --part proxy --out benchmarks/serve/proxy.json
+    python benchmarks/serve_bench.py --part batch --out benchmarks/serve/batch.json
 
 One ~4k-token document (Gemma 3 270M tokens) holds 8 facts; 8 questions ask for them. Every request goes
 through the official openai client, streaming, so the time to the first token is measured at the client.
@@ -15,6 +16,11 @@ through the official openai client, streaming, so the time to the first token is
 - ``proxy``: llama.cpp's server (llama-cpp-python) on the same model's q4_k_m GGUF, directly and through
   ``tokenzip serve --upstream`` (prompt stage, question-aware): tokens sent upstream, latency, answers right
   (not streamed: llama.cpp's server sends no usage in a stream).
+- ``batch``: one server, batching on (``--max-batch 8``) and off (1: one request at a time), side by side for
+  1, 4 and 8 concurrent clients, on two workloads: the cached document's questions (the default
+  ``kv:kvzip@0.5``, cache warm) and distinct short prompts (answered whole). Each configuration sends the same
+  16 greedy requests; throughput, p50/p95 latency, the process's CPU seconds and the load average beside the
+  wall clock, and every answer compared with the same request answered alone.
 """
 
 from __future__ import annotations
@@ -195,17 +201,89 @@ def part_proxy(model_objects: Any, doc: str, qa: list, spec: str) -> list[dict[s
     return rows
 
 
+SHORT_TOPICS = ["rivers", "bread", "winter", "trains", "owls", "copper", "tea", "glaciers", "violins", "bees",
+                "lighthouses", "maps", "salt", "kites", "volcanoes", "paper"]
+
+
+def short_prompts() -> list[str]:
+    """16 distinct one-paragraph prompts (no context: the server answers them whole)."""
+    return [f"Question: What is one interesting fact about {t}?\nAnswer:" for t in SHORT_TOPICS]
+
+
+def _timed_round(url: str, prompts: list[str], clients: int, max_tokens: int) -> dict[str, Any]:
+    """``prompts`` sent by ``clients`` concurrent clients (each sends its share one after another)."""
+    import os
+
+    def client_run(share: list[tuple[int, str]]) -> list[tuple[int, str, float, int]]:
+        client = _client(url)
+        out = []
+        for i, prompt in share:
+            start = time.perf_counter()
+            r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=max_tokens, temperature=0)
+            out.append((i, r.choices[0].text, time.perf_counter() - start, r.usage.completion_tokens))
+        return out
+
+    shares = [[(i, p) for i, p in enumerate(prompts) if i % clients == c] for c in range(clients)]
+    load_before, cpu_before, start = os.getloadavg()[0], time.process_time(), time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = [r for share in pool.map(client_run, shares) for r in share]
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_before
+    lat = sorted(r[2] for r in results)
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "requests": len(results),
+            "requests_per_second": len(results) / wall, "tokens_per_second": sum(r[3] for r in results) / wall,
+            "p50_seconds": statistics.median(lat), "p95_seconds": lat[min(len(lat) - 1, int(0.95 * len(lat)))],
+            "load_before": load_before, "load_after": os.getloadavg()[0],
+            "answers": {i: text for i, text, _, _ in results}}
+
+
+def part_batch(model_objects: Any, doc: str, qa: list, spec: str, clients: tuple[int, ...] = (1, 4, 8),
+               requests: int = 16) -> list[dict[str, Any]]:
+    """Batching on and off, side by side, on the cached document and on distinct short prompts."""
+    from tokenzip.serve import build_app
+    from tokenzip.serve.local import live_server
+
+    workloads = {"cached document": ([f"{doc}\n\n{qa[i % len(qa)][0]}" for i in range(requests)], 6),
+                 "distinct short prompts": (short_prompts()[:requests], 16)}
+    app = build_app(MODEL, compression=spec, model_objects=model_objects, max_queue=64)
+    scheduler = app.state.engine.scheduler
+    rows = []
+    with live_server(app) as url:
+        client = _client(url)
+        client.completions.create(model=MODEL, prompt="Warm-up text.\n\nQuestion: Hello?\nAnswer:", max_tokens=2)
+        for name, (prompts, max_tokens) in workloads.items():
+            scheduler.max_batch = 1
+            alone = {i: client.completions.create(model=MODEL, prompt=p, max_tokens=max_tokens, temperature=0)
+                     .choices[0].text for i, p in enumerate(prompts)}  # also fills the context cache
+            for c in clients:
+                for max_batch in (1, 8):  # side by side: one at a time, then batched, at this concurrency
+                    scheduler.max_batch = max_batch
+                    row = {"workload": name, "clients": c, "max_batch": max_batch, "spec": spec,
+                           **_timed_round(url, prompts, c, max_tokens)}
+                    answers = row.pop("answers")
+                    row["same_as_alone"] = sum(answers[i] == alone[i] for i in alone)
+                    if name == "cached document":
+                        row["right"] = sum(qa[i % len(qa)][1] in answers[i] for i in answers)
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["cache", "load", "proxy"], required=True)
+    parser.add_argument("--part", choices=["cache", "load", "proxy", "batch"], required=True)
     parser.add_argument("--specs", nargs="+", default=["none", "kv:kvzip@0.5"])
     parser.add_argument("--nocache-specs", nargs="*", help="specs also run without the cache (default: all)")
     parser.add_argument("--proxy-spec", default="prompt:extractive@0.5")
     parser.add_argument("--tokens", type=int, default=4000)
+    parser.add_argument("--requests", type=int, default=16, help="batch part: requests per configuration")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    import torch
+
     import tokenzip as tz
 
+    torch.set_num_threads(args.threads)
     model, tok = tz.load_model(MODEL)
     doc, qa = document(tok, args.tokens)
     print(f"document: {len(tok(doc).input_ids)} tokens, {len(qa)} questions", flush=True)
@@ -213,10 +291,13 @@ def main() -> int:
         result: Any = part_cache((model, tok), doc, qa, args.specs, args.nocache_specs)
     elif args.part == "load":
         result = part_load((model, tok), doc, qa, args.specs[-1])
+    elif args.part == "batch":
+        result = part_batch((model, tok), doc, qa, args.specs[-1], requests=args.requests)
     else:
         result = part_proxy((model, tok), doc, qa, args.proxy_spec)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "result": result}, indent=1))
+    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "torch_threads": torch.get_num_threads(),
+                                    "result": result}, indent=1))
     return 0
 
 

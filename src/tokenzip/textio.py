@@ -41,26 +41,38 @@ def decode_utf8(data: bytes, where: str) -> str:
         ) from exc
 
 
+class InvalidText(TokenzipError):
+    """Text no UTF-8 can hold; ``field``: where it is in the JSON data checked, as keys and list indices joined by
+    dots (``messages.0.content``: the ``param`` of an OpenAI error), None at the top."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def check_text(value: Any, where: str) -> None:
     """Refuse text no UTF-8 can hold anywhere in ``value`` (a string, or JSON data: lists and objects), such as a
-    lone surrogate (``"\\ud800"`` in JSON): a :class:`TokenzipError` naming ``where``, the field and the position.
+    lone surrogate (``"\\ud800"`` in JSON): an :class:`InvalidText` naming ``where``, the field and the position.
     Such a string cannot be tokenized, written to a file or sent on."""
-    stack: list[tuple[Any, str]] = [(value, "")]
+    stack: list[tuple[Any, tuple[str | int, ...], bool]] = [(value, (), False)]
     while stack:
-        item, path = stack.pop()
+        item, parts, is_key = stack.pop()
         if isinstance(item, dict):
-            stack += [(v, f"{path}.{k}" if path else str(k)) for k, v in item.items()]
-            stack += [(k, f"{path} (a key)" if path else "a key") for k in item if isinstance(k, str)]
+            stack += [(v, parts + (str(k),), False) for k, v in item.items()]
+            stack += [(k, parts, True) for k in item if isinstance(k, str)]
         elif isinstance(item, list):
-            stack += [(v, f"{path}[{i}]") for i, v in enumerate(item)]
+            stack += [(v, parts + (i,), False) for i, v in enumerate(item)]
         elif isinstance(item, str):
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError as exc:
-                raise TokenzipError(
+                path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+                path = f"{path} (a key)" if is_key and path else "a key" if is_key else path
+                raise InvalidText(
                     f"{where}{': field ' + path if path else ''} holds text that is not valid Unicode: "
                     f"{item[exc.start]!r} at character {exc.start} ({exc.reason}; a lone surrogate such as "
-                    "'\\ud800' is half of a character): give valid UTF-8 text"
+                    "'\\ud800' is half of a character): give valid UTF-8 text",
+                    ".".join(str(p) for p in parts) or None,
                 ) from None
 
 

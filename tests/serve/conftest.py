@@ -20,12 +20,17 @@ def tiny_objects() -> tuple[Any, Any]:
     return tiny_model("llama")
 
 
+MIN_CONTEXT = 64
+
+
 @pytest.fixture(scope="module")
 def tiny_app(tiny_objects: tuple[Any, Any]) -> Any:
-    """The app on the tiny llama: default compression snapkv at 0.5, a 64 MiB context cache."""
+    """The app on the tiny llama: default compression snapkv at 0.5 on contexts of at least 64 tokens, a 64 MiB
+    context cache."""
     from tokenzip.serve import build_app
 
-    return build_app("tiny-llama", compression="kv:snapkv@0.5", cache_bytes=64 << 20, model_objects=tiny_objects)
+    return build_app("tiny-llama", compression="kv:snapkv@0.5", cache_bytes=64 << 20, model_objects=tiny_objects,
+                     min_context_tokens=MIN_CONTEXT)
 
 
 @pytest.fixture(scope="module")

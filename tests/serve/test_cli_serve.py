@@ -14,7 +14,8 @@ from tokenzip.serve.local import free_port
 def test_serve_command_starts_answers_and_stops() -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tokenzip.cli", "serve", "--model", "tiny-llama", "--port",
-                             str(port), "--compression", "kv:knorm@0.5", "--cache-bytes", "16m"],
+                             str(port), "--compression", "kv:knorm@0.5", "--cache-bytes", "16m",
+                             "--min-context-tokens", "2", "--max-batch", "4", "--max-body", "1m"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -27,6 +28,8 @@ def test_serve_command_starts_answers_and_stops() -> None:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
                 time.sleep(0.3)
         assert health["compression"] == "kv:knorm@0.5" and health["cache_max_bytes"] == 16 << 20
+        assert health["min_context_tokens"] == 2 and health["max_batch"] == 4
+        assert httpx.post(f"{url}/v1/completions", content=b"x" * (2 << 20)).status_code == 413
         r = httpx.post(f"{url}/v1/completions", json={"model": "tiny-llama", "prompt": "A b c.\n\nD?", "max_tokens": 2},
                        timeout=60)
         assert r.status_code == 200 and r.json()["usage"]["compression"]["spec"] == "kv:knorm@0.5"

@@ -1,4 +1,6 @@
-"""The official openai client against a live server on the tiny llama: endpoints, streaming, usage, cache."""
+"""The official openai client against a live server on the tiny llama: endpoints, streaming, usage, cache.
+
+Answers compared with each other are greedy (``temperature=0``; the server samples at OpenAI's default 1.0)."""
 
 from __future__ import annotations
 
@@ -16,14 +18,20 @@ def _usage(resp: Any) -> dict[str, Any]:
 
 
 def test_models_and_health(client: Any, tiny_server: str) -> None:
+    import openai
+
     assert [m.id for m in client.models.list().data] == [MODEL]
+    assert client.models.retrieve(MODEL).id == MODEL  # GET /v1/models/{id}
+    with pytest.raises(openai.NotFoundError) as err:
+        client.models.retrieve("gpt-9")
+    assert err.value.body["code"] == "model_not_found"
     health = httpx.get(f"{tiny_server}/health").json()
-    assert health["status"] == "ok" and health["compression"] == "kv:snapkv@0.5"
+    assert health["status"] == "ok" and health["compression"] == "kv:snapkv@0.5" and health["max_batch"] == 8
 
 
 def test_completion_usage_and_stream_agree(client: Any) -> None:
     prompt = DOC + "\n\nWhich key opens the house?"
-    resp = client.completions.create(model=MODEL, prompt=prompt, max_tokens=6)
+    resp = client.completions.create(model=MODEL, prompt=prompt, max_tokens=6, temperature=0)
     usage = _usage(resp)
     assert resp.object == "text_completion" and resp.choices[0].finish_reason in ("stop", "length")
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
@@ -34,22 +42,25 @@ def test_completion_usage_and_stream_agree(client: Any) -> None:
     kv = comp["stages"][-1]
     assert kv["stage"] == "kv" and kv["entries_after"] < kv["entries_before"]
     assert comp["kv_bytes_held"] == kv["bytes_after"] < kv["bytes_before"] == comp["kv_bytes_dense"]
-    pieces = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=6, stream=True))
+    pieces = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=6, stream=True, temperature=0))
     assert "".join(p.choices[0].text for p in pieces) == resp.choices[0].text
     assert pieces[-1].choices[0].finish_reason == resp.choices[0].finish_reason
 
 
 def test_chat_stream_with_usage_matches_plain(client: Any) -> None:
     messages = [{"role": "system", "content": DOC}, {"role": "user", "content": "Which key opens the house?"}]
-    resp = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6)
+    resp = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, temperature=0)
     assert resp.object == "chat.completion" and resp.choices[0].message.role == "assistant"
     chunks = list(client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, stream=True,
-                                                 stream_options={"include_usage": True}))
+                                                 temperature=0, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == resp.choices[0].message.content
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == resp.usage.completion_tokens
     assert chunks[-1].usage.prompt_tokens == resp.usage.prompt_tokens
+    plain = list(client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, stream=True,
+                                                temperature=0))
+    assert all(c.usage is None for c in plain)  # no usage chunk unless asked
 
 
 def test_raw_stream_ends_with_done(tiny_server: str) -> None:
@@ -77,8 +88,10 @@ def test_extra_body_compression_overrides_default(client: Any) -> None:
 def test_second_question_hits_the_cache_and_answers_as_a_fresh_prefill(client: Any, tiny_server: str,
                                                                        tiny_app: Any) -> None:
     doc = DOC.replace("blue", "green")  # a document no other test used
-    first = client.completions.create(model=MODEL, prompt=doc + "\n\nWhich key opens the house?", max_tokens=5)
-    second = client.completions.create(model=MODEL, prompt=doc + "\n\nWhat is by the river?", max_tokens=5)
+    first = client.completions.create(model=MODEL, prompt=doc + "\n\nWhich key opens the house?", max_tokens=5,
+                                      temperature=0)
+    second = client.completions.create(model=MODEL, prompt=doc + "\n\nWhat is by the river?", max_tokens=5,
+                                       temperature=0)
     u1, u2 = _usage(first), _usage(second)
     assert u1["compression"]["cache"] == "miss" and u1["prompt_tokens_details"]["cached_tokens"] == 0
     assert u2["compression"]["cache"] == "hit"
@@ -94,13 +107,14 @@ def test_second_question_hits_the_cache_and_answers_as_a_fresh_prefill(client: A
     assert "tokenzip_cache_hits_total" in metrics and 'tokenzip_tokens_removed_total{stage="kv"}' in metrics
     # The same question with the cache emptied (a fresh prefill) gives the same answer.
     tiny_app.state.engine.cache.clear()
-    again = client.completions.create(model=MODEL, prompt=doc + "\n\nWhat is by the river?", max_tokens=5)
+    again = client.completions.create(model=MODEL, prompt=doc + "\n\nWhat is by the river?", max_tokens=5,
+                                      temperature=0)
     assert _usage(again)["compression"]["cache"] == "miss"
     assert again.choices[0].text == second.choices[0].text
 
 
-def test_page_endpoint_reports_kept_spans(tiny_server: str) -> None:
-    text = "First sentence about cats. Second sentence about dogs. Third sentence about the key 42."
+def test_page_endpoint_reports_what_each_stage_kept_and_both_answers(tiny_server: str) -> None:
+    text = "First sentence about cats. Second sentence about dogs. Third sentence about the key 42. " * 2
     r = httpx.post(f"{tiny_server}/v1/tokenzip/compress", timeout=120,
                    json={"text": text, "question": "Which key?", "compression": "prompt:head@0.5 | kv:snapkv@0.5"})
     assert r.status_code == 200, r.text
@@ -108,14 +122,49 @@ def test_page_endpoint_reports_kept_spans(tiny_server: str) -> None:
     prompt, kv = data["stages"]
     assert prompt["tokens_after"] < prompt["tokens_before"] and kv["entries_after"] < kv["entries_before"]
     assert data["kept_spans"] and all(0 <= a < b <= len(text) for a, b in data["kept_spans"])
+    # The kv stage, per token: the kept fractions average to the stage's own count of entries kept.
+    heat = data["kv"]
+    fractions = [f for _, _, f in heat["tokens"]]
+    assert len(fractions) == kv["tokens"] and heat["note"] is None
+    assert abs(sum(fractions) / len(fractions) - kv["entries_after"] / kv["entries_before"]) < 1e-3
+    assert min(fractions) == 0.0 and max(fractions) == 1.0  # some tokens evicted everywhere, some kept everywhere
+    assert all(0 <= a <= b <= len(heat["text"]) for a, b, _ in heat["tokens"])
+    assert heat["text"].startswith(data["compressed_text"].rstrip())
+    answers = data["answers"]
+    assert set(answers) == {"prompt", "compressed", "uncompressed"} and answers["prompt"].endswith("Answer:")
+    assert all(isinstance(answers[k], str) for k in ("compressed", "uncompressed"))
+    whole = httpx.post(f"{tiny_server}/v1/tokenzip/compress", timeout=120,
+                       json={"text": text, "question": "Which key?", "compression": "none"}).json()
+    assert whole["stages"] == [] and whole["answers"]["compressed"] == whole["answers"]["uncompressed"] \
+        == answers["uncompressed"]
     page = httpx.get(f"{tiny_server}/").text
     assert "<script>" in page and "http" not in page.split("<script>")[1].split("fetch(")[0]
+
+
+def test_page_endpoint_heat_map_leaves_out_layers_that_lost_entries_during_the_prefill(tiny_server: str) -> None:
+    """A layers method (entries leave the layers after its reduction during the prefill) or a kv method with a
+    chunk_size (every layer compressed during the prefill): the heat map covers only the layers that held every
+    token before the kv stage, says which it left out, and is absent (with a note) when none is left; never a 500."""
+    text = "The code for the amber locker is 4817. " * 6 + "The river floods in spring. " * 6
+    url = f"{tiny_server}/v1/tokenzip/compress"
+    layered = httpx.post(url, timeout=120, json={"text": text, "compression": "layers:fastv@0.3 | kv:snapkv@0.5"})
+    assert layered.status_code == 200, layered.text
+    heat = layered.json()["kv"]
+    assert heat["layers"] == [0, 1] and "layers 2, 3 held fewer entries than tokens" in heat["note"]
+    fractions = [f for _, _, f in heat["tokens"]]
+    assert min(fractions) == 0.0 and max(fractions) == 1.0
+    chunked = httpx.post(url, timeout=120, json={"text": text, "compression": "kv:snapkv:chunk_size=8@0.5"})
+    assert chunked.status_code == 200, chunked.text
+    data = chunked.json()
+    assert data["kv"] is None and any(n.startswith("no kv heat map") for n in data["notes"])
+    assert data["stages"][-1]["entries_after"] < data["stages"][-1]["entries_before"]
 
 
 def test_layers_stage_is_served_with_kv(client: Any) -> None:
     doc = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 4
     resp = client.completions.create(model=MODEL, prompt=doc + "\n\nWhat is the number?", max_tokens=3,
                                      extra_body={"compression": "layers:fastv@0.5 | kv:snapkv@0.5"})
+    assert _usage(resp)["compression"]["source"] == "request"
     layers, kv = _usage(resp)["compression"]["stages"][-2:]
     assert layers["stage"] == "layers" and layers["tokens_after"] < layers["tokens_before"]
     assert kv["stage"] == "kv" and kv["entries_after"] < kv["entries_before"]

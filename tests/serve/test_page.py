@@ -63,6 +63,17 @@ def test_page_shows_what_each_stage_kept(browser: Any, tiny_server: str, tmp_pat
     kept = "".join(m.text for m in browser.find_elements(By.CSS_SELECTOR, "#result mark"))
     dropped = browser.find_elements(By.CSS_SELECTOR, "#result .dropped")
     assert kept and dropped and "kv:kvzip@0.5" in browser.find_element(By.ID, "status").text
+    # The kv stage, token by token: a heat map whose mean is the stage's share of entries kept (the text it shows
+    # is what the kv stage read: the prompt stage's output, which the prompt stage's panel shows kept).
+    assert browser.find_element(By.ID, "kv-section").is_displayed()
+    tokens = browser.find_elements(By.CSS_SELECTOR, "#kv .tok")
+    fractions = [float(t.get_attribute("data-kept")) for t in tokens]
+    assert min(fractions) < 0.5 < max(fractions) and len(set(fractions)) >= 3  # kept per layer and head
+    assert abs(sum(fractions) / len(fractions) - k_out / k_in) < 0.05  # special tokens are not shown
+    # The answers from the compressed and from the whole context, side by side.
+    assert browser.find_element(By.ID, "answers-section").is_displayed()
+    assert browser.find_element(By.ID, "answer-compressed").is_displayed()
+    assert browser.find_element(By.ID, "answer-uncompressed").is_displayed()
     browser.save_screenshot(str(tmp_path / "page.png"))
     # A bad spec shows the server's message instead of counts.
     browser.find_element(By.ID, "spec").send_keys("kv:snapkv@1.5")

@@ -31,7 +31,8 @@ def proxied() -> Iterator[tuple[str, str]]:
     from tokenzip.serve import build_app
     from tokenzip.testing import tiny_model
 
-    upstream_app = build_app("tiny-llama", compression="none", model_objects=tiny_model("llama"))
+    upstream_app = build_app("tiny-llama", compression="kv:snapkv@0.5", min_context_tokens=64,
+                             model_objects=tiny_model("llama"))
     with live_server(upstream_app) as upstream:
         proxy_app = build_app("tiny-llama", compression="prompt:head@0.5", upstream=f"{upstream}/v1",
                               model_objects=tiny_model("llama"))
@@ -46,18 +47,24 @@ def test_proxy_compresses_forwards_and_reports(proxied: tuple[str, str]) -> None
     client = openai.OpenAI(base_url=f"{proxy}/v1", api_key="unused", max_retries=0)
     direct = openai.OpenAI(base_url=f"{upstream}/v1", api_key="unused", max_retries=0)
     messages = [{"role": "system", "content": DOC}, {"role": "user", "content": "Where is the blue lamp?"}]
-    resp = client.chat.completions.create(model="tiny-llama", messages=messages, max_tokens=4)
+    resp = client.chat.completions.create(model="tiny-llama", messages=messages, max_tokens=4, temperature=0)
     comp = resp.usage.model_dump()["compression"]
     row = comp["stages"][0]
     assert comp["spec"] == "prompt:head@0.5" and row["tokens_after"] <= 0.55 * row["tokens_before"]
-    full = direct.chat.completions.create(model="tiny-llama", messages=messages, max_tokens=4)
+    full = direct.chat.completions.create(model="tiny-llama", messages=messages, max_tokens=4, temperature=0)
     assert resp.usage.prompt_tokens < full.usage.prompt_tokens  # the upstream really got fewer tokens
+    # The upstream's own usage is kept: here a tokenzip server, whose compression block moves to .upstream.
+    assert comp["upstream"]["spec"] == "kv:snapkv@0.5" and comp["upstream"]["stages"][-1]["stage"] == "kv"
+    assert comp["upstream"]["context_tokens"] + comp["upstream"]["question_tokens"] == resp.usage.prompt_tokens
     # Streaming passes through, with the compression block in the final usage chunk.
     chunks = list(client.chat.completions.create(model="tiny-llama", messages=messages, max_tokens=4, stream=True,
-                                                 stream_options={"include_usage": True}))
+                                                 temperature=0, stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == resp.choices[0].message.content
     assert chunks[-1].usage.model_dump()["compression"]["spec"] == "prompt:head@0.5"
+    plain = list(client.chat.completions.create(model="tiny-llama", messages=messages, max_tokens=4, stream=True,
+                                                temperature=0))
+    assert all(c.usage is None for c in plain)  # asked upstream anyway (for the metrics), passed on only when asked
     # Per request spec, completions with a context field.
     r = client.completions.create(model="tiny-llama", prompt="Where is the red lamp?", max_tokens=3,
                                   extra_body={"context": DOC + "\n\n", "compression": "prompt:tail@0.75"})
@@ -74,6 +81,10 @@ def test_proxy_refuses_kv_and_bad_specs(proxied: tuple[str, str]) -> None:
         r = httpx.post(f"{proxy}/v1/chat/completions", json=dict(body, compression=spec), timeout=60)
         assert r.status_code == 400 and words in r.json()["error"]["message"]
     assert httpx.get(f"{proxy}/health").json()["mode"] == "proxy"
+    # The upstream's own errors come back with their status and fields.
+    r = httpx.post(f"{proxy}/v1/chat/completions", json=dict(body, temperature=5), timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "temperature"
+    assert r.json()["error"]["message"].startswith("upstream: ")
 
 
 # --- llama.cpp -----------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def ray_server() -> Iterator[str]:
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        options = {"model": "tiny-llama", "compression": "kv:snapkv@0.5", "cache_bytes": 64 << 20}
+        options = {"model": "tiny-llama", "compression": "kv:snapkv@0.5", "cache_bytes": 64 << 20,
+                   "min_context_tokens": 64}
         serve.run(deployment(options, replicas=2, num_cpus=0.5), name="tokenzip", route_prefix="/")
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -39,7 +40,8 @@ def test_two_replicas_answer_alike_with_their_own_caches(ray_server: str) -> Non
     client = openai.OpenAI(base_url=f"{ray_server}/v1", api_key="unused", max_retries=0, timeout=120)
     answers, cached = set(), []
     for _ in range(6):
-        r = client.completions.create(model="tiny-llama", prompt=DOC + "\n\nHow many jars on shelf 3?", max_tokens=5)
+        r = client.completions.create(model="tiny-llama", prompt=DOC + "\n\nHow many jars on shelf 3?", max_tokens=5,
+                                      temperature=0)
         answers.add(r.choices[0].text)
         cached.append(r.usage.prompt_tokens_details.cached_tokens)
     assert len(answers) == 1  # every replica gives the same answer

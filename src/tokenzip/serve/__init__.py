@@ -1,8 +1,12 @@
-"""`tokenzip serve`: an OpenAI-compatible server with compression per request, a compressed context
-cache, and a compressing proxy (needs the ``serve`` extra: ``pip install 'tokenzip[serve]'``).
+"""`tokenzip serve`: an OpenAI-compatible server with sampling, chat templates, compression per request, a
+compressed context cache, batching, and a compressing proxy (needs the ``serve`` extra:
+``pip install 'tokenzip[serve]'``).
 
     from tokenzip.serve import build_app
     app = build_app("gemma-3-270m", compression="kv:kvzip@0.5")   # an ASGI app for uvicorn
+
+The routes (:mod:`tokenzip.serve.app`) call one engine protocol (:mod:`tokenzip.serve.protocol`): the local
+engine (:mod:`tokenzip.serve.engine`) or the proxy (:mod:`tokenzip.serve.proxy`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from tokenzip.errors import require
+from tokenzip.serve.limits import DEFAULT_MAX_BODY
 
 
 def load_served_model(name: str) -> tuple[Any, Any]:
@@ -25,20 +30,26 @@ def load_served_model(name: str) -> tuple[Any, Any]:
 
 def build_app(model: str, compression: str | None = None, cache_bytes: int = 2 << 30, max_queue: int = 16,
               upstream: str | None = None, scorer: str = "gemma-3-270m", upstream_model: str | None = None,
-              model_objects: tuple[Any, Any] | None = None) -> Any:
-    """The FastAPI app: a local ``model`` (or ``model_objects``), or a proxy in front of ``upstream``."""
+              model_objects: tuple[Any, Any] | None = None, max_batch: int = 8, min_context_tokens: int = 512,
+              max_body: int = DEFAULT_MAX_BODY) -> Any:
+    """The FastAPI app: a local ``model`` (or ``model_objects``), or a proxy in front of ``upstream``.
+
+    ``max_batch``: sequences decoded together (1: one request at a time); ``min_context_tokens``: the shortest
+    context the default pipeline and the context cache apply to; ``max_queue``: requests held before 429;
+    ``max_body``: the largest request body in bytes (413 beyond, before it is read)."""
     for module in ("fastapi", "uvicorn", "prometheus_client", "httpx"):
         require(module, "serve")
     from tokenzip.serve.app import create_app
 
     if upstream:
-        from tokenzip.serve.proxy import Proxy
+        from tokenzip.serve.proxy import ProxyEngine
 
         objects = model_objects or load_served_model(scorer)
-        return create_app(proxy=Proxy(upstream, *objects, name=upstream_model or model, compression=compression,
-                                      max_queue=max_queue))
-    from tokenzip.serve.engine import Engine
+        engine: Any = ProxyEngine(upstream, *objects, name=upstream_model or model, compression=compression)
+    else:
+        from tokenzip.serve.engine import LocalEngine
 
-    objects = model_objects or load_served_model(model)
-    return create_app(engine=Engine(*objects, name=model, default_spec=compression, cache_bytes=cache_bytes,
-                                    max_queue=max_queue))
+        objects = model_objects or load_served_model(model)
+        engine = LocalEngine(*objects, name=model, default_spec=compression, cache_bytes=cache_bytes,
+                             max_batch=max_batch, min_context_tokens=min_context_tokens)
+    return create_app(engine, max_queue=max_queue, max_body=max_body)

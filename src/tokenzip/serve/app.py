@@ -1,7 +1,9 @@
-"""The FastAPI application: OpenAI endpoints, health, metrics, and the page.
+"""The FastAPI application: OpenAI endpoints, health, metrics and the page, around any engine.
 
-``create_app(engine=...)`` serves a local model; ``create_app(proxy=...)`` forwards to an upstream
-OpenAI-compatible server after the prompt stage (see :mod:`tokenzip.serve.proxy`).
+``create_app(engine)`` serves an :class:`~tokenzip.serve.protocol.Engine` (the local model, or the proxy).
+The routes are written once for every engine: body limit, JSON, admission (429 with ``Retry-After``),
+Prometheus metrics, server-sent events, client disconnects, and OpenAI-shaped errors on every route
+(unknown routes and methods included).
 """
 
 from __future__ import annotations
@@ -9,227 +11,255 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 
 from tokenzip.errors import TokenzipError
-from tokenzip.serve.engine import Engine, Job, Result, parse_spec
+from tokenzip.serve.admission import Admission, Ticket
 from tokenzip.serve.errors import APIError, bad_request
-from tokenzip.serve.metrics import Metrics
-from tokenzip.serve.schemas import ChatRequest, CompletionRequest, CompressRequest, error_param
-from tokenzip.serve.split import chat_prompt, completion_prompt
-from tokenzip.textio import check_text
+from tokenzip.serve.limits import DEFAULT_MAX_BODY, BodyLimit
+from tokenzip.serve.protocol import Engine
+from tokenzip.textio import InvalidText, check_text
 
-_DONE = object()
+ROUTES = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, GET /"
 
 
-async def read_body(request: Request, schema: type[BaseModel]) -> Any:
-    """The request body validated against ``schema``; 400 with an OpenAI error when it is not."""
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+async def read_json(request: Request) -> Any:
+    """The request body parsed as JSON; 400 with an OpenAI error when it is not JSON, or when a string holds text no
+    UTF-8 can hold (a lone UTF-16 surrogate, ``"\\ud800"``: valid JSON, but no text a tokenizer can read), its
+    ``param`` naming the field."""
     raw = await request.body()
     try:
-        data = json.loads(raw)
+        body = json.loads(raw)
     except ValueError as exc:
         raise bad_request(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise bad_request("the body must be a JSON object", code="invalid_json")
     try:
-        check_text(data, "the body")
-    except TokenzipError as exc:
-        raise bad_request(str(exc), code="invalid_text") from None
+        check_text(body, "the body")
+    except InvalidText as exc:
+        raise bad_request(str(exc), param=exc.field, code="invalid_text") from None
+    return body
+
+
+async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
+    """Await ``work``; if the client goes away first, cancel it (the engine stops) and raise :class:`ClientGone`."""
+    task = asyncio.ensure_future(work)
     try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = error_param(first["loc"])
-        raise bad_request(f"{param or 'body'}: {first['msg']}", param=param) from None
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.25)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                raise ClientGone
+    finally:
+        if not task.done():
+            task.cancel()
 
 
-def usage_block(job: Job, result: Result) -> dict[str, Any]:
-    """OpenAI's usage fields plus tokenzip's ``compression`` block."""
-    u = dict(result.usage)
-    cached = u.pop("cached_tokens", 0)
-    return {"prompt_tokens": job.prompt_tokens, "completion_tokens": result.completion_tokens,
-            "total_tokens": job.prompt_tokens + result.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": cached}, "compression": u}
+def _error_event(exc: BaseException) -> str:
+    if isinstance(exc, APIError):
+        body = exc.body()
+    elif isinstance(exc, TokenzipError):
+        body = bad_request(str(exc)).body()
+    else:
+        body = APIError(500, f"internal error: {exc}", type="server_error").body()
+    return f"data: {json.dumps(body)}\n\n"
 
 
-def _finish(reason: str) -> str:
-    return "stop" if reason == "cancelled" else reason
+def _has_text(chunk: dict[str, Any]) -> bool:
+    return any(c.get("text") or (c.get("delta") or {}).get("content") for c in chunk.get("choices") or [])
 
 
-def create_app(engine: Engine | None = None, proxy: Any = None, metrics: Metrics | None = None) -> FastAPI:
-    """The server's application, backed by a local ``engine`` or an upstream ``proxy``."""
-    if (engine is None) == (proxy is None):
-        raise TokenzipError("create_app needs exactly one of engine= or proxy=")
-    backend = engine or proxy
-    metrics = backend.metrics if metrics is None else metrics
+class Routes:
+    """The server's routes around one engine."""
+
+    def __init__(self, engine: Engine, admission: Admission) -> None:
+        self.engine, self.admission, self.metrics = engine, admission, engine.metrics
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "ok", **self.engine.describe(), "queue": self.admission.pending,
+                "max_queue": self.admission.max_queue}
+
+    def _model(self) -> dict[str, Any]:
+        return {"id": self.engine.name, "object": "model", "created": 0, "owned_by": "tokenzip"}
+
+    async def models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [self._model()]}
+
+    async def model(self, model_id: str) -> dict[str, Any]:
+        if model_id != self.engine.name:
+            raise APIError(404, f"The model {model_id!r} does not exist: this server serves {self.engine.name!r}",
+                           param="model", code="model_not_found")
+        return self._model()
+
+    async def prometheus(self) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def page(self) -> HTMLResponse:
+        from tokenzip.serve.page import html
+
+        return HTMLResponse(html(self.engine.name, str(self.engine.describe().get("compression", "none"))))
+
+    async def completions(self, request: Request) -> Response:
+        return await self._generate(request, "completions")
+
+    async def chat(self, request: Request) -> Response:
+        return await self._generate(request, "chat")
+
+    async def compress(self, request: Request) -> Response:
+        """The page's call, admitted and counted like any request."""
+        start, status = time.perf_counter(), "500"
+        try:
+            body = await read_json(request)
+            ticket = self.admission.enter()
+            try:
+                result = await until_disconnect(request, self.engine.explain(body))
+            except BaseException:
+                ticket.release(False)
+                raise
+            ticket.release(True)
+            self.metrics.latency.labels("compress").observe(time.perf_counter() - start)
+            status = "200"
+            return JSONResponse(result)
+        except APIError as exc:
+            status = str(exc.status)
+            raise
+        except ClientGone:
+            status = "499"
+            return Response(status_code=499)
+        finally:
+            self.metrics.requests.labels("compress", status).inc()
+
+    # --- generation -----------------------------------------------------------------------------------
+    async def _generate(self, request: Request, endpoint: str) -> Response:
+        start, status = time.perf_counter(), "500"
+        try:
+            job = await self.engine.prepare(endpoint, await read_json(request))
+            ticket = self.admission.enter()
+            try:
+                response = await (self._stream(request, endpoint, job, ticket, start) if job.stream
+                                  else self._whole(request, endpoint, job, ticket, start))
+            except BaseException:
+                ticket.release(False)
+                raise
+            status = str(response.status_code)
+            return response
+        except APIError as exc:
+            status = str(exc.status)
+            raise
+        except ClientGone:
+            status = "499"
+            return Response(status_code=499)
+        finally:
+            self.metrics.requests.labels(endpoint, status).inc()
+
+    async def _whole(self, request: Request, endpoint: str, job: Any, ticket: Ticket, start: float) -> Response:
+        body = await until_disconnect(request, self.engine.complete(job))
+        ticket.release(True)
+        self._count(endpoint, body.get("usage"))
+        ttft = ((body.get("usage") or {}).get("compression") or {}).get("time_to_first_token_seconds")
+        if ttft is not None:
+            self.metrics.ttft.labels(endpoint).observe(ttft)
+        self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+        return JSONResponse(body, headers=job.headers)
+
+    async def _stream(self, request: Request, endpoint: str, job: Any, ticket: Ticket, start: float) -> Response:
+        chunks = aiter(self.engine.stream(job))
+        first = await until_disconnect(request, anext(chunks))  # errors before any output keep their HTTP status
+        return StreamingResponse(self._events(endpoint, job, chunks, first, ticket, start),
+                                 media_type="text/event-stream", headers=job.headers,
+                                 background=BackgroundTask(ticket.release, False))
+
+    async def _events(self, endpoint: str, job: Any, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any],
+                      ticket: Ticket, start: float) -> AsyncIterator[str]:
+        completed, seen_text = False, False
+        try:
+            chunk: dict[str, Any] | None = first
+            while chunk is not None:
+                if not seen_text and _has_text(chunk):
+                    seen_text = True
+                    self.metrics.ttft.labels(endpoint).observe(time.perf_counter() - start)
+                if chunk.get("usage") is not None:
+                    self._count(endpoint, chunk["usage"])
+                    if not getattr(job, "include_usage", True):
+                        chunk = await anext(chunks, None)
+                        continue
+                yield f"data: {json.dumps(chunk)}\n\n"
+                chunk = await anext(chunks, None)
+            yield "data: [DONE]\n\n"
+            completed = True
+        except Exception as exc:  # noqa: BLE001 - the error reaches the client inside the stream
+            yield _error_event(exc)
+            yield "data: [DONE]\n\n"
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            ticket.release(completed)
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+    def _count(self, endpoint: str, usage: dict[str, Any] | None) -> None:
+        if not usage:
+            return
+        self.metrics.prompt_tokens.inc(usage.get("prompt_tokens") or 0)
+        self.metrics.completion_tokens.inc(usage.get("completion_tokens") or 0)
+        compression = usage.get("compression")
+        if isinstance(compression, dict):
+            self.metrics.record_stages(compression.get("stages") or [])
+
+
+def create_app(engine: Engine, max_queue: int = 16, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The server's application around ``engine``: at most ``max_queue`` requests held (beyond, 429), bodies of at
+    most ``max_body`` bytes (beyond, 413, before the body is read)."""
+    routes = Routes(engine, Admission(max_queue, engine.metrics))
     app = FastAPI(title="tokenzip serve", version="0.1.0")
-    app.state.engine, app.state.proxy, app.state.metrics = engine, proxy, metrics
+    app.state.engine, app.state.metrics, app.state.admission = engine, engine.metrics, routes.admission
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    app.add_api_route("/health", routes.health, methods=["GET"])
+    app.add_api_route("/v1/models", routes.models, methods=["GET"])
+    app.add_api_route("/v1/models/{model_id:path}", routes.model, methods=["GET"])
+    app.add_api_route("/metrics", routes.prometheus, methods=["GET"])
+    app.add_api_route("/", routes.page, methods=["GET"], response_class=HTMLResponse)
+    app.add_api_route("/v1/completions", routes.completions, methods=["POST"])
+    app.add_api_route("/v1/chat/completions", routes.chat, methods=["POST"])
+    app.add_api_route("/v1/tokenzip/compress", routes.compress, methods=["POST"])
+    _openai_errors(app)
+    return app
+
+
+def _openai_errors(app: FastAPI) -> None:
+    """Every error, on every route, as ``{"error": {"message", "type", "param", "code"}}``."""
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", **backend.describe()}
-
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": backend.name, "object": "model", "created": 0,
-                                            "owned_by": "tokenzip"}]}
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        return await _endpoint(request, "completions")
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        return await _endpoint(request, "chat")
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page() -> HTMLResponse:
-        from tokenzip.serve.page import html
-
-        return HTMLResponse(html(backend.name, str(backend.default_spec)))
-
-    @app.post("/v1/tokenzip/compress")
-    async def compress(request: Request) -> dict[str, Any]:
-        from tokenzip.serve.page import explain
-
-        req = await read_body(request, CompressRequest)
-        spec = parse_spec(req.compression, backend.default_spec)
-        backend.check_servable(spec)
-        try:
-            return await backend.call(explain, backend.model, backend.tok, req.text, req.question, spec)
-        except TokenzipError as exc:
-            raise bad_request(str(exc), param="text") from None
-
-    async def _endpoint(request: Request, kind: str) -> Response:
-        start = time.perf_counter()
-        status, streaming = 500, False
-        try:
-            response = await (_local(request, kind) if engine else proxy.handle(request, kind))
-            status, streaming = response.status_code, isinstance(response, StreamingResponse)
-            return response
-        except APIError as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.requests.labels(kind, str(status)).inc()
-            if status == 200 and not streaming:  # a stream records its latency when it ends
-                metrics.latency.labels(kind).observe(time.perf_counter() - start)
-
-    async def _local(request: Request, kind: str) -> Response:
-        assert engine is not None
-        req = await read_body(request, ChatRequest if kind == "chat" else CompletionRequest)
-        if req.model != engine.name:
-            raise APIError(404, f"The model {req.model!r} does not exist: this server serves {engine.name!r} "
-                           "(GET /v1/models)", param="model", code="model_not_found")
-        spec = parse_spec(req.compression, engine.default_spec)
-        if kind == "chat":
-            prompt = chat_prompt(req.plain_messages(), engine.tok)
-            limit = req.max_completion_tokens or req.max_tokens
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            error = APIError(404, f"Invalid URL ({request.method} {request.url.path}): this server answers {ROUTES}",
+                             code="unknown_url")
+        elif exc.status_code == 405:
+            error = APIError(405, f"Method {request.method} is not allowed on {request.url.path} (this server "
+                                  f"answers {ROUTES})", code="method_not_allowed")
         else:
-            prompt = completion_prompt(req.prompt, req.context)
-            limit = req.max_tokens
-        job = await run_in_threadpool(engine.plan, prompt, spec, limit, req.stops())
-        engine.admit()
-        rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
-        if req.stream:
-            return StreamingResponse(_stream(request, kind, rid, job, req.include_usage),
-                                     media_type="text/event-stream")
-        pieces: list[str] = []
-        future = _submit(job, pieces.append)
-        watcher = asyncio.create_task(_watch(request, job))
-        try:
-            result = await future
-        except TokenzipError as exc:
-            raise bad_request(str(exc)) from None
-        finally:
-            watcher.cancel()
-        metrics.ttft.labels(kind).observe(result.usage["time_to_first_token_seconds"])
-        head = {"id": rid, "created": int(time.time()), "model": engine.name}
-        usage = usage_block(job, result)
-        if kind == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": result.text}, "logprobs": None,
-                      "finish_reason": _finish(result.finish_reason)}
-            return JSONResponse({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
-        choice = {"index": 0, "text": result.text, "logprobs": None, "finish_reason": _finish(result.finish_reason)}
-        return JSONResponse({**head, "object": "text_completion", "choices": [choice], "usage": usage})
+            error = APIError(exc.status_code, str(exc.detail))
+        return JSONResponse(error.body(), status_code=error.status, headers=getattr(exc, "headers", None))
 
-    def _submit(job: Job, emit: Any) -> asyncio.Future:
-        assert engine is not None
-        future = engine.submit(job, emit)
-        future.add_done_callback(lambda f: engine.release(time.perf_counter() - job.started))
-        return future
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(bad_request(f"invalid request: {exc.errors()[0].get('msg')}").body(), status_code=400)
 
-    async def _watch(request: Request, job: Job) -> None:
-        while not job.cancel.is_set():
-            if await request.is_disconnected():
-                job.cancel.set()
-                return
-            await asyncio.sleep(0.2)
-
-    async def _stream(request: Request, kind: str, rid: str, job: Job, include_usage: bool) -> AsyncIterator[str]:
-        assert engine is not None
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        future = _submit(job, lambda piece: loop.call_soon_threadsafe(queue.put_nowait, piece))
-        future.add_done_callback(lambda f: queue.put_nowait(_DONE))
-        head = {"id": rid, "created": int(time.time()), "model": engine.name,
-                "object": "chat.completion.chunk" if kind == "chat" else "text_completion"}
-
-        def chunk(piece: str | None, finish: str | None = None, first: bool = False) -> str:
-            if kind == "chat":
-                delta = {"role": "assistant", "content": ""} if first else {} if piece is None else {"content": piece}
-                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            else:
-                choice = {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish}
-            return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
-
-        try:
-            if kind == "chat":
-                yield chunk(None, first=True)
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout=0.25)
-                except asyncio.TimeoutError:
-                    if await request.is_disconnected():
-                        job.cancel.set()
-                        return
-                    continue
-                if item is _DONE:
-                    break
-                yield chunk(item)
-            try:
-                result = future.result()
-            except Exception as exc:  # the error reaches the client inside the stream
-                message = str(exc) if isinstance(exc, TokenzipError) else f"internal error: {exc}"
-                err = {"error": {"message": message, "type": "invalid_request_error" if isinstance(
-                    exc, TokenzipError) else "server_error", "param": None, "code": None}}
-                yield f"data: {json.dumps(err)}\n\n"
-                yield "data: [DONE]\n\n"
-                return
-            metrics.ttft.labels(kind).observe(result.usage["time_to_first_token_seconds"])
-            yield chunk(None, _finish(result.finish_reason))
-            if include_usage:
-                yield f"data: {json.dumps({**head, 'choices': [], 'usage': usage_block(job, result)})}\n\n"
-            yield "data: [DONE]\n\n"
-        finally:
-            if not future.done():
-                job.cancel.set()
-            metrics.latency.labels(kind).observe(time.perf_counter() - job.started)
-
-    return app
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+        error = APIError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
+        return JSONResponse(error.body(), status_code=500)

@@ -27,6 +27,14 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--cache-bytes", type=_bytes, default=2 << 30,
                         help="context cache size in bytes (k/m/g suffixes; 0 disables it), default 2g")
     parser.add_argument("--max-queue", type=int, default=16, help="requests waiting or running before 429")
+    parser.add_argument("--max-batch", type=int, default=8,
+                        help="sequences decoded together in one forward pass (1: one request at a time), default 8")
+    parser.add_argument("--min-context-tokens", type=int, default=512,
+                        help="shortest context (tokens) the default compression and the context cache apply to; "
+                             "shorter prompts are answered whole unless a request names its compression (default 512)")
+    parser.add_argument("--max-body", type=_bytes, default=4 << 20,
+                        help="largest request body in bytes (k/m/g suffixes), refused with 413 before it is read; "
+                             "default 4m")
     parser.add_argument("--upstream", help="proxy mode: URL of an OpenAI-compatible server (e.g. http://host:8080/v1)")
     parser.add_argument("--scorer", default="gemma-3-270m", help="proxy mode: local model scoring the prompt stage")
     parser.add_argument("--ray", action="store_true", help="deploy with Ray Serve (needs ray[serve])")
@@ -45,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     compression = args.compression or (DEFAULT_PROXY_COMPRESSION if args.upstream else DEFAULT_COMPRESSION)
     spec.parse(compression)  # a bad spec fails here, before any model loads
     options = dict(model=args.model, compression=compression, cache_bytes=args.cache_bytes,
-                   max_queue=args.max_queue, upstream=args.upstream, scorer=args.scorer)
+                   max_queue=args.max_queue, upstream=args.upstream, scorer=args.scorer, max_batch=args.max_batch,
+                   min_context_tokens=args.min_context_tokens, max_body=args.max_body)
     if args.ray:
         from tokenzip.serve.ray_app import run_ray
 

@@ -1,37 +1,49 @@
-"""The model side of the server: checks a request, then runs it on the one model thread.
+"""The local engine: a transformers model with compression per request, a compressed context cache, batching.
 
-A request is first *planned* (tokenized and checked: spec, lengths; any error is a 400 before any model
-work), then *admitted* (a bounded count of requests waiting or running; beyond it, 429), then *run* on a
-single worker thread that owns the model (the model and its caches are not thread-safe), one request at a
-time. Each request builds its own method objects and decodes from its own reference to a cache entry; the
-only state requests share is the context cache, whose entries are restored after every answer.
+A request is *prepared* (checked and tokenized, off the model thread: any error is a 4xx before model work),
+then run by the :class:`~tokenzip.serve.scheduler.Scheduler` on the model thread, batched with the requests
+that arrive with it.
+
+**Where compression pays.** The pipeline (the request's ``compression``, else the server default) applies to
+the reusable part of a request, its *context* (:mod:`tokenzip.serve.split`: documents, system text, earlier
+turns), when the context holds at least ``min_context_tokens`` tokens (default 512): the context is then
+prefilled and compressed once, query-agnostically, kept in the context cache and reused by later requests
+with the same context. A shorter prompt is answered whole, exactly as with ``compression: "none"``: a
+compression step on it costs more than it saves, and there is nothing worth caching. A request that names a
+``compression`` itself gets it whatever the length. ``usage.compression`` says which happened (``spec``:
+what was applied; ``requested`` and ``source``: what was asked; ``skipped``: why it was not applied).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-import math
 import os
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from starlette.concurrency import run_in_threadpool
 
 from tokenzip import spec as specs
 from tokenzip.errors import TokenzipError
-from tokenzip.hooks import attach
+from tokenzip.kv.answer import eos_ids
+from tokenzip.models.rows import Row
+from tokenzip.ops.sampling import SamplingParams
+from tokenzip.pipeline import Pipeline
 from tokenzip.serve.cache import ContextCache, Entry
 from tokenzip.serve.errors import APIError, bad_request
-from tokenzip.serve.generate import Detokenizer, answer_tokens, plain_tokens
+from tokenzip.serve.generate import Choice, Detokenizer
 from tokenzip.serve.metrics import Metrics
-from tokenzip.serve.split import Prompt
+from tokenzip.serve.responses import Shape, assemble
+from tokenzip.serve.scheduler import Scheduler, Started
+from tokenzip.serve.schemas import ChatRequest, CompletionRequest, CompressRequest, parse
+from tokenzip.serve.split import TURN_MARKERS, Prompt, chat_prompt, completion_prompt
+
+DEFAULT_MIN_CONTEXT_TOKENS = 512
 
 
 def parse_spec(text: str | None, default: specs.PipelineSpec, param: str = "compression") -> specs.PipelineSpec:
@@ -46,15 +58,31 @@ def parse_spec(text: str | None, default: specs.PipelineSpec, param: str = "comp
 
 @dataclass
 class Job:
-    """One planned request."""
+    """One prepared request. ``mode``: ``context`` (the context is prefilled, compressed and cached; the question
+    is fed after it), ``prompt`` (a short prompt the request asked to compress: all but its last token), or
+    ``whole`` (the prompt is fed as it is)."""
 
+    shape: Shape
     prompt: Prompt
-    spec: specs.PipelineSpec
+    spec: specs.PipelineSpec  # applied
+    requested: specs.PipelineSpec
+    source: str  # "request" or "default"
+    skipped: str | None
+    mode: str
     context_ids: list[int]
     question_ids: list[int]
     max_tokens: int
+    n: int
+    params: SamplingParams
+    seed: int | None
+    top_logprobs: int | None
     stops: list[str]
-    key: tuple | None  # context cache key; None when the request has no reusable context
+    markers: tuple[str, ...]
+    key: tuple | None  # context cache key
+    tokenizer: Any
+    stream: bool = False
+    include_usage: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.perf_counter)
 
@@ -62,51 +90,57 @@ class Job:
     def prompt_tokens(self) -> int:
         return len(self.context_ids) + len(self.question_ids)
 
-
-@dataclass
-class Result:
-    """What a run produced."""
-
-    text: str
-    completion_tokens: int
-    finish_reason: str
-    usage: dict[str, Any]
+    def make_choices(self) -> list[Choice]:
+        return [Choice.make(i, self.params, Detokenizer(self.tokenizer, self.stops, self.markers), self.seed,
+                            self.top_logprobs) for i in range(self.n)]
 
 
-class Engine:
-    """One model, its tokenizer, the context cache and the single thread that runs requests."""
+class LocalEngine:
+    """One model and its tokenizer, the context cache, and the model thread (see the module docstring)."""
 
     def __init__(self, model: Any, tokenizer: Any, name: str, default_spec: str | None = None,
-                 cache_bytes: int = 2 << 30, max_queue: int = 16, metrics: Metrics | None = None,
-                 chat_max_tokens: int = 256) -> None:
+                 cache_bytes: int = 2 << 30, max_batch: int = 8, min_context_tokens: int = DEFAULT_MIN_CONTEXT_TOKENS,
+                 metrics: Metrics | None = None, chat_max_tokens: int = 256) -> None:
         from tokenzip.models.decoders import DecoderAdapter
 
         self.model, self.tok, self.name = model, tokenizer, name
-        self.front_tok = copy.deepcopy(tokenizer)  # planning tokenizes off the model thread, with its own copy
+        self.front_tok = copy.deepcopy(tokenizer)  # preparing tokenizes off the model thread, with its own copy
         self.front_lock = threading.Lock()
         self.default_spec = parse_spec(default_spec, specs.PipelineSpec(), param="--compression")
         self.check_servable(self.default_spec, "--compression")
         self.cache = ContextCache(cache_bytes)
         self.metrics = metrics or Metrics()
-        self.max_queue = max_queue
-        self.chat_max_tokens = chat_max_tokens
+        self.max_batch, self.min_context_tokens, self.chat_max_tokens = max_batch, min_context_tokens, chat_max_tokens
         self.limit = DecoderAdapter(model).max_positions or getattr(model.config, "max_position_embeddings", 0)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tokenzip-model")
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._mean_seconds = 1.0
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        # the longest text one token can stand for: a prompt longer than limit * this cannot fit, untokenized
+        self.max_token_chars = max((len(piece) for piece in tokenizer.get_vocab()), default=1)
+        self.templated = bool(getattr(tokenizer, "chat_template", None))
+        eos = eos_ids(model)
+        if self.templated and tokenizer.eos_token_id is not None:
+            eos.add(tokenizer.eos_token_id)  # the template's end of turn
+        self.scheduler = Scheduler(model, self.start, eos, max_batch, on_step=self._on_step,
+                                   on_cancel=self.metrics.cancelled.inc)
 
-    # --- planning (any thread) -----------------------------------------------------------------------
+    # --- preparing (the event loop, and a worker thread for tokenizing) ------------------------------
     def check_servable(self, spec: specs.PipelineSpec, param: str = "compression") -> None:
         """A layers method the served model cannot take (e.g. an encoder method on a decoder) is a 400."""
         if spec.get("layers") is not None:
-            from tokenzip.pipeline import Pipeline
-
             try:
                 Pipeline(spec.without("prompt", "kv")).check(self.model)
             except TokenzipError as exc:
                 raise bad_request(f"{spec.get('layers')}: {exc}", param=param,
                                   code="unsupported_compression") from None
+
+    async def prepare(self, endpoint: str, body: Any) -> Job:
+        req = parse(ChatRequest if endpoint == "chat" else CompletionRequest, body)
+        req.check()
+        if req.model != self.name:
+            raise APIError(404, f"The model {req.model!r} does not exist: this server serves {self.name!r} "
+                           "(GET /v1/models)", param="model", code="model_not_found")
+        spec = parse_spec(req.compression, self.default_spec)
+        self.check_servable(spec)
+        return await run_in_threadpool(self.plan, endpoint, req, spec)
 
     def encode(self, text: str, special: bool) -> list[int]:
         if not text:
@@ -114,12 +148,21 @@ class Engine:
         with self.front_lock:
             return list(self.front_tok(text, add_special_tokens=special).input_ids)
 
-    def plan(self, prompt: Prompt, spec: specs.PipelineSpec, max_tokens: int | None, stops: list[str]) -> Job:
-        """Tokenize and check a request; raises :class:`APIError` (4xx) when it cannot run."""
-        self.check_servable(spec)
+    def plan(self, endpoint: str, req: ChatRequest | CompletionRequest, spec: specs.PipelineSpec) -> Job:
+        """Tokenize a request, decide where compression applies, check the lengths; raises :class:`APIError`."""
+        chat = endpoint == "chat"
+        prompt = chat_prompt(req.plain_messages(), self.tok if self.templated else None) if chat else \
+            completion_prompt(req.text, req.context)
         context_text, question_text = prompt.render()
         if not question_text.strip() and not context_text:
             raise bad_request("the prompt is empty", param="prompt")
+        chars = len(context_text) + len(question_text)
+        if self.limit and chars > self.limit * self.max_token_chars:  # refused before tokenizing it all
+            raise bad_request(
+                f"This model's maximum context length is {self.limit} tokens; the prompt's {chars} characters make "
+                f"more than that (no token of this model holds more than {self.max_token_chars} characters). Please "
+                "reduce the length of the prompt, or compress it before sending.",
+                param="messages" if chat else "prompt", code="context_length_exceeded")
         special = not prompt.templated
         context_ids = self.encode(context_text, special)
         question_ids = self.encode(question_text, special and not context_ids)
@@ -127,180 +170,186 @@ class Engine:
             raise bad_request("the question is empty: with a context field, the prompt holds the question",
                               param="prompt")
         n = len(context_ids) + len(question_ids)
-        if max_tokens is None:
-            max_tokens = max(1, min(self.chat_max_tokens, self.limit - n)) if self.limit else self.chat_max_tokens
-        if self.limit and n + max_tokens > self.limit:
+        limit = req.completion_limit if chat else req.max_tokens
+        if limit is None:
+            limit = max(1, min(self.chat_max_tokens, self.limit - n)) if self.limit else self.chat_max_tokens
+        if self.limit and n + limit > self.limit:
             raise bad_request(
                 f"This model's maximum context length is {self.limit} tokens. However, you requested "
-                f"{n + max_tokens} tokens ({n} in the prompt, {max_tokens} in the completion). Please reduce the "
+                f"{n + limit} tokens ({n} in the prompt, {limit} in the completion). Please reduce the "
                 "length of the prompt or the completion, or compress it before sending.",
-                param="messages" if prompt.kind == "chat" else "prompt", code="context_length_exceeded")
+                param="messages" if chat else "prompt", code="context_length_exceeded")
+        source = "request" if req.compression is not None else "default"
+        mode, applied, skipped = self._where(spec, source, context_ids, question_ids)
         key = None
-        if context_ids:
+        if mode == "context":
             pm = spec.build("prompt")
             aware = question_text if pm is not None and getattr(pm, "question_aware", False) else None
             key = (self.name, tuple(context_ids), str(spec), aware)
-        return Job(prompt, spec, context_ids, question_ids, max_tokens, stops, key)
+        return Job(Shape(endpoint), prompt, applied, spec, source, skipped, mode, context_ids, question_ids, limit,
+                   req.choices, req.sampling(self.vocab_size), req.seed, req.top_logprobs_count, req.stops(),
+                   TURN_MARKERS if chat and not prompt.templated else (), key, self.tok, stream=bool(req.stream),
+                   include_usage=req.include_usage)
 
-    # --- admission -----------------------------------------------------------------------------------
-    def admit(self) -> None:
-        """Count a request in, or refuse it with 429 when ``max_queue`` are already waiting or running."""
-        with self._lock:
-            if self._pending >= self.max_queue:
-                self.metrics.rejected.inc()
-                wait = max(1, math.ceil(self._mean_seconds * self._pending))
-                raise APIError(429, f"the server is busy ({self._pending} requests queued); retry in {wait} s",
-                               type="rate_limit_error", code="queue_full", headers={"Retry-After": str(wait)})
-            self._pending += 1
-            self.metrics.queue.set(self._pending)
+    def _where(self, spec: specs.PipelineSpec, source: str, context_ids: list[int],
+               question_ids: list[int]) -> tuple[str, specs.PipelineSpec, str | None]:
+        """Where the pipeline applies: ``(mode, applied spec, why it was not applied)`` (see :class:`Job`)."""
+        if context_ids and (len(context_ids) >= self.min_context_tokens or source == "request"):
+            return "context", spec, None
+        if source == "request" and spec and len(context_ids) + len(question_ids) >= 2:
+            return "prompt", spec, None
+        skipped = None
+        if spec:
+            skipped = (f"the context ({len(context_ids)} tokens) is shorter than the server's min_context_tokens "
+                       f"({self.min_context_tokens}): the prompt is answered whole; send compression to apply it")
+        return "whole", specs.PipelineSpec(), skipped
 
-    def release(self, seconds: float | None = None) -> None:
-        with self._lock:
-            self._pending -= 1
-            self.metrics.queue.set(self._pending)
-            if seconds is not None:
-                self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * seconds
+    # --- answering (the event loop) --------------------------------------------------------------------
+    async def stream(self, job: Job) -> AsyncIterator[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        self.scheduler.submit(job, lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
+        head = job.shape.head(self.name, stream=True)
+        announced, done = set(), False
+        try:
+            while True:
+                event = await events.get()
+                if event[0] == "error":
+                    done = True
+                    exc = event[1]
+                    raise bad_request(str(exc)) if isinstance(exc, TokenzipError) else exc
+                if event[0] == "done":
+                    done = True
+                    if not event[1].get("cancelled"):
+                        yield {**head, "choices": [], "usage": self._usage(job, event[1])}
+                    return
+                index = event[1]
+                if job.shape.chat and index not in announced:
+                    announced.add(index)
+                    yield {**head, "choices": [job.shape.role_choice(index)]}
+                if event[0] == "piece":
+                    _, _, text, logprobs = event
+                    choice = job.shape.chunk_choice(index, text, logprobs if job.top_logprobs is not None else None)
+                else:
+                    choice = job.shape.chunk_choice(index, None, None, "stop" if event[2] == "cancelled" else event[2])
+                yield {**head, "choices": [choice]}
+        finally:
+            if not done:
+                job.cancel.set()  # the client went away: the scheduler drops the request at its next step
+
+    async def complete(self, job: Job) -> dict[str, Any]:
+        return await assemble(self.stream(job))
+
+    def _usage(self, job: Job, stats: dict[str, Any]) -> dict[str, Any]:
+        started: Started = stats["started"]
+        info = started.info
+        cached = info.get("cache") == "hit"
+        completion = stats["completion_tokens"]
+        compression = {
+            "spec": str(job.spec), "requested": str(job.requested), "source": job.source, "skipped": job.skipped,
+            "context_tokens": len(job.context_ids), "question_tokens": len(job.question_ids),
+            "cache": info.get("cache", "none"), "stages": info.get("stages", []),
+            "kv_bytes_held": info.get("kv_bytes_held", 0), "kv_bytes_dense": info.get("kv_bytes_dense", 0),
+            "time_to_first_token_seconds": stats["first_token_at"] - job.started,
+            "queue_seconds": stats["began"] - job.started, "seconds": stats["ended"] - job.started,
+            "batch_size_mean": stats["batch_size_mean"],
+        }
+        return {"prompt_tokens": job.prompt_tokens, "completion_tokens": completion,
+                "total_tokens": job.prompt_tokens + completion,
+                "prompt_tokens_details": {"cached_tokens": len(job.context_ids) if cached else 0},
+                "compression": compression}
+
+    async def explain(self, body: Any) -> dict[str, Any]:
+        from tokenzip.serve.page import explain
+
+        req = parse(CompressRequest, body)
+        if req.model is not None and req.model != self.name:
+            raise APIError(404, f"The model {req.model!r} does not exist: this server serves {self.name!r}",
+                           param="model", code="model_not_found")
+        spec = parse_spec(req.compression, self.default_spec)
+        self.check_servable(spec)
+        try:
+            return await asyncio.wrap_future(self.scheduler.call(explain, self, req, spec))
+        except TokenzipError as exc:
+            raise bad_request(str(exc), param="text") from None
 
     def describe(self) -> dict[str, Any]:
-        """What /health reports."""
         return {"model": self.name, "mode": "local", "pid": os.getpid(), "compression": str(self.default_spec),
-                "queue": self._pending,
-                "max_queue": self.max_queue, "cache_entries": len(self.cache), "cache_bytes": self.cache.bytes,
+                "min_context_tokens": self.min_context_tokens, "max_batch": self.max_batch,
+                "cache_entries": len(self.cache), "cache_bytes": self.cache.bytes,
                 "cache_max_bytes": self.cache.max_bytes, "max_positions": self.limit}
 
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    def submit(self, job: Job, emit: Callable[[str], None]) -> asyncio.Future:
-        """Run ``job`` on the model thread; ``emit`` receives text pieces as they are generated."""
-        future: Future = self._executor.submit(self.run, job, emit)
-        return asyncio.wrap_future(future)
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future:
-        """Run any model work (the page's compress endpoint) on the model thread."""
-        return asyncio.wrap_future(self._executor.submit(fn, *args, **kwargs))
-
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.scheduler.shutdown()
 
-    # --- the model thread ----------------------------------------------------------------------------
-    def run(self, job: Job, emit: Callable[[str], None]) -> Result:
-        """Build or reuse the compressed context, then decode greedily (on the model thread)."""
-        usage: dict[str, Any] = {"spec": str(job.spec), "context_tokens": len(job.context_ids),
-                                 "question_tokens": len(job.question_ids)}
-        if job.cancel.is_set():
-            self.metrics.cancelled.inc()
-            return Result("", 0, "cancelled", usage)
-        entry, usage["cache"] = self._context(job)
-        cached = usage["cache"] == "hit"
-        stages = [dict(row, cached=cached, **({"seconds": 0.0} if cached else {})) for row in entry.stages] \
-            if entry else []
-        self.metrics.record_stages(stages)
+    # --- the model thread -------------------------------------------------------------------------------
+    def start(self, job: Job) -> Started:
+        """The row a request runs in and the tokens to feed it: after its (cached or new) compressed context, or
+        an empty row fed the whole prompt."""
+        if job.mode == "whole":
+            return Started(Row.empty(self.model), job.context_ids + job.question_ids, {"cache": "none"})
+        entry, outcome = self._context(job)
+        cached = outcome == "hit"
+        stages = [dict(row, cached=cached, **({"seconds": 0.0} if cached else {})) for row in entry.stages]
         self.metrics.cache_bytes.set(self.cache.bytes)
         self.metrics.cache_entries.set(len(self.cache))
-        start = time.perf_counter()
-        text, n, finish, first = self._decode(job, entry, emit)
-        now = time.perf_counter()
-        usage.update(
-            stages=stages, kv_bytes_held=entry.bytes if entry else 0, kv_bytes_dense=entry.dense_bytes if entry else 0,
-            cached_tokens=len(job.context_ids) if cached else 0, decode_seconds=now - start,
-            time_to_first_token_seconds=(first or now) - job.started, seconds=now - job.started,
-        )
-        self.metrics.prompt_tokens.inc(job.prompt_tokens)
-        self.metrics.completion_tokens.inc(n)
-        return Result(text, n, finish, usage)
+        c = entry.compressed
+        feed = job.question_ids if job.mode == "context" else job.question_ids[-1:]
+        return Started(Row.after(c.cache, c.masks, c.seen), feed,
+                       {"cache": outcome, "stages": stages, "kv_bytes_held": entry.bytes,
+                        "kv_bytes_dense": entry.dense_bytes})
 
-    def _context(self, job: Job) -> tuple[Entry | None, str]:
-        """The compressed context (cache hit, or built now) and the cache outcome: hit, miss, off or none."""
+    def _context(self, job: Job) -> tuple[Entry, str]:
+        """The compressed context (a cache hit, or built now) and the cache outcome: hit, miss, off or none."""
         if job.key is not None and self.cache.max_bytes:
             entry = self.cache.get(job.key)
             (self.metrics.cache_hits if entry is not None else self.metrics.cache_misses).inc()
             if entry is not None:
                 return entry, "hit"
-        if not job.context_ids and len(job.question_ids) < 2:
-            return None, "none"  # a one-token prompt: nothing to prefill
-        entry = self._build(job)
+        entry = self.build(job.spec, job.context_ids if job.mode == "context" else job.question_ids[:-1],
+                           job.prompt if job.mode == "context" else None)
         if job.key is None:
             return entry, "none"
         return entry, "miss" if self.cache.put(job.key, entry) else "off"
 
-    def _decode(self, job: Job, entry: Entry | None,
-                emit: Callable[[str], None]) -> tuple[str, int, str, float | None]:
-        """Greedy tokens after the context; returns text, token count, finish reason, first-token time."""
-        q = job.question_ids if job.context_ids else job.question_ids[-1:]
-        q_ids = torch.tensor([q], device=next(self.model.parameters()).device)
-        tokens = (answer_tokens(self.model, entry.compressed, q_ids, job.max_tokens) if entry
-                  else plain_tokens(self.model, q_ids, job.max_tokens))
-        detok, n, first = Detokenizer(self.tok, job.stops), 0, None
-        with closing(tokens) as gen, torch.no_grad():
-            for token in gen:
-                first = first or time.perf_counter()
-                n += 1
-                piece = detok.push(token)
-                if piece:
-                    emit(piece)
-                if detok.stopped or job.cancel.is_set() or n >= job.max_tokens:
-                    break
-        tail = detok.flush()
-        if tail:
-            emit(tail)
-        if job.cancel.is_set():
-            self.metrics.cancelled.inc()
-            return detok.text, n, "cancelled", first
-        return detok.text, n, "stop" if detok.stopped or n < job.max_tokens else "length", first
-
-    def _build(self, job: Job) -> Entry:
-        """Prompt stage on the documents, then prefill and kv-compress the context (query-agnostic)."""
-        from tokenzip.kv.answer import prefill
-
+    def build(self, spec: specs.PipelineSpec, ids: list[int], prompt: Prompt | None = None) -> Entry:
+        """The pipeline on a context: the prompt stage on ``prompt``'s documents (question-aware), then the prefill
+        (the layers method pruning inside the model) and the kv method's compression (query-agnostic)."""
+        pipe = Pipeline(spec)
         rows: list[dict[str, Any]] = []
-        ids = job.context_ids or job.question_ids[:-1]
-        pm = job.spec.get("prompt")
-        if pm is not None and job.context_ids and job.prompt.documents:
-            ids, row = self._prompt_stage(job, pm)
-            rows.append(row)
-        kv, layers = job.spec.build("kv"), job.spec.build("layers")
+        if pipe.method("prompt") is not None and prompt is not None and prompt.documents:
+            docs, row = compress_documents(self.model, self.tok, prompt.documents, prompt.question, pipe)
+            context_text, _ = prompt.render(docs)
+            ids = list(self.tok(context_text, add_special_tokens=not prompt.templated).input_ids)
+            rows.append(dict(row, context_tokens_after=len(ids)))
         start = time.perf_counter()
-        with attach(self.model, layers) if layers is not None else contextlib.nullcontext() as runtime:
-            pre = prefill(self.model, self.tok, torch.tensor([ids], device=next(self.model.parameters()).device),
-                          [kv] if kv is not None else [])
+        device = next(self.model.parameters()).device
+        pre, layers = pipe.prefill(self.model, self.tok, torch.tensor([ids], device=device))
         if layers is not None:  # in-model pruning during the prefill: tokens leaving the last reduction layer
-            report = runtime.report
-            rows.append({"stage": "layers", "method": str(job.spec.get("layers")), "tokens_before": len(ids),
-                         "tokens_after": report.kept[0] if report else len(ids), "bytes_after": pre.bytes,
-                         "seconds": pre.seconds})
-        compressed = pre.compress(kv)
-        kv_row = {"stage": "kv", "method": str(job.spec.get("kv") or "none"),
-                  "entries_before": compressed.counts.get("entries_before", 0),
-                  "entries_after": compressed.counts.get("entries_after", 0),
-                  "bytes_before": pre.bytes, "bytes_after": compressed.bytes,
-                  "prefill_seconds": pre.seconds, "compress_seconds": compressed.compress_seconds,
-                  "seconds": time.perf_counter() - start}
-        rows.append(kv_row)
-        dense = pre.bytes
-        del pre
-        return Entry(compressed, len(ids), compressed.bytes, dense, rows)
+            rows.append({"stage": "layers", "method": layers.method, "tokens_before": layers.before,
+                         "tokens_after": layers.after, "bytes_after": pre.bytes, "seconds": layers.seconds})
+        compressed = pre.compress(pipe.method("kv"))
+        rows.append({"stage": "kv", "method": str(spec.get("kv") or "none"),
+                     "entries_before": compressed.counts.get("entries_before", 0),
+                     "entries_after": compressed.counts.get("entries_after", 0),
+                     "bytes_before": pre.bytes, "bytes_after": compressed.bytes, "prefill_seconds": pre.seconds,
+                     "compress_seconds": compressed.compress_seconds, "seconds": time.perf_counter() - start})
+        return Entry(compressed, len(ids), compressed.bytes, pre.bytes, rows)
 
-    def _prompt_stage(self, job: Job, pm: specs.StageSpec) -> tuple[list[int], dict[str, Any]]:
-        docs, row = compress_documents(self.model, self.tok, job.prompt.documents, job.prompt.question, pm)
-        context_text, _ = job.prompt.render(docs)
-        ids = list(self.tok(context_text, add_special_tokens=not job.prompt.templated).input_ids)
-        return ids, dict(row, context_tokens_after=len(ids))
+    def _on_step(self, rows: int, tokens: int) -> None:
+        self.metrics.batch_rows.observe(rows)
 
 
 def compress_documents(model: Any, tok: Any, docs: list[str], question: str | None,
-                       pm: specs.StageSpec) -> tuple[list[str], dict[str, Any]]:
+                       pipe: Pipeline) -> tuple[list[str], dict[str, Any]]:
     """The prompt stage on each document, question-aware; returns the new documents and the stage's row."""
-    import tokenzip as tz
-
     start = time.perf_counter()
-    out, before, after = [], 0, 0
+    out, before, after = [], 0.0, 0.0
     for doc in docs:
-        r = tz.prompt.compress(doc, ratio=pm.ratio if pm.budget is None else None, budget=pm.budget,
-                               question=question, method=pm.method, scorer=(model, tok), **pm.kwargs)
-        out.append(r.text.rstrip() + doc[len(doc.rstrip()):])  # keep the separator before the question
-        before, after = before + r.tokens_before, after + r.tokens_after
-    row = {"stage": "prompt", "method": str(pm), "tokens_before": before, "tokens_after": after,
+        text, record = pipe.compress_text(model, tok, doc, question)
+        out.append(text.rstrip() + doc[len(doc.rstrip()):])  # keep the separator before the question
+        if record is not None:
+            before, after = before + record.before, after + record.after
+    row = {"stage": "prompt", "method": str(pipe.spec.get("prompt")), "tokens_before": before, "tokens_after": after,
            "seconds": time.perf_counter() - start}
     return out, row

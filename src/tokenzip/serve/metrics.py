@@ -10,7 +10,7 @@ _SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120)
 
 
 class Metrics:
-    """Requests, latency, tokens in/out, tokens removed per stage, cache hits and bytes held."""
+    """Requests, latency, tokens in/out, tokens removed per stage, cache hits and bytes held, batch sizes."""
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
@@ -33,6 +33,8 @@ class Metrics:
         self.cancelled = Counter("tokenzip_cancelled", "Generations stopped because the client went away",
                                  registry=r)
         self.rejected = Counter("tokenzip_rejected", "Requests refused because the queue was full", registry=r)
+        self.batch_rows = Histogram("tokenzip_batch_rows", "Sequences run together in one forward pass",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
 
     def record_stages(self, stages: list[dict[str, Any]]) -> None:
         for row in stages:

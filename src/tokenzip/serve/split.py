@@ -8,13 +8,18 @@ request may instead give the context explicitly in a ``context`` field: then the
 and the model reads ``context + prompt``. A request whose context is empty (one paragraph, one message) is
 answered whole, with nothing cached.
 
-Chat messages are rendered with the tokenizer's chat template when it has one. Otherwise (base models
-such as Gemma 3 270M, the tiny test models) with this completion-style template::
+Chat messages are rendered with the tokenizer's chat template when it has one (instruct models; the
+template's end-of-turn token, the tokenizer's ``eos_token``, ends the answer). Otherwise (base models such as
+Gemma 3 270M, the tiny test models) with this completion-style template::
 
     {system content}\\n\\n          (system and developer messages)
     User: {content}\\n\\n
     Assistant: {content}\\n\\n
     Assistant:                     (the generation prompt)
+
+whose turn markers (``TURN_MARKERS``: a new line starting ``User:`` or ``Assistant:``) are stop sequences of
+every chat answer, besides the request's own ``stop``: a base model that goes on writing the next turn is
+cut there, and the blank line before the marker is dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PARAGRAPH = "\n\n"
+TURN_MARKERS = ("\nUser:", "\nAssistant:")
 
 
 def split_paragraph(text: str) -> tuple[str, str]:
