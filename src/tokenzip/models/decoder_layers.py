@@ -36,7 +36,7 @@ from tokenzip.models.calling import call_cache
 from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
-from tokenzip.models.stack import LayerStack, statistics
+from tokenzip.models.stack import LayerStack, StackHooks, statistics
 from tokenzip.ops.attention import cls_attention
 
 
@@ -97,14 +97,15 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
             record.layers = None
 
 
-class DecoderHooks:
+class DecoderHooks(StackHooks):
     """The layers runtime's hooks on a decoder (or LLaVA's language model), as methods sharing one forward pass's
     state (``fwd``) and the model's :class:`~tokenzip.models.attention.Attachment` (``record``): the decoder's
     pre-hook (a prefill starts), each layer's pre-hook (prune before it, gather positions) and forward hook (the
     runtime reduces after it), and each attention module's handler (masks and statistics)."""
 
     def __init__(self, stack: LayerStack, runtime: Any, record: Attachment) -> None:
-        self.stack, self.runtime, self.record = stack, runtime, record
+        super().__init__(stack, runtime)
+        self.record = record
         self.adapter: DecoderAdapter = stack.extra["adapter"]
         self.llava = stack.extra.get("llava")
         self.fwd = _Forward()
@@ -191,11 +192,7 @@ class DecoderHooks:
         return args, kwargs
 
     def after_layer(self, i: int, module: Any, args: tuple, output: Any) -> Any:
-        if not self.fwd.prefill:
-            return None
-        if isinstance(output, tuple):
-            return (self.runtime.after_layer(i, output[0]), *output[1:])
-        return self.runtime.after_layer(i, output)
+        return super().after_layer(i, module, args, output) if self.fwd.prefill else None
 
     def on_attention(self, i: int, module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      mask: Any, kwargs: dict) -> Any:
@@ -209,13 +206,11 @@ class DecoderHooks:
             mask = masks.mask_for(i, query, key)  # the model's one mask per layer type no longer fits it
         else:
             mask = runtime.mask(mask, query.dtype, sliding)
-        wants = runtime.wants(i)
-        if wants:
-            scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
-            stats = statistics(wants, query, key, scaling, mask)
-            if fwd.chunk is not None:  # a chunk's tokens are the newest keys; the kept past is not theirs
-                stats = {name: _newest(name, value, query.shape[2]) for name, value in stats.items()}
-            runtime.capture(i, stats)
+        if fwd.chunk is None:
+            self.capture(i, query, key, mask, kwargs)
+        elif wants := runtime.wants(i):  # a chunk's tokens are the newest keys; the kept past is not theirs
+            stats = statistics(wants, query, key, kwargs.get("scaling") or query.shape[-1] ** -0.5, mask)
+            runtime.capture(i, {name: _newest(name, value, query.shape[2]) for name, value in stats.items()})
         return mask
 
 
