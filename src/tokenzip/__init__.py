@@ -25,6 +25,7 @@ __all__ = [
     "TokenzipError",
     "bench",
     "compress",
+    "engines",
     "get_method",
     "kv",
     "layers",
@@ -36,7 +37,7 @@ __all__ = [
     "tokenizers",
 ]
 
-_SUBPACKAGES = ("bench", "kv", "layers", "prompt", "tokenizers", "testing")
+_SUBPACKAGES = ("bench", "engines", "kv", "layers", "prompt", "tokenizers", "testing")
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,7 @@ from tokenzip.errors import TokenzipError
 TIMING = {"prefill_seconds", "compress_seconds", "decode_seconds", "decode_tokens_per_second", "peak_rss_bytes",
           "peak_cuda_bytes", "rss_peak_scope", "time", "pid", "host", "device", "git_commit",
           "prefill_peak_rss_bytes", "decode_peak_rss_bytes", "prefill_peak_cuda_bytes", "decode_peak_cuda_bytes",
-          "rss_start_bytes"}
+          "rss_start_bytes", "first_token_seconds"}
 
 
 def small_run(out, loaded, **overrides):
@@ -183,9 +183,9 @@ def test_embedding_fidelity_on_an_encoder(tmp_path):
 
 
 def test_an_interrupted_run_keeps_its_finished_rows_and_resumes(tmp_path, tiny_llama, monkeypatch):
-    import tokenzip.kv as kv
+    import tokenzip.bench.stages.kv as kv_stage
 
-    real, calls = kv.answer_from, []
+    real, calls = kv_stage.answer_from, []
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -193,13 +193,13 @@ def test_an_interrupted_run_keeps_its_finished_rows_and_resumes(tmp_path, tiny_l
             raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of a sample's methods
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(kv, "answer_from", failing)
+    monkeypatch.setattr(kv_stage, "answer_from", failing)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         small_run(out, tiny_llama, warmup=False)
     written = read_rows(out / "rows.jsonl")
     assert [r["method"] for r in written] == ["none", "snapkv"]  # measured before the interruption: kept
-    monkeypatch.setattr(kv, "answer_from", real)
+    monkeypatch.setattr(kv_stage, "answer_from", real)
     rows = small_run(out, tiny_llama, warmup=False)
     assert len(rows) == 6 and comparable(rows[:2]) == comparable(written)
 
@@ -229,11 +229,11 @@ def test_a_tasks_file_with_an_index_on_two_contexts_is_refused_before_any_row(tm
 
 
 def test_every_sample_of_a_tasks_file_survives_an_interrupted_run(tmp_path, tiny_llama, monkeypatch):
-    import tokenzip.kv as kv
+    import tokenzip.bench.stages.kv as kv_stage
 
     rows = [{"context": f"The key is {n}. " * 5, "question": "Key?", "answer": str(n)} for n in (41, 93, 57)]
     path = tasks_file(tmp_path / "file.jsonl", rows)
-    real, calls = kv.answer_from, []
+    real, calls = kv_stage.answer_from, []
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -241,11 +241,11 @@ def test_every_sample_of_a_tasks_file_survives_an_interrupted_run(tmp_path, tiny
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(kv, "answer_from", failing)
+    monkeypatch.setattr(kv_stage, "answer_from", failing)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         small_run(out, tiny_llama, tasks_file=path, methods=["snapkv"], warmup=False)
-    monkeypatch.setattr(kv, "answer_from", real)
+    monkeypatch.setattr(kv_stage, "answer_from", real)
     done = small_run(out, tiny_llama, tasks_file=path, methods=["snapkv"], warmup=False)
     assert len(done) == 3 * 2 and len({r["key"] for r in done}) == 6
     assert sorted({r["answers"][0][0] for r in done}) == ["41", "57", "93"]

@@ -65,7 +65,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--backend", default="local", choices=("local", "ray"))
     parser.add_argument("--ray-address", help="Ray cluster address (default: a running or new local instance)")
     parser.add_argument("--threads", type=int,
-                        help="torch threads per worker (default: CPUs / workers; 1 on a machine busier than its CPUs)")
+                        help="torch (and llama.cpp) threads per worker (default: CPUs / workers; 1 on a machine busier "
+                             "than its CPUs)")
     parser.add_argument("--max-new-tokens", type=int, help="override each task's answer length")
     parser.add_argument("--prompt-style", default="auto", choices=("auto", "completion", "chat"),
                         help="auto: the chat template when the tokenizer has one, else completion-style")
@@ -78,6 +79,11 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--no-shared-prefill", action="store_true",
                         help="kv: prefill once per method instead of once per sample (same results, per-method "
                              "prefill times)")
+    parser.add_argument("--engine", default="torch", choices=("torch", "llamacpp"),
+                        help="kv: the runtime (torch: transformers; llamacpp: the model's GGUF in llama.cpp, one set "
+                             "of kept positions for all layers; rows are labelled llamacpp:METHOD)")
+    parser.add_argument("--n-ctx", type=int, metavar="CELLS",
+                        help="--engine llamacpp: llama.cpp's context size (default: sized to each context)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each worker")
@@ -117,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples, out=args.out, seed=args.seed, tasks_file=args.tasks_file, workers=args.workers,
         backend=args.backend, ray_address=args.ray_address, max_new_tokens=args.max_new_tokens,
         prompt_style=args.prompt_style, query_aware=args.query_aware, shared_prefill=not args.no_shared_prefill,
-        dtype=args.dtype, device=args.device, threads=args.threads, warmup=not args.no_warmup,
+        dtype=args.dtype, device=args.device, threads=args.threads, warmup=not args.no_warmup, engine=args.engine,
+        n_ctx=args.n_ctx,
         command=_command_line()))
     if args.report:
         _write(Path(args.out), None, plots=True)

@@ -48,6 +48,8 @@ class BenchConfig:
     each of the ``contexts`` lengths (tokens of the model's tokenizer), ``samples`` each; ``tasks_file``
     (JSONL) replaces them with user data. ``workers`` processes (``backend="local"``) or Ray actors
     (``backend="ray"``) share the samples. ``device`` None: cuda when available (settled by :meth:`validate`).
+    ``engine`` picks the runtime of the kv stage (``torch`` or ``llamacpp``, :mod:`tokenzip.engines`; ``n_ctx``
+    sizes llama.cpp's context).
     Sequences may be given as tuples and ``contexts`` as one length; they are kept as lists.
     """
 
@@ -72,6 +74,8 @@ class BenchConfig:
     ray_address: str | None = None
     threads: int | None = None
     warmup: bool = True
+    engine: str = "torch"  # "llamacpp": the kv stage in llama.cpp (tokenzip.engines); rows labelled llamacpp:METHOD
+    n_ctx: int | None = None  # llama.cpp's context cells (None: sized to each context)
     command: str | None = None  # the command line that started the run, recorded in config.json
 
     def __post_init__(self) -> None:
@@ -86,7 +90,8 @@ class BenchConfig:
         return {"model": self.model, "stage": self.stage, "seed": self.seed, "prompt_style": self.prompt_style,
                 "query_aware": self.query_aware, "shared_prefill": self.shared_prefill, "dtype": self.dtype,
                 "device_kind": self.device.split(":")[0], "max_new_tokens": self.max_new_tokens,
-                "tasks_file_sha256": _sha256(self.tasks_file) if self.tasks_file else None}
+                "tasks_file_sha256": _sha256(self.tasks_file) if self.tasks_file else None,
+                **({"engine": self.engine} if self.engine != "torch" else {})}  # torch runs: identities as before
 
     def validate(self) -> None:
         from tokenzip.bench.models import TINY
@@ -107,6 +112,11 @@ class BenchConfig:
             check_model_name(self.model)
         if self.stage not in STAGES:
             raise TokenzipError(f"unknown stage {self.stage!r}; the bench runs: {', '.join(STAGES)}")
+        from tokenzip.engines import check_engine
+
+        check_engine(self.engine)
+        if self.engine != "torch" and self.stage != "kv":
+            raise TokenzipError(f"--engine {self.engine} runs the kv stage; the {self.stage} stage runs in torch")
         if not self.methods:
             raise TokenzipError("give at least one method (or 'none' for the uncompressed model only)")
         if not self.ratios:
@@ -117,7 +127,11 @@ class BenchConfig:
             self.methods, self.ratios = pipeline_specs(self.methods), [0.0]
         for spec in self.methods if self.stage != PIPELINE else ():
             for ratio in self.ratios:  # unknown methods, bad parameters: errors before any work
-                build_method(self.stage, spec, ratio)
+                method = build_method(self.stage, spec, ratio)
+                if self.engine == "llamacpp":
+                    from tokenzip.engines.llamacpp.engine import check_method
+
+                    check_method(method)
         if not self.tasks_file:
             if not self.tasks:
                 raise TokenzipError("give at least one task (`tokenzip bench --list-tasks`) or --tasks-file")
@@ -297,7 +311,7 @@ def run(config: BenchConfig | None = None, /, *, loaded: tuple[Any, Any] | None 
         raise TypeError(f"run() takes a BenchConfig or its fields, not both (got {', '.join(sorted(fields))})")
     config.validate()
     done = prepare_out(config)
-    in_process = config.backend == "local" and config.workers == 1
+    in_process = config.backend == "local" and config.workers == 1 and config.engine == "torch"
     if in_process and loaded is None:
         loaded = load(config.model, config.dtype, config.device)
     if loaded is not None:

@@ -35,16 +35,24 @@ class Worker:
     """Loads the model once (and warms it up), then runs jobs."""
 
     def __init__(self, config: Any, loaded: tuple[Any, Any] | None = None) -> None:
-        from tokenzip.bench.models import load, max_positions
+        from tokenzip.bench.models import load, load_tokenizer, max_positions
+        from tokenzip.engines import load_engine
+        from tokenzip.engines.torch import TorchEngine
 
         self.config = config
         if config.threads is None:
             config.threads = default_threads(config.workers)
         torch.set_num_threads(config.threads)
         self.device = config.device
-        self.model, self.tokenizer = loaded if loaded is not None else load(config.model, config.dtype, config.device)
+        if config.engine == "torch":
+            self.model, self.tokenizer = loaded if loaded is not None else load(config.model, config.dtype,
+                                                                                  config.device)
+            self.engine = TorchEngine(self.model, self.tokenizer)
+        else:  # the prompts are formatted and counted with the model's own tokenizer; the engine reads them
+            self.model, self.tokenizer = None, load_tokenizer(config.model)
+            self.engine = load_engine(config.engine, config.model, n_ctx=config.n_ctx, threads=config.threads)
         self.stage = adapter(config.stage)
-        self.max_length = min(512, max_positions(self.model) or 512)
+        self.max_length = min(512, (max_positions(self.model) if self.model is not None else 0) or 512)
         self._scorer = None
         self.environment = environment(self.device)
         if config.warmup:
@@ -85,7 +93,9 @@ class Worker:
 
     def complete(self, sample: Sample, m: dict[str, Any]) -> dict[str, Any]:
         identity = self.config.identity()
-        row: dict[str, Any] = {"key": row_key(sample, m["method"], m["ratio"]), "engine": "tokenzip", **identity,
+        # rows of another engine (llamacpp) are labelled by it and read against their own uncompressed row
+        engine = "tokenzip" if self.config.engine == "torch" else self.config.engine
+        row: dict[str, Any] = {"key": row_key(sample, m["method"], m["ratio"]), "engine": engine, **identity,
                                "task": sample.task, "task_kind": sample.kind, "length": sample.length,
                                "sample": sample.index, "metric": sample.metric, "metadata": sample.metadata}
         row.update(get_kind(sample.kind).score(sample, m))

@@ -17,10 +17,11 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.context import DecodeContext, LayerContext, LayerResult, ReplayContext
-from tokenzip.ops.topk import gather_tokens, keep_topk
+from tokenzip.ops.topk import gather_tokens, keep_shared, keep_topk
 from tokenzip.registry import Method
 
 ALL_QUERIES = 1 << 30  # query_window() of methods that need every prefill query (Compactor's non-causal attention)
+PER_HEAD, SHARED = "per_head", "shared"  # KVMethod.positions: a selection per layer and head, or one for all
 
 
 def target_layers(adapter: Any, compress_sliding: bool) -> list[int]:
@@ -41,6 +42,14 @@ class KVMethod(Method):
     ``chunk_size``: prefill the context ``chunk_size`` tokens at a time and reduce each compressed layer to
     its budget after every chunk (:mod:`tokenzip.kv.chunked`), so no layer holds more than budget + chunk
     entries; for methods with ``chunkable`` set. Each method's docstring says what chunking changes.
+
+    ``positions``: ``"per_head"`` (default) keeps each layer's and head's own top entries; ``"shared"`` keeps one set
+    of positions for every compressed layer and head, a position's score being the highest any of them gives it,
+    and always the newest position (:func:`tokenzip.ops.topk.keep_shared`). That is what an engine whose cache
+    cells hold one position for all layers can evict (llama.cpp, :mod:`tokenzip.engines.llamacpp`): the option
+    measures what the rule costs apart from the engine. It compresses after the whole prefill (every layer's
+    scores are needed), for methods that score entries and keep a uniform top-k (not wrappers, quantizers, layer
+    budgets or ``ratio="auto"``).
     """
 
     stage: ClassVar[str] = "kv"
@@ -50,13 +59,25 @@ class KVMethod(Method):
     decode_window: ClassVar[int] = 0  # recent decoding queries kept for compression during generation
     chunkable: ClassVar[bool] = False  # can compress between the chunks of a chunked prefill
     bounds = {"chunk_size": (1, None)}
+    choices = {"positions": (PER_HEAD, SHARED)}
 
     compress_sliding: bool = False
     chunk_size: int | None = None
+    positions: str = PER_HEAD
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_chunks()
+        self.check_positions()
+
+    def check_positions(self) -> None:
+        """Refuse ``positions="shared"`` on a method whose selection is not one uniform top-k of its scores."""
+        if self.positions != SHARED:
+            return
+        why = shared_refusal(self)
+        if why:
+            raise TokenzipError(f"kv.{self.name} cannot keep shared positions ({why}); methods that can: "
+                                f"{', '.join(shared_methods())}")
 
     def check_chunks(self, chunk_size: int | None = None) -> None:
         """Refuse a chunk size (``chunk_size``, else the method's own) on a method that cannot compress between
@@ -84,7 +105,7 @@ class KVMethod(Method):
 
     def needs_whole_model(self) -> bool:
         """Whether this method compresses after the whole prefill (all layers at once) instead of layer by layer."""
-        return self.whole_model
+        return self.whole_model or self.positions == SHARED
 
     def prepare(self, replay: ReplayContext, contexts: list[LayerContext]) -> None:
         """Hook for methods that need extra model passes before scoring (KVzip uses ``replay.replay``)."""
@@ -138,7 +159,25 @@ class KVMethod(Method):
 
     def compress_model(self, contexts: list[LayerContext]) -> list[LayerResult]:
         """Compress every layer; methods allocating budgets across layers override this."""
+        if self.positions == SHARED:
+            return self.compress_shared(contexts)
         return [self.compress_layer(ctx) for ctx in contexts]
+
+    def compress_shared(self, contexts: list[LayerContext]) -> list[LayerResult]:
+        """``positions="shared"``: the same kept positions in every layer and head (see the class docstring)."""
+        if len({ctx.n_tokens for ctx in contexts}) > 1:
+            raise TokenzipError(f"{self.name}: positions='shared' needs layers that hold the same entries; these hold "
+                                f"{sorted({ctx.n_tokens for ctx in contexts})} (sliding-window layers hold fewer: "
+                                "leave compress_sliding off)")
+        keep = self.keep_counts(contexts[0])
+        indices, valid = keep_shared([self.masked_scores(ctx) for ctx in contexts], keep)
+        results = []
+        for ctx in contexts:
+            heads = ctx.keys.shape[1]
+            idx, kept = indices[:, None].expand(-1, heads, -1), valid[:, None].expand(-1, heads, -1)
+            results.append(LayerResult(gather_tokens(ctx.keys, idx), gather_tokens(ctx.values, idx), kept,
+                                       indices=idx))
+        return results
 
     def is_noop(self, n_tokens: int) -> bool:
         """True when nothing would be removed from a context of ``n_tokens`` (ratio 0, budget >= N)."""
@@ -210,6 +249,40 @@ class WrapperMethod(Wrapping, KVMethod):
 
     def wrapped(self) -> KVMethod | None:
         return self.base
+
+
+def shared_refusal(method: KVMethod) -> str | None:
+    """Why ``method`` cannot keep shared positions (None when it can): its selection must be one uniform top-k of
+    the scores :meth:`KVMethod.score` gives."""
+    cls = type(method)
+    if isinstance(method, Wrapping):
+        return "it wraps another method's selection or storage"
+    if method.changes_storage():
+        return "it changes how entries are stored"
+    if cls.keep_counts is not KVMethod.keep_counts or cls.select is not KVMethod.select:
+        return "it chooses its own budgets per layer or head"
+    if getattr(method, "auto", False):
+        return "ratio='auto' chooses a budget per layer"
+    if method.acts_on_decode():
+        return "it compresses while decoding"
+    return None
+
+
+def shared_methods() -> list[str]:
+    """Names of the kv methods that accept ``positions="shared"``."""
+    from tokenzip.registry import get_method, methods
+
+    names = []
+    for row in methods(stage="kv"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                method = get_method(row["name"], stage="kv")
+        except TokenzipError:
+            continue
+        if shared_refusal(method) is None:
+            names.append(row["name"])
+    return names
 
 
 def _chunkable(name: str) -> bool:

@@ -51,6 +51,13 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--chunk-size", type=int, metavar="TOKENS",
                         help="compress while prefilling, TOKENS at a time: each compressed layer holds at most its "
                              "budget + one chunk (for long contexts; chunkable methods only)")
+    parser.add_argument("--engine", default="torch", choices=("torch", "llamacpp"),
+                        help="the runtime: torch (transformers) or llamacpp (the model's GGUF in llama.cpp; one set of "
+                             "kept positions for every layer)")
+    parser.add_argument("--n-ctx", type=int, metavar="CELLS",
+                        help="--engine llamacpp: llama.cpp's context size (default: sized to the need; a longer "
+                             "context needs --chunk-size and --budget)")
+    parser.add_argument("--threads", type=int, help="--engine llamacpp: llama.cpp threads")
     parser.add_argument("--json", action="store_true", help="print one JSON object per answer")
 
 
@@ -62,9 +69,21 @@ def size_params(ratio: float | None, budget: int | None) -> dict[str, Any]:
     return {"budget": budget} if budget is not None else {"ratio": 0.5 if ratio is None else ratio}
 
 
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--n-ctx`` and ``--threads`` for the llama.cpp engine (refused with the torch engine)."""
+    given = {k: v for k, v in (("n_ctx", args.n_ctx), ("threads", args.threads)) if v is not None}
+    if given and args.engine != "llamacpp":
+        raise TokenzipError(f"--{', --'.join(k.replace('_', '-') for k in given)} set(s) llama.cpp's context: add "
+                            "--engine llamacpp")
+    return given
+
+
 def run(args: argparse.Namespace) -> int:
     import tokenzip as tz
+    from tokenzip.engines import load_engine
+    from tokenzip.engines.answer import answer
 
+    options = engine_options(args)
     sizes = size_params(args.ratio, args.budget)
     context = read_text(args.context, "context file")
     method = None
@@ -82,10 +101,14 @@ def run(args: argparse.Namespace) -> int:
 
     check_max_new_tokens(args.max_new_tokens)  # what the model cannot do is refused before it is loaded
     one_chunk_size(args.chunk_size, [method] if method else [])
-    model, tok = tz.load_model(args.model)
-    answers = tz.kv.answer(model, tok, context, args.question, method, query_aware=args.query_aware,
-                           max_new_tokens=args.max_new_tokens, answer_prefix=args.answer_prefix,
-                           chunk_size=args.chunk_size)
+    if args.engine == "llamacpp":  # a method llama.cpp cannot run is refused before the model is loaded
+        from tokenzip.engines.llamacpp.engine import check_method
+
+        check_method(method, args.chunk_size)
+    engine = load_engine(args.engine, args.model, **options)
+    engine.check_method(method, args.chunk_size)
+    answers = answer(engine, context, args.question, method, query_aware=args.query_aware,
+                     max_new_tokens=args.max_new_tokens, answer_prefix=args.answer_prefix, chunk_size=args.chunk_size)
     chosen = {str(k): v[0] for k, v in sorted(getattr(method, "chosen_ratios", {}).items())}
     for a in answers:
         if args.json:
@@ -97,10 +120,10 @@ def run(args: argparse.Namespace) -> int:
             print(a.text.strip())
             cache = (f"{a.cache_bytes / 2**20:.2f} MiB (compressed while prefilling, chunks of {a.chunk_size})"
                      if a.chunk_size else f"{a.cache_bytes_before / 2**20:.2f} -> {a.cache_bytes / 2**20:.2f} MiB")
-            print(f"[{a.method}] context {a.tokens_in} tokens, achieved ratio {a.achieved_ratio:.3f}, cache {cache}, "
-                  "prefill "
-                  f"{a.prefill_seconds:.2f} s, compress {a.compress_seconds:.2f} s, decode {a.decode_seconds:.2f} s "
-                  f"({a.tokens_per_second:.1f} tok/s)", file=sys.stderr)
+            print(f"[{a.engine}: {a.method}] context {a.tokens_in} tokens, achieved ratio {a.achieved_ratio:.3f}, "
+                  f"cache {cache}, prefill {a.prefill_seconds:.2f} s, compress {a.compress_seconds:.2f} s, first token "
+                  f"{a.first_token_seconds:.2f} s, decode {a.decode_seconds:.2f} s ({a.tokens_per_second:.1f} tok/s)",
+                  file=sys.stderr)
             if chosen:
                 print("[ratio chosen per layer] " + ", ".join(f"{k}: {v:.3f}" for k, v in chosen.items()),
                       file=sys.stderr)

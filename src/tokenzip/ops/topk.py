@@ -2,8 +2,10 @@
 
 KV cache (scores ``(B, H, N)``, higher = keep; tokens ``(B, H, N, D)``): top-k with a per-row budget, head-adaptive
 budgets (Ada-KV, Feng et al., 2024, arXiv 2407.11550), one budget over several layers (KVzip's, Kim et al., 2025,
-arXiv 2505.23416), the smallest budget whose estimated loss stays within a tolerance (``ratio="auto"``), budgets
-shrinking with depth (PyramidKV, Cai et al., 2024, arXiv 2406.02069) and gathering the kept entries.
+arXiv 2505.23416), one set of positions for every layer and head (what an engine whose cache cells hold one
+position for all layers, such as llama.cpp, can evict), the smallest budget whose estimated loss stays within a
+tolerance (``ratio="auto"``), budgets shrinking with depth (PyramidKV, Cai et al., 2024, arXiv 2406.02069) and
+gathering the kept entries.
 
 Hidden states (layers stage; scores and keep masks ``(B, N)``, per-row counts ``(B,)``): top-k pruning of the lowest
 scores (what EViT, FastV and Zero-TPrune prune by) and duplication-aware keep (DART, Wen et al., 2025, arXiv
@@ -101,6 +103,21 @@ def keep_topk_global(scores: list[torch.Tensor], keep: list[torch.Tensor]) -> li
         out.append(select_chosen(s, chosen[:, start : start + size].view_as(s)))
         start += size
     return out
+
+
+def keep_shared(scores: list[torch.Tensor], keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One selection of positions for every layer and head: a position's score is the highest any layer and head
+    gives it (``scores[l]`` ``(B, H_l, N)``, ``-inf`` for invalid entries), an entry being worth keeping if some head
+    needs it (KVzip's reading of its scores, Kim et al., 2025, arXiv 2505.23416); the top ``keep[b]`` positions of
+    row ``b`` are kept, and always the newest one (column ``N - 1``: an engine continues a sequence from its last
+    position). Returns ``indices`` ``(B, K)`` sorted by position and ``valid`` ``(B, K)``, as :func:`keep_topk`.
+    """
+    best = torch.stack([s.float().amax(1) for s in scores]).amax(0)  # (B, N)
+    newest = best[:, -1:]
+    best = torch.cat([best[:, :-1], torch.where(newest.isfinite(), torch.full_like(newest, float("inf")), newest)],
+                     dim=-1)
+    indices, valid = keep_topk(best[:, None], keep)
+    return indices[:, 0], valid[:, 0]
 
 
 def keep_within_loss(scores: torch.Tensor, mass: torch.Tensor, tolerance: float, least: torch.Tensor) -> torch.Tensor:

@@ -6,14 +6,15 @@ compressed context cache, batching, and a compressing proxy (needs the ``serve``
     app = build_app("gemma-3-270m", compression="kv:kvzip@0.5")   # an ASGI app for uvicorn
 
 The routes (:mod:`tokenzip.serve.app`) call one engine protocol (:mod:`tokenzip.serve.protocol`): the local
-engine (:mod:`tokenzip.serve.engine`) or the proxy (:mod:`tokenzip.serve.proxy`).
+engine (:mod:`tokenzip.serve.engine`), the same in llama.cpp (:mod:`tokenzip.serve.llamacpp`, ``--engine llamacpp``) or
+the proxy (:mod:`tokenzip.serve.proxy`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tokenzip.errors import require
+from tokenzip.errors import TokenzipError, require
 from tokenzip.serve.limits import DEFAULT_MAX_BODY
 
 
@@ -31,16 +32,30 @@ def load_served_model(name: str) -> tuple[Any, Any]:
 def build_app(model: str, compression: str | None = None, cache_bytes: int = 2 << 30, max_queue: int = 16,
               upstream: str | None = None, scorer: str = "gemma-3-270m", upstream_model: str | None = None,
               model_objects: tuple[Any, Any] | None = None, max_batch: int = 8, min_context_tokens: int = 512,
-              max_body: int = DEFAULT_MAX_BODY) -> Any:
+              max_body: int = DEFAULT_MAX_BODY, engine: str = "torch", n_ctx: int | None = None,
+              threads: int | None = None) -> Any:
     """The FastAPI app: a local ``model`` (or ``model_objects``), or a proxy in front of ``upstream``.
 
     ``max_batch``: sequences decoded together (1: one request at a time); ``min_context_tokens``: the shortest
     context the default pipeline and the context cache apply to; ``max_queue``: requests held before 429;
-    ``max_body``: the largest request body in bytes (413 beyond, before it is read)."""
+    ``max_body``: the largest request body in bytes (413 beyond, before it is read). ``engine="llamacpp"``: the
+    model's GGUF in llama.cpp (:mod:`tokenzip.serve.llamacpp`; ``n_ctx`` and ``threads`` are llama.cpp's)."""
     for module in ("fastapi", "uvicorn", "prometheus_client", "httpx"):
         require(module, "serve")
+    from tokenzip.engines import check_engine
     from tokenzip.serve.app import create_app
 
+    check_engine(engine)
+    if engine == "llamacpp":
+        if upstream:
+            raise TokenzipError("--engine llamacpp serves a model in-process; --upstream proxies another server")
+        from tokenzip.serve.llamacpp import LlamaCppServeEngine
+
+        served: Any = LlamaCppServeEngine.load(model, n_ctx=n_ctx, threads=threads, default_spec=compression,
+                                               cache_bytes=cache_bytes, min_context_tokens=min_context_tokens)
+        return create_app(served, max_queue=max_queue, max_body=max_body)
+    if n_ctx is not None or threads is not None:
+        raise TokenzipError("n_ctx and threads size llama.cpp's context: add --engine llamacpp")
     if upstream:
         from tokenzip.serve.proxy import ProxyEngine
 

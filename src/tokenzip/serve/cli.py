@@ -37,6 +37,13 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                              "default 4m")
     parser.add_argument("--upstream", help="proxy mode: URL of an OpenAI-compatible server (e.g. http://host:8080/v1)")
     parser.add_argument("--scorer", default="gemma-3-270m", help="proxy mode: local model scoring the prompt stage")
+    parser.add_argument("--engine", default="torch", choices=("torch", "llamacpp"),
+                        help="the runtime: torch (transformers) or llamacpp (the model's GGUF in llama.cpp: kv methods "
+                             "with one set of kept positions for every layer, the compressed context cached as "
+                             "llama.cpp's saved state; one request at a time)")
+    parser.add_argument("--n-ctx", type=int, metavar="CELLS",
+                        help="--engine llamacpp: llama.cpp's context size (default: sized to each need)")
+    parser.add_argument("--threads", type=int, help="--engine llamacpp: llama.cpp threads")
     parser.add_argument("--ray", action="store_true", help="deploy with Ray Serve (needs ray[serve])")
     parser.add_argument("--replicas", type=int, default=2, help="with --ray: number of replicas")
 
@@ -55,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
     options = dict(model=args.model, compression=compression, cache_bytes=args.cache_bytes,
                    max_queue=args.max_queue, upstream=args.upstream, scorer=args.scorer, max_batch=args.max_batch,
                    min_context_tokens=args.min_context_tokens, max_body=args.max_body)
+    if args.engine != "torch" or args.n_ctx is not None or args.threads is not None:
+        if args.engine != "llamacpp":
+            raise TokenzipError("--n-ctx and --threads size llama.cpp's context: add --engine llamacpp")
+        if args.ray or args.upstream:
+            raise TokenzipError("--engine llamacpp serves the model in this process: drop --ray and --upstream")
+        options.update(engine=args.engine, n_ctx=args.n_ctx, threads=args.threads)
     if args.ray:
         from tokenzip.serve.ray_app import run_ray
 

@@ -90,7 +90,7 @@ def measurement(method: str, ratio: float, **fields: Any) -> dict[str, Any]:
         "peak_rss_bytes": None, "peak_cuda_bytes": None, "rss_peak_scope": None,
     }
     extra = {"nll", "tokens_scored", "cosine", "neighbours", "compute_fraction", "notes", "chunk_size",
-             *PHASE_MEMORY}
+             "first_token_seconds", *PHASE_MEMORY}
     unknown = set(fields) - set(row) - extra
     if unknown:
         raise KeyError(f"unknown measurement fields: {sorted(unknown)}")

@@ -4,7 +4,9 @@ This is kvpress's protocol (query-agnostic; questions continue at positions afte
 context; the cache is restored between questions). With ``shared_prefill`` (the default) one
 uncompressed prefill per sample serves every method and ratio: :meth:`tokenzip.kv.Prefill.compress`
 works on a copy, and every post-prefill method depends only on what that prefill computed. The
-prefill time reported in each row is then that shared prefill's. ``query_aware`` appends each
+prefill time reported in each row is then that shared prefill's. Everything goes through the worker's engine
+(:class:`tokenzip.engines.base.Engine`: ``torch``, or ``llamacpp`` with ``--engine llamacpp``), so this module
+does not know which one runs; rows record each question's time to first token. ``query_aware`` appends each
 question before compression (one prefill per question and method). A method with a ``chunk_size``
 (``--chunk-size``) compresses while prefilling in chunks, so it always prefills on its own; its row's
 prefill seconds include that compression. Rows record peak memory for the prefill (with compression) and
@@ -18,19 +20,17 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import torch
-
-import tokenzip as tz
 from tokenzip.bench.kinds.base import NLL, get_kind
 from tokenzip.bench.measure import PeakMemory, synchronize
-from tokenzip.bench.metrics import mean_nll
 from tokenzip.bench.stages import build_method, measurement
-from tokenzip.models.calling import cache_kwargs
+from tokenzip.engines.answer import answer, answer_from
 
 
 def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -> Iterator[dict]:
-    model, tok = worker.model, worker.tokenizer
+    engine = worker.engine
     methods = [(spec, ratio, build_method("kv", spec, ratio)) for spec, ratio in pairs]
+    for _, _, method in methods:
+        engine.check_method(method)
     if get_kind(sample.kind).measures == NLL:
         yield from _perplexity(worker, sample, prompt, methods)
         return
@@ -39,8 +39,7 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
     if worker.config.query_aware:
         for spec, ratio, method in methods:
             with PeakMemory(worker.device) as peak:
-                answers = tz.kv.answer(model, tok, prompt.context, questions, method, query_aware=True,
-                                       max_new_tokens=max_new)
+                answers = answer(engine, prompt.context, questions, method, query_aware=True, max_new_tokens=max_new)
                 synchronize(worker.device)
             first = answers[0]
             yield measurement(
@@ -51,7 +50,7 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
                 decode_seconds=sum(a.decode_seconds for a in answers), new_tokens=sum(a.new_tokens for a in answers),
                 cache_bytes_before=first.cache_bytes_before, cache_bytes=first.cache_bytes,
                 peak_rss_bytes=peak.rss, peak_cuda_bytes=peak.cuda, rss_peak_scope=peak.scope,
-                rss_start_bytes=peak.start_rss)
+                rss_start_bytes=peak.start_rss, first_token_seconds=[a.first_token_seconds for a in answers])
         return
     # a chunked prefill compresses while reading the context: each such method prefills on its own (first, so a
     # dense prefill too large for the machine cannot take their rows down with it)
@@ -60,8 +59,8 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
         own += [m for m in methods if m not in own]
     for spec, ratio, method in own:
         with PeakMemory(worker.device) as prefill_peak:
-            pre = tz.kv.prefill(model, tok, prompt.context, [method] if method is not None else [])
-            compressed = pre.compress(method)
+            pre = engine.prefill(prompt.context, [method] if method is not None else [])
+            compressed = engine.compress(pre, method)
             synchronize(worker.device)
         yield _answered(worker, spec, ratio, pre, compressed, questions, max_new, prefill_peak)
         del pre, compressed
@@ -69,11 +68,11 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
     if not shared:
         return
     with PeakMemory(worker.device) as prefill_peak:
-        pre = tz.kv.prefill(model, tok, prompt.context, [m for _, _, m in shared if m is not None])
+        pre = engine.prefill(prompt.context, [m for _, _, m in shared if m is not None])
         synchronize(worker.device)
     for spec, ratio, method in shared:
         with PeakMemory(worker.device) as compress_peak:
-            compressed = pre.compress(method)
+            compressed = engine.compress(pre, method)
             synchronize(worker.device)
         yield _answered(worker, spec, ratio, pre, compressed, questions, max_new, prefill_peak, compress_peak)
         del compressed
@@ -83,46 +82,36 @@ def _answered(worker: Any, spec: str, ratio: float, pre: Any, compressed: Any, q
               prefill_peak: PeakMemory, compress_peak: PeakMemory | None = None) -> dict:
     """Answer every question from ``compressed`` and measure it: peaks of the prefill (with compression) and of
     answering, separately. A chunked prefill's seconds include its compression (``compress_seconds`` of them)."""
-    model, tok = worker.model, worker.tokenizer
     with PeakMemory(worker.device) as decode_peak:
-        outputs = [tz.kv.answer_from(model, tok, compressed, q, max_new_tokens=max_new) for q in questions]
+        outputs = [answer_from(worker.engine, compressed, q, max_new) for q in questions]
         synchronize(worker.device)
     phase = [p for p in (prefill_peak, compress_peak) if p is not None]
     prefill_rss = max(p.rss for p in phase)
     prefill_cuda = None if prefill_peak.cuda is None else max(p.cuda or 0 for p in phase)
     achieved = compressed.achieved_ratio
     return measurement(
-        spec, ratio, predictions=[text for text, _, _ in outputs], tokens_in=pre.n_tokens,
+        spec, ratio, predictions=[o.text for o in outputs], tokens_in=pre.n_tokens,
         tokens_kept=pre.n_tokens * (1 - achieved), achieved_ratio=achieved, prefill_seconds=pre.seconds,
-        compress_seconds=compressed.compress_seconds, decode_seconds=sum(s for _, _, s in outputs),
-        new_tokens=sum(n for _, n, _ in outputs), cache_bytes=compressed.bytes,
+        compress_seconds=compressed.compress_seconds, decode_seconds=sum(o.seconds for o in outputs),
+        new_tokens=sum(o.new_tokens for o in outputs), cache_bytes=compressed.bytes,
         cache_bytes_before=None if pre.chunk_size else pre.bytes,  # a chunked prefill never held the dense cache
         peak_rss_bytes=max(prefill_rss, decode_peak.rss),
         peak_cuda_bytes=None if decode_peak.cuda is None else max(prefill_cuda or 0, decode_peak.cuda),
         rss_peak_scope=decode_peak.scope, prefill_peak_rss_bytes=prefill_rss, decode_peak_rss_bytes=decode_peak.rss,
         prefill_peak_cuda_bytes=prefill_cuda, decode_peak_cuda_bytes=decode_peak.cuda,
-        rss_start_bytes=prefill_peak.start_rss, chunk_size=pre.chunk_size)
-
-
-@torch.no_grad()
-def continuation_nll(model: Any, compressed: Any, ids: torch.Tensor) -> tuple[float, int]:
-    """Mean NLL of ``ids[1:]`` fed after a compressed cache (teacher forcing), the cache restored afterwards."""
-    with compressed.serving() as cache:
-        positions = compressed.positions(0, ids.shape[1], ids.device)
-        logits = model(input_ids=ids, **cache_kwargs(model, cache), position_ids=positions, use_cache=True).logits
-    return mean_nll(logits[0, :-1], ids[0, 1:])
+        rss_start_bytes=prefill_peak.start_rss, chunk_size=pre.chunk_size,
+        first_token_seconds=[o.first_token_seconds for o in outputs])
 
 
 def _perplexity(worker: Any, sample: Any, prompt: Any, methods: list) -> Iterator[dict]:
-    model, tok = worker.model, worker.tokenizer
-    ids = tok(sample.continuation, return_tensors="pt", add_special_tokens=False).input_ids.to(worker.device)
+    engine = worker.engine
     with PeakMemory(worker.device) as prefill_peak:
-        pre = tz.kv.prefill(model, tok, prompt.context, [m for _, _, m in methods if m is not None])
+        pre = engine.prefill(prompt.context, [m for _, _, m in methods if m is not None])
     for spec, ratio, method in methods:
         with PeakMemory(worker.device) as peak:
-            compressed = pre.compress(method)
+            compressed = engine.compress(pre, method)
             start = time.perf_counter()
-            nll, scored = continuation_nll(model, compressed, ids)
+            nll, scored = engine.nll(compressed, sample.continuation)
             synchronize(worker.device)
             seconds = time.perf_counter() - start
         achieved = compressed.achieved_ratio

@@ -1,0 +1,117 @@
+"""The PyTorch engine: Hugging Face transformers with tokenzip's kv runtime (:mod:`tokenzip.kv`), as an
+:class:`~tokenzip.engines.base.Engine`. Every kv method runs here, with per-head selection or, with
+``positions="shared"``, the one set of positions llama.cpp can keep."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from tokenzip.engines.base import Compressed, Prefilled
+from tokenzip.errors import TokenzipError
+from tokenzip.kv.answer import CompressedCache, answer_tokens, prefill
+from tokenzip.kv.base import KVMethod
+from tokenzip.kv.cache import restore, snapshot
+from tokenzip.models.attention import CacheMasks
+from tokenzip.models.calling import cache_kwargs, new_cache
+
+FORMAT = "tokenzip-torch/1"
+
+
+class TorchEngine:
+    """A Hugging Face causal LM and its tokenizer, answering from caches compressed by :mod:`tokenzip.kv`."""
+
+    name = "torch"
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def load(cls, model: str = "gemma-3-270m", dtype: str = "float32", device: str | None = None) -> TorchEngine:
+        """The engine on ``model`` (``tz.load_model``'s names, HF ids and paths)."""
+        from tokenzip.models.loading import load_model
+
+        return cls(*load_model(model, dtype=dtype, device=device))
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special).input_ids)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def check_method(self, method: KVMethod | None, chunk_size: int | None = None) -> None:
+        if method is not None and not isinstance(method, KVMethod):
+            raise TokenzipError(f"expected a kv method (tz.get_method(name, stage='kv')), got {method!r}")
+        if method is not None and chunk_size is not None:
+            method.check_chunks(chunk_size)
+
+    def prefill(self, context: str | Sequence[int], methods: Sequence[KVMethod] = (),
+                chunk_size: int | None = None) -> Prefilled:
+        text = context if isinstance(context, str) else torch.tensor([list(context)], device=self.device)
+        pre = prefill(self.model, self.tokenizer, text, methods, chunk_size=chunk_size)
+        return Prefilled(self.name, pre.n_tokens, pre.seconds, pre.bytes, pre, method=pre.method,
+                         chunk_size=pre.chunk_size, compress_seconds=pre.compress_seconds,
+                         peak_entries=pre.n_tokens if pre.chunk_size is None else 0)
+
+    def compress(self, prefilled: Prefilled, method: KVMethod | None) -> Compressed:
+        comp = prefilled.state.compress(method)
+        n = prefilled.n_tokens
+        return Compressed(self.name, n, n * (1 - comp.achieved_ratio), comp.bytes, comp.compress_seconds, comp,
+                          comp.method)
+
+    def generate(self, compressed: Compressed, prompt: str | Sequence[int], max_new_tokens: int) -> Iterator[int]:
+        ids = self.tokenize(prompt, False) if isinstance(prompt, str) else list(prompt)
+        if not ids:
+            raise TokenzipError("the question is empty")
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit and compressed.n_tokens + len(ids) + max_new_tokens > limit:
+            raise TokenzipError(f"context + question + {max_new_tokens} new tokens exceed the model's {limit} "
+                                "positions")
+        yield from answer_tokens(self.model, compressed.state, torch.tensor([ids], device=self.device),
+                                 max_new_tokens)
+
+    @torch.no_grad()
+    def nll(self, compressed: Compressed, text: str) -> tuple[float, int]:
+        ids = torch.tensor([self.tokenize(text, False)], device=self.device)
+        if ids.shape[1] < 2:
+            raise TokenzipError("the continuation needs at least two tokens to score")
+        comp: CompressedCache = compressed.state
+        with comp.serving() as cache:
+            positions = comp.positions(0, ids.shape[1], ids.device)
+            logits = self.model(input_ids=ids, **cache_kwargs(self.model, cache), position_ids=positions,
+                                use_cache=True).logits
+        logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+        nll = -logp.gather(-1, ids[0, 1:].view(-1, 1)).squeeze(-1)
+        return float(nll.mean()), ids.shape[1] - 1
+
+    def save(self, compressed: Compressed) -> bytes:
+        """The cache's layers and masks (``torch.save``; restore only bytes this engine saved)."""
+        comp: CompressedCache = compressed.state
+        buffer = io.BytesIO()
+        torch.save({"format": FORMAT, "layers": snapshot(comp.cache), "masks": comp.masks.snapshot(),
+                    "seen": comp.seen, "counts": comp.counts, "compress_seconds": comp.compress_seconds,
+                    "kept": compressed.kept}, buffer)
+        return buffer.getvalue()
+
+    def restore(self, data: bytes) -> Compressed:
+        try:
+            saved = torch.load(io.BytesIO(data), weights_only=False, map_location=self.device)
+        except Exception:  # noqa: BLE001 - whatever torch.load raises on bytes it did not write
+            saved = None
+        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+            raise TokenzipError("not a compressed context saved by tokenzip's torch engine")
+        cache = new_cache(self.model)
+        restore(cache, saved["layers"])
+        masks = CacheMasks()
+        masks.restore(saved["masks"])
+        comp = CompressedCache(self.model, cache, masks, saved["seen"], None, saved["compress_seconds"],
+                               saved["counts"])
+        return Compressed(self.name, saved["seen"], saved["kept"], comp.bytes, saved["compress_seconds"], comp, None)
