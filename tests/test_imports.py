@@ -125,3 +125,25 @@ def test_the_check_finds_a_cycle_through_function_imports_and_ignores_type_check
     (package / "sub" / "b.py").write_text("from .. import c\n")  # c -> a only; add a -> sub -> b -> c
     (package / "a.py").write_text("from pkg.sub import b\n")
     assert find_cycle(import_graph(package)) == ["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]
+
+
+def type_checking_imports(body: list[ast.stmt]):
+    """Import statements under ``if TYPE_CHECKING:`` anywhere in ``body``."""
+    for node in ast.walk(ast.Module(body=body, type_ignores=[])):
+        if isinstance(node, ast.If) and _type_checking(node.test):
+            yield from (n for n in ast.walk(ast.Module(body=node.body, type_ignores=[]))
+                        if isinstance(n, (ast.Import, ast.ImportFrom)))
+
+
+def test_no_module_hides_an_import_of_the_package_behind_type_checking():
+    """A back-edge typed only for the checker (``if TYPE_CHECKING: from tokenzip...``) is still a cycle in the design:
+    the modules must not need each other's names at all (issue 25)."""
+    hidden = {}
+    for name, path in module_names(SRC).items():
+        for node in type_checking_imports(ast.parse(path.read_text(encoding="utf-8"), str(path)).body):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if node.level or any(n.split(".")[0] == "tokenzip" for n in names):
+                hidden.setdefault(name, []).append(node.lineno)
+    assert hidden == {}
+    sample = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from tokenzip.kv import base\n"
+    assert len(list(type_checking_imports(ast.parse(sample).body))) == 1  # the check sees them

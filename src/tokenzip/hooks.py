@@ -18,14 +18,14 @@ HOOKED_STAGES = ("kv", "layers")
 
 def attach(model: Any, method: Method, tokenizer: Any = None) -> contextlib.AbstractContextManager[Any]:
     """Hook one kv or layers method into ``model`` for a ``with`` block; the block gets the stage's runtime
-    (:class:`tokenzip.kv.runtime.KVRuntime`, :class:`tokenzip.layers.runtime.Runtime`). ``tokenizer`` is for kv
+    (:class:`tokenzip.kv.runtime.KVRuntime`, :class:`tokenzip.layers.runtime.LayersRuntime`). ``tokenizer`` is for kv
     methods that tokenize an instruction (KVzip's repeat prompt)."""
     check_hooked(method)
     if method.stage == "kv":
         from tokenzip.kv.runtime import attach_kv
 
         return attach_kv(model, method, tokenizer)
-    from tokenzip.layers.runtime import attach as attach_layers
+    from tokenzip.layers.runtime import attach_layers
 
     return attach_layers(model, method)
 

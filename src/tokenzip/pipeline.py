@@ -8,7 +8,7 @@ The text is compressed first (question-aware prompt methods get the questions), 
 the layers method pruning hidden states inside the model and the kv method's captures attached;
 the kv method compresses the cache after the prefill (query-agnostic: once for every question) or,
 with ``query_aware=True``, once per question with the question in the prefill. Layers and kv methods
-share one validity state per model (:func:`tokenzip.models.attention.shared_masks`), so their order of
+share one validity state per model (its :class:`tokenzip.models.attention.Attachment`), so their order of
 declaration does not matter. Every result carries a :class:`PipelineReport`: what each stage took in,
 gave out, cost in seconds and left in memory, and the whole pipeline against the same model with no
 compression on the original context.
@@ -207,11 +207,9 @@ class Pipeline:
             return context, None
         from tokenzip.prompt.api import compress
 
-        params = {k: v for k, v in method.params().items() if k not in ("ratio", "budget")}
         start = time.perf_counter()
-        result = compress(context, ratio=None if method.budget is not None else method.ratio, budget=method.budget,
-                          question=question, method=method.name, scorer=self.prompt_scorer or (model, tok),
-                          target_tokenizer=tok, **params)
+        result = compress(context, question=question, method=method, scorer=self.prompt_scorer or (model, tok),
+                          target_tokenizer=tok)
         seconds = time.perf_counter() - start
         return result.text, StageRecord("prompt", str(self.spec.get("prompt")), "tokens", _dense_tokens(tok, context),
                                         _dense_tokens(tok, result.text), seconds)

@@ -31,7 +31,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 from tokenzip.errors import TokenzipError, unknown_name
 from tokenzip.params import check_params
 
-STAGES = ("tokenizers", "prompt", "layers", "kv", "bench")
+# The stages that have methods (the tokenizer stage audits and trains tokenizers: ``tokenzip tokenizers``, no method
+# objects; the benchmark measures the stages, it is not one)
+STAGES = ("prompt", "layers", "kv")
 
 # Packages whose import registers methods (each imports all its modules, see import_modules).
 _METHOD_MODULES = ("tokenzip.kv.methods", "tokenzip.layers.methods", "tokenzip.prompt.methods")

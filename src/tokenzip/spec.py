@@ -1,7 +1,7 @@
 """Pipeline specs: one line of text that names at most one method per stage.
 
-Used alike by the server (``compression`` field, ``--compression``), and meant for the pipeline API,
-the CLI and the benchmark. Grammar::
+Used alike by the pipeline (:func:`tokenzip.pipeline.pipeline`), the benchmark (``tokenzip bench --pipeline``)
+and the server (``compression`` field, ``--compression``). Grammar::
 
     spec    := "" | "none" | item ( "|" item )*
     item    := stage ":" method [ ":" params ] [ "@" ratio ]

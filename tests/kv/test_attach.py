@@ -5,6 +5,9 @@ import torch
 
 import tokenzip as tz
 from tokenzip.errors import TokenzipError
+from tokenzip.hooks import attach
+from tokenzip.kv.cache import layer_length
+from tokenzip.models.attention import attachment
 from tokenzip.models.decoders import DecoderAdapter
 
 TEXT = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 4
@@ -51,19 +54,64 @@ def test_nested_kv_methods_are_refused_before_any_forward(tiny):
         model.generate(**enc, max_new_tokens=2, do_sample=False)
 
 
+def kept_lengths(model, enc):
+    """The entries each layer's cache holds after a prefill (``generate`` of one token runs the prefill only)."""
+    out = model.generate(**enc, max_new_tokens=1, do_sample=False, return_dict_in_generate=True)
+    return [layer_length(layer) for layer in out.past_key_values.layers]
+
+
 def test_one_kv_method_per_model_not_per_process(tiny):
+    """Two models, one kv method each, both blocks open: each model's cache is compressed by its own method."""
     llama, tok = tiny("llama")
     qwen, qtok = tiny("qwen2")
-    with tz.compress(llama, tz.get_method("snapkv", ratio=0.5)), tz.compress(qwen, tz.get_method("knorm", ratio=0.5)):
-        qwen.generate(**qtok(TEXT, return_tensors="pt"), max_new_tokens=2, do_sample=False)
+    enc, qenc = tok(TEXT, return_tensors="pt"), qtok(TEXT, return_tensors="pt")
+    n, qn = enc.input_ids.shape[1], qenc.input_ids.shape[1]
+    with tz.compress(llama, tz.get_method("snapkv", ratio=0.5)), tz.compress(qwen, tz.get_method("knorm", ratio=0.25)):
+        assert attachment(llama).kv == "kv.snapkv (ratio 0.5)" and attachment(qwen).kv == "kv.knorm (ratio 0.25)"
+        assert set(kept_lengths(qwen, qenc)) == {qn - int(qn * 0.25)}
+        assert set(kept_lengths(llama, enc)) == {n - int(n * 0.5)}
+    assert attachment(llama) is None and attachment(qwen) is None
+    assert set(kept_lengths(llama, enc)) == {n}  # unhooked: the whole prefill is kept
+
+
+def test_the_attachment_record_lives_on_the_model_for_the_outermost_block(tiny):
+    """One record per model, created by the outermost block and removed when it exits (also on error); the
+    attention modules point at it only while they have handlers."""
+    model, tok = tiny("llama")
+    adapter = DecoderAdapter(model)
+    assert attachment(model) is None
+    with pytest.raises(RuntimeError, match="inside"):
+        with tz.compress(model, tz.get_method("fastv", ratio=0.5), tz.get_method("knorm", ratio=0.5)):
+            record = attachment(model)
+            assert record.kv == "kv.knorm (ratio 0.5)" and record.layers == "layers.fastv"
+            assert model.config._attn_implementation == "tokenzip_sdpa"
+            # the layers stage's handler then the kv stage's, on every attention module
+            assert all(len(record.handlers[m]) == 2 for m in adapter.attention_modules)
+            assert all(m._tokenzip_attachment is record for m in adapter.attention_modules)
+            raise RuntimeError("inside the block")
+    assert attachment(model) is None and record.handlers == {} and record.kv is None and record.layers is None
+    assert not any(hasattr(m, "_tokenzip_attachment") for m in adapter.attention_modules)
+    assert model.config._attn_implementation == "sdpa"
 
 
 def test_wrappers_are_the_way_to_combine(tiny):
+    """The combinations the refusal points to work in one block: kivi quantizes what snapkv's eviction keeps, adakv
+    spreads snapkv's budget over the heads (the same entries per layer in all)."""
     model, tok = tiny("llama")
     enc = tok(TEXT, return_tensors="pt")
-    for method in (tz.get_method("kivi", evict="snapkv", ratio=0.5), tz.get_method("adakv", base="snapkv", ratio=0.5)):
-        with tz.compress(model, method):
-            model.generate(**enc, max_new_tokens=2, do_sample=False)
+    n = enc.input_ids.shape[1]
+    with tz.compress(model, tz.get_method("kivi", evict="snapkv", ratio=0.5)):
+        out = model.generate(**enc, max_new_tokens=1, do_sample=False, return_dict_in_generate=True)
+    layers = out.past_key_values.layers
+    assert {layer_length(layer) for layer in layers} == {n - int(n * 0.5)}
+    assert all(type(layer).__name__ != "DynamicLayer" for layer in layers)  # stored quantized
+    with attach(model, tz.get_method("adakv", base="snapkv", ratio=0.5)) as runtime:
+        model.generate(**enc, max_new_tokens=1, do_sample=False)
+    heads = model.config.num_key_value_heads
+    for i in runtime.targets:
+        valid = runtime.masks.valid[i]
+        assert int(valid.sum()) == heads * (n - int(n * 0.5))  # per head budgets, the layer's total unchanged
+        assert len(set(valid.sum(-1).flatten().tolist())) > 1  # and not the same for every head
 
 
 def test_a_module_that_is_not_a_transformers_model_is_refused():

@@ -221,3 +221,17 @@ def test_longcodezip_keeps_the_function_the_query_needs(context_scorer):
 def test_registered_with_paper_and_stage(method):
     rows = {row["name"]: row for row in tz.methods(stage="prompt")}
     assert rows[method]["stage"] == "prompt" and rows[method]["paper"]
+
+
+def test_compress_takes_a_method_object_as_the_kv_stage_does(tiny):
+    """A method object carries its ratio or budget and parameters: the same result as the name with them; giving them
+    twice, or a method of another stage, is refused."""
+    by_name = tz.prompt.compress(PROTECTED, budget=30, method="random", scorer=tiny, seed=3)
+    by_object = tz.prompt.compress(PROTECTED, method=tz.get_method("prompt.random", budget=30, seed=3), scorer=tiny)
+    assert (by_object.text, by_object.tokens_after, by_object.method) == (by_name.text, by_name.tokens_after, "random")
+    by_ratio = tz.prompt.compress(PROTECTED, method=tz.get_method("head", ratio=0.5), scorer=tiny)
+    assert by_ratio.text == tz.prompt.compress(PROTECTED, ratio=0.5, method="head", scorer=tiny).text
+    with pytest.raises(tz.TokenzipError, match="ratio given here too"):
+        tz.prompt.compress(PROTECTED, ratio=0.5, method=tz.get_method("head", ratio=0.5), scorer=tiny)
+    with pytest.raises(tz.TokenzipError, match="not a prompt method"):
+        tz.prompt.compress(PROTECTED, method=tz.get_method("snapkv", ratio=0.5), scorer=tiny)

@@ -281,7 +281,7 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
     return Prefill(model, tok, cache, dict(runtime.captures), ids, window, received, seconds, cache_bytes(cache),
                    masks=runtime.masks.snapshot(), method=method, chunk_size=chunk_size,
                    compress_seconds=runtime.compress_seconds,
-                   entered=entered_entries(runtime) if chunk_size is not None else None)
+                   entered=entered_entries(runtime.entered, runtime.adapter) if chunk_size is not None else None)
 
 
 @torch.no_grad()

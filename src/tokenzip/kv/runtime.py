@@ -6,6 +6,11 @@ empty cache), compresses each layer's cache right after that layer's attention (
 prefill for methods that need the whole model), and from then on builds each compressed layer's
 attention mask from which entries it kept. Sliding-window layers of hybrid models (Gemma 3) are left
 alone unless the method says ``compress_sliding=True``. Everything is removed on exit.
+
+What the forward pass being watched does is one value, :attr:`KVRuntime.phase` (:mod:`tokenzip.kv.phases`:
+prefill, decode, replay); a chunked prefill is a :class:`~tokenzip.kv.chunked.ChunkedPrefill` that owns its
+state. The model's :class:`~tokenzip.models.attention.Attachment` holds this runtime's attention handler and the
+validity state it shares with a layers method.
 """
 
 from __future__ import annotations
@@ -13,24 +18,33 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import torch
 
-from tokenzip.kv import chunked
 from tokenzip.kv.attached import kv_attachment
-from tokenzip.kv.base import KVMethod, LayerContext, LayerResult, target_layers
+from tokenzip.kv.base import KVMethod, target_layers
 from tokenzip.kv.cache import layer_at, layer_entries, layer_length, restore, snapshot, store
-from tokenzip.kv.context import DecodeContext, ReplayContext
-from tokenzip.models.attention import CacheMasks, route_attention
+from tokenzip.kv.chunked import ChunkedPrefill, check_chunk_size
+from tokenzip.kv.context import AttentionCallback, DecodeContext, LayerContext, LayerResult, ReplayContext
+from tokenzip.kv.phases import Decode, Phase, Prefill, Replay
+from tokenzip.models.attention import Attachment, CacheMasks, attached
 from tokenzip.models.calling import cache_kwargs, call_cache, output_cache
-from tokenzip.models.chunking import end_chunk, reading
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.ops.attention import received_attention
 
-if TYPE_CHECKING:
-    from tokenzip.kv.answer import Prefill
+__all__ = ["KVRuntime", "MadePrefill", "attach_kv", "target_layers"]
+
+
+class MadePrefill(Protocol):
+    """A prefill already made (:class:`tokenzip.kv.answer.Prefill`), as :meth:`KVRuntime.over_prefill` reads it."""
+
+    model: Any
+    tokenizer: Any
+    captures: dict[int, dict[str, torch.Tensor]]
+    input_ids: torch.Tensor
+    memo: dict[Any, tuple[Any, float]]
 
 
 class KVRuntime:
@@ -56,7 +70,6 @@ class KVRuntime:
         self.masks = masks or CacheMasks()
         self.targets = target_layers(self.adapter, bool(method and method.compress_sliding))
         self.captures: dict[int, dict[str, torch.Tensor]] = {}
-        self.extra_handlers: dict[int, Callable] = {}
         self.token_valid: torch.Tensor | None = None
         self.input_ids: torch.Tensor | None = None
         self.cache: Any = None
@@ -66,26 +79,36 @@ class KVRuntime:
         self.memo: dict[Any, tuple[Any, float]] = {} if memo is None else memo
         self.charged_seconds = 0.0
         self.seen = 0
-        self.prefilling = False
-        self.replaying = False
-        self.compressed = False
+        self.phase: Phase = Decode()
         self.chunk_size = chunk_size if chunk_size is not None else getattr(method, "chunk_size", None)
         if self.chunk_size is not None:
-            chunked.check_chunk_size(self.chunk_size)
+            check_chunk_size(self.chunk_size)
             if method is not None:
                 method.check_chunks(self.chunk_size)
-        self.chunks: chunked.ChunkState | None = None  # set during a chunked prefill
-        self.carried: dict[int, torch.Tensor] = {}  # per-entry state methods carry from chunk to chunk
+        self.chunked: ChunkedPrefill | None = None  # the last chunked prefill (in progress while not ``done``)
         self.entered: dict[int, Any] = {}  # entries each layer took in during the last prefill, per row
         self.compress_seconds = 0.0  # time the last prefill spent compressing (between chunks, or after it)
+        self.attachment: Attachment | None = None  # the model's, while attached
 
     @classmethod
-    def over_prefill(cls, prefill: Prefill, method: KVMethod | None, masks: CacheMasks | None = None) -> KVRuntime:
+    def over_prefill(cls, prefill: MadePrefill, method: KVMethod | None, masks: CacheMasks | None = None
+                     ) -> KVRuntime:
         """A runtime that compresses ``prefill`` (a :class:`tokenzip.kv.answer.Prefill`) as if it had just run it:
         its captures, ids, length, tokenizer and memo."""
         runtime = cls(prefill.model, method, masks=masks, tokenizer=prefill.tokenizer, memo=prefill.memo)
-        runtime.captures, runtime.input_ids, runtime.seen = prefill.captures, prefill.input_ids, prefill.n_tokens
+        runtime.captures, runtime.input_ids = prefill.captures, prefill.input_ids
+        runtime.seen = prefill.input_ids.shape[1]
         return runtime
+
+    @property
+    def replaying(self) -> bool:
+        """Whether an extra pass over the prefill (KVzip's reconstruction) is running."""
+        return isinstance(self.phase, Replay)
+
+    @property
+    def carried(self) -> dict[int, torch.Tensor]:
+        """Per layer, the state the method carried with its kept entries through the last chunked prefill."""
+        return self.chunked.carried if self.chunked is not None else {}
 
     # --- attachment ------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -97,109 +120,153 @@ class KVRuntime:
             hooks += [m.register_forward_hook(self._after_attention, with_kwargs=True)
                       for m in self.adapter.attention_modules]
         try:
-            with route_attention(self.model, handlers, self.given_masks) as masks:
-                self.masks = masks
-                yield self
+            with attached(self.model) as record, record.routed(handlers, self.given_masks) as masks:
+                self.attachment, self.masks = record, masks
+                try:
+                    yield self
+                finally:
+                    record.chunk = None
+                    self.attachment = None
         finally:
-            end_chunk(self.model)
             for h in hooks:
                 h.remove()
 
+    def _read_chunk(self, chunk: Any) -> None:
+        """Say which prefill chunk the model reads (None: none) to the stages attached to it."""
+        if self.attachment is not None:
+            self.attachment.chunk = chunk
+
     # --- hooks -----------------------------------------------------------------------------------
     def _before_forward(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        if self.replaying:
+        if isinstance(self.phase, Replay):
             return None
-        cache = call_cache(module, args, kwargs)
         ids = kwargs.get("input_ids", args[0] if args else None)
         embeds = kwargs.get("inputs_embeds")
         q = (ids if ids is not None else embeds).shape[1]
-        if self.chunks is not None and self.chunks.feeding:  # one of the first chunks of a chunked prefill
-            chunked.begin(self, q)
+        if self.chunked is not None and self.chunked.feeding:  # one of the first chunks of a chunked prefill
+            self._begin_chunk(q)
             return None
-        self.chunks = None
-        end_chunk(self.model)
-        self.prefilling = cache is None or cache.get_seq_length() == 0
-        if self.prefilling:
-            self.captures.clear()
-            self.seen = 0
-            self.compressed = False
-            self.masks.clear()
-            mask = kwargs.get("attention_mask")
-            self.token_valid = None
-            if isinstance(mask, torch.Tensor) and mask.ndim == 2 and not bool(mask.all()):
-                self.token_valid = mask.bool()
-            self.input_ids = ids
-            self.compress_seconds = 0.0
-            self.entered = {}
-            if self.chunk_size and q > self.chunk_size:  # a prefill that fits one chunk is compressed as a whole
-                return chunked.feed(self, module, args, kwargs)
-        self._q = q
+        self._read_chunk(None)
+        cache = call_cache(module, args, kwargs)
+        if cache is not None and cache.get_seq_length() > 0:
+            self.phase = Decode(q)
+            return None
+        self._begin_prefill(kwargs.get("attention_mask"), ids)
+        if self.chunk_size and q > self.chunk_size:  # a prefill that fits one chunk is compressed as a whole
+            return self._feed_chunks(module, args, kwargs)
+        self.phase = Prefill(q)
         return None
 
+    def _begin_prefill(self, mask: Any, ids: torch.Tensor | None) -> None:
+        """A forward pass from an empty cache: forget the last prefill."""
+        self.captures.clear()
+        self.seen = 0
+        self.masks.clear()
+        self.token_valid = None
+        if isinstance(mask, torch.Tensor) and mask.ndim == 2 and not bool(mask.all()):
+            self.token_valid = mask.bool()
+        self.input_ids = ids
+        self.compress_seconds = 0.0
+        self.entered = {}
+        self.chunked = None
+
+    def _feed_chunks(self, decoder: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """Run a long prefill's first chunks from the pre-hook; the arguments of the caller's pass (the last chunk)."""
+        self.chunked = ChunkedPrefill(self, self.method, self.chunk_size, self.targets, self.entered)
+        try:
+            last = self.chunked.feed(decoder, self.model, args, kwargs)
+        except BaseException:
+            self.chunked = None
+            self._read_chunk(None)
+            self.phase = Decode()
+            raise
+        ids = last.get("input_ids")
+        self._begin_chunk((ids if ids is not None else last["inputs_embeds"]).shape[1])
+        return (), last
+
+    def _begin_chunk(self, q: int) -> None:
+        """Start a chunk of ``q`` tokens: per-chunk captures, the validity and ids of the chunked prefill's chunk."""
+        chunk = self.chunked.begin(q)
+        self._read_chunk(chunk)
+        self.captures.clear()
+        self.token_valid, self.input_ids = self.chunked.token_valid, self.chunked.input_ids
+        self.phase = Prefill(q, chunk)
+
     def _after_forward(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
-        if self.replaying:
+        phase = self.phase
+        if isinstance(phase, Replay):
             return
-        self.seen += self._q
-        if self.prefilling:
-            end_chunk(self.model)  # a chunk's extra passes (KVzip's reconstruction) are not prefill chunks
+        self.seen += phase.q
+        if isinstance(phase, Prefill):
+            self._read_chunk(None)  # a chunk's extra passes (KVzip's reconstruction) are not prefill chunks
             self.cache = output_cache(output) or call_cache(module, args, kwargs)
             if self.method is not None and self.method.needs_whole_model() and self.cache is not None:
-                if self.chunks is not None:
-                    chunked.compress_model(self, self.cache)
+                start = time.perf_counter()
+                if phase.chunk is not None:
+                    self.chunked.compress_model(self.cache)
                 else:
-                    start = time.perf_counter()
                     self.compress_all(self.cache)
-                    self.compress_seconds += time.perf_counter() - start
-            self.prefilling = False
-            if self.chunks is not None:
-                self.chunks = chunked.finish(self.chunks)
+                self.compress_seconds += time.perf_counter() - start
+            if phase.chunk is not None:
+                self.chunked.finish()
+        self.phase = Decode()
 
     def _on_attention(self, module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                       mask: Any, kwargs: dict) -> Any:
         i = module.layer_idx
-        if i in self.extra_handlers:
-            self.extra_handlers[i](module, query, key)
-        if self.prefilling and not self.replaying:
-            chunked.enter(self, i, query.shape[2])
+        phase = self.phase
+        if isinstance(phase, Replay):
+            phase.on_attention(module, query, key)
+        elif isinstance(phase, Prefill):
+            self._enter(i, query.shape[2], phase.q)
             capture = {}
             if self.window:
                 capture["queries"] = query[:, :, -self.window :].detach()
             if self.want_received:
                 capture["received"] = received_attention(query, key, module.scaling)
             self.captures[i] = capture
-        elif self.method is not None and self.method.decode_window and i in self.targets and not self.replaying:
+        elif self.method is not None and self.method.decode_window and i in self.targets:
             previous = self.captures.setdefault(i, {}).get("queries")
             queries = query.detach() if previous is None else torch.cat([previous, query.detach()], dim=2)
             self.captures[i]["queries"] = queries[:, :, -self.method.decode_window :]
         # a prefill's managed layers are the layers stage's, except a chunked prefill's, which the kv method reduced
-        chunk = self.chunks is not None and not self.replaying
-        owner = reading(self.model) if chunk else None
-        if owner is not None and owner.owns(i):  # pruned inside the model in this chunk: the layers stage's mask
+        chunk = phase.chunk if isinstance(phase, Prefill) else None
+        if chunk is not None and chunk.owns(i):  # pruned inside the model in this chunk: the layers stage's mask
             return mask
-        if self.masks.managed(i) and (self.replaying or not self.prefilling or chunk):
+        if self.masks.managed(i) and phase.masks_stored():
             mask = self.masks.mask_for(i, query, key)
-            return chunked.mask_padding(self, i, mask, query, key) if chunk and self.token_valid is not None else mask
+            if chunk is not None and self.token_valid is not None:
+                return self.chunked.mask_padding(self.masks, i, mask, query, key)
         return mask
+
+    def _enter(self, i: int, q: int, fed: int) -> None:
+        """Layer ``i``'s attention on a prefill: its ``q`` new entries (the tokens ``fed``, or fewer where a layers
+        method pruned them inside the model) join what it has taken in so far (per row, real entries only)."""
+        new: Any = q
+        if self.token_valid is not None and q == fed:
+            new = self.token_valid[:, -q:].sum(-1).long()
+        self.entered[i] = self.entered.get(i, 0) + new
 
     def _after_attention(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
         i = module.layer_idx
         cache = call_cache(module, args, kwargs)
-        if self.replaying or i not in self.targets or cache is None:
+        phase = self.phase
+        if isinstance(phase, Replay) or i not in self.targets or cache is None:
             return
-        if not self.prefilling:
+        if isinstance(phase, Decode):
             if self.method.acts_on_decode():
                 self.method.on_decode(self.decode_context(cache, i))
             return
         if self.method.needs_whole_model():
             return
-        if self.chunks is not None:
-            chunked.compress_layer(self, cache, i)
-            return
         start = time.perf_counter()
-        ctx = self.context(cache, i)
-        if self.method.is_noop(ctx.n_tokens):
-            return
-        self.write(cache, i, self.method.compress_layer(ctx))
+        if phase.chunk is not None:
+            self.chunked.compress_layer(cache, i)
+        else:
+            ctx = self.context(cache, i)
+            if self.method.is_noop(ctx.n_tokens):
+                return
+            self.write(cache, i, self.method.compress_layer(ctx))
         self.captures.pop(i, None)
         self.compress_seconds += time.perf_counter() - start
 
@@ -226,7 +293,6 @@ class KVRuntime:
     def write(self, cache: Any, i: int, result: LayerResult) -> None:
         """Store a compressed layer in the cache and take over its attention mask."""
         self.masks.manage(i, store(cache, i, result.keys, result.values, result.layer, result.valid))
-        self.compressed = True
 
     def compress_all(self, cache: Any, method: KVMethod | None = None) -> None:
         """Compress every target layer of ``cache`` at once (methods that need the whole model)."""
@@ -259,12 +325,12 @@ class KVRuntime:
                              write=functools.partial(self.write, cache, i))
 
     @torch.no_grad()
-    def replay(self, cache: Any, input_ids: torch.Tensor, on_attention: Callable) -> None:
+    def replay(self, cache: Any, input_ids: torch.Tensor, on_attention: AttentionCallback) -> None:
         """Run extra tokens after the prefill through the decoder, calling ``on_attention(module, q, k)``
         in every layer, then put the cache back as it was (KVzip's reconstruction pass)."""
         saved, saved_masks = snapshot(cache), self.masks.snapshot()
-        self.replaying = True
-        self.extra_handlers = {i: on_attention for i in range(self.adapter.num_layers)}
+        outer = self.phase
+        self.phase = Replay(outer, on_attention)
         try:
             positions = (self.seen + torch.arange(input_ids.shape[1], device=input_ids.device)).unsqueeze(0)
             mask = None
@@ -273,8 +339,7 @@ class KVRuntime:
             self.adapter.decoder(input_ids=input_ids, position_ids=positions, attention_mask=mask, use_cache=True,
                                  **cache_kwargs(self.adapter.decoder, cache))
         finally:
-            self.replaying = False
-            self.extra_handlers = {}
+            self.phase = outer
             restore(cache, saved)
             self.masks.restore(saved_masks)
 

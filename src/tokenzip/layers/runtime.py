@@ -1,6 +1,6 @@
 """What runs while a layers-stage method is attached: token bookkeeping between layers.
 
-The model adapter (``tokenzip.models.inmodel``) calls :class:`Runtime` at four points of each
+The model adapter (``tokenzip.models.inmodel``) calls :class:`LayersRuntime` at four points of each
 forward pass: ``begin`` before the first layer (which tokens are real and which may leave),
 ``mask`` inside every attention call (the attention mask for the current, reduced token set, with
 ToMe's proportional-attention bias when tokens were merged), ``capture`` after an attention call at
@@ -49,7 +49,7 @@ class TokenState:
     changed: bool = False
 
 
-class Runtime:
+class LayersRuntime:
     """Applies ``method`` to one layer stack of ``num_layers`` layers of the given kind."""
 
     def __init__(self, method: LayersMethod, kind: str, family: str, num_layers: int) -> None:
@@ -319,12 +319,18 @@ def nearest_staying(hidden: torch.Tensor, stays: torch.Tensor, pruned: torch.Ten
 
 
 @contextlib.contextmanager
-def attach(model: Any, method: LayersMethod) -> Iterator[Runtime]:
-    """Find ``model``'s layer stack, check the method supports it, and hook a :class:`Runtime` in."""
+def attach_layers(model: Any, method: LayersMethod) -> Iterator[LayersRuntime]:
+    """Find ``model``'s layer stack, check the method supports it, and hook a :class:`LayersRuntime` in (the layers
+    stage's counterpart of :func:`tokenzip.kv.runtime.attach_kv`; both are reached through
+    :func:`tokenzip.hooks.attach`)."""
     from tokenzip.models.inmodel import find_stack, hooked
 
     stack = find_stack(model)
     method.check_kind(stack.kind, stack.family)
-    runtime = Runtime(method, stack.kind, stack.family, len(stack.layers))
+    runtime = LayersRuntime(method, stack.kind, stack.family, len(stack.layers))
     with hooked(stack, runtime):
         yield runtime
+
+
+Runtime = LayersRuntime  # the earlier names, kept working
+attach = attach_layers

@@ -23,6 +23,7 @@ language model, ranked by the vision tower's [CLS] attention at the feature laye
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,12 +31,12 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.models.attention import route_attention, shared_masks
+from tokenzip.models.attention import Attachment, attached
 from tokenzip.models.calling import call_cache
-from tokenzip.models.chunking import PrefillChunk, reading
+from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
-from tokenzip.models.stack import LayerStack, statistics
+from tokenzip.models.stack import LayerStack, StackHooks, statistics
 from tokenzip.ops.attention import cls_attention
 
 
@@ -61,9 +62,6 @@ def decoder_stack(model: Any) -> LayerStack | None:
                       extra={"adapter": adapter})
 
 
-_LAYERS_ATTACHED: set[int] = set()  # id(model) of decoders with a layers method attached
-
-
 class _Forward:
     """What the hooks share during one forward pass."""
 
@@ -81,133 +79,139 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
     """Attach ``runtime`` to a decoder (or LLaVA's language model), prefill and decoding.
 
     The masks of the layers after the reduction live in the validity state every stage attached to
-    the model shares (:func:`tokenzip.models.attention.shared_masks`), so a KV method attached too
+    the model shares (its :class:`~tokenzip.models.attention.Attachment`'s ``masks``), so a KV method attached too
     compresses those layers from the entries they really hold, in either order of attachment.
     """
-    if id(stack.model) in _LAYERS_ATTACHED:
-        raise TokenzipError(
-            "this decoder already has an in-model (layers) method attached: use one layers method per model "
-            "(a layers method and a kv method compose: tz.compress(model, layers_method, kv_method) or tz.pipeline)"
-        )
-    adapter: DecoderAdapter = stack.extra["adapter"]
-    llava = stack.extra.get("llava")
-    fwd = _Forward()
-    window = adapter.sliding_window()
-    signature = inspect.signature(stack.root.forward)
+    with attached(stack.model) as record:
+        if record.layers is not None:
+            raise TokenzipError(
+                f"this decoder already has an in-model (layers) method attached ({record.layers}): use one layers "
+                "method per model (a layers method and a kv method compose: tz.compress(model, layers_method, "
+                "kv_method) or tz.pipeline)"
+            )
+        record.layers = f"layers.{runtime.method.name}"
+        try:
+            with DecoderHooks(stack, runtime, record).attached():
+                yield
+        finally:
+            record.layers = None
 
-    def before_decoder(module: Any, args: tuple, kwargs: dict) -> None:
-        bound = signature.bind_partial(*args, **kwargs).arguments
+
+class DecoderHooks(StackHooks):
+    """The layers runtime's hooks on a decoder (or LLaVA's language model), as methods sharing one forward pass's
+    state (``fwd``) and the model's :class:`~tokenzip.models.attention.Attachment` (``record``): the decoder's
+    pre-hook (a prefill starts), each layer's pre-hook (prune before it, gather positions) and forward hook (the
+    runtime reduces after it), and each attention module's handler (masks and statistics)."""
+
+    def __init__(self, stack: LayerStack, runtime: Any, record: Attachment) -> None:
+        super().__init__(stack, runtime)
+        self.record = record
+        self.adapter: DecoderAdapter = stack.extra["adapter"]
+        self.llava = stack.extra.get("llava")
+        self.fwd = _Forward()
+        self.window = self.adapter.sliding_window()
+        self.signature = inspect.signature(stack.root.forward)
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        stack = self.stack
+        hooks = [stack.root.register_forward_pre_hook(self.before_decoder, with_kwargs=True)]
+        for i, layer in enumerate(stack.layers):
+            hooks.append(layer.register_forward_pre_hook(functools.partial(self.before_layer, i), with_kwargs=True))
+        hooks += [layer.register_forward_hook(functools.partial(self.after_layer, i))
+                  for i, layer in enumerate(stack.layers)]
+        handlers = {module: functools.partial(self.on_attention, i) for i, module in enumerate(stack.attention)}
+        if self.llava is not None:
+            hooks.append(self.llava.register_forward_pre_hook(self.before_llava, with_kwargs=True))
+            if self.runtime.reduces_input():
+                handlers.update(vision_cls_handlers(self.llava, self.fwd))
+        try:
+            with self.record.routed(handlers):
+                yield
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def before_decoder(self, module: Any, args: tuple, kwargs: dict) -> None:
+        fwd = self.fwd
+        bound = self.signature.bind_partial(*args, **kwargs).arguments
         cache = call_cache(module, args, kwargs)
         fwd.prefill = cache is None or cache.get_seq_length() == 0
         if fwd.prefill:
-            shared_masks(stack.model).clear()
+            self.record.masks.clear()
             mask = bound.get("attention_mask")
             fwd.padding = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
             fwd.pruned = False
-            runtime.reset()
+            self.runtime.reset()
 
-    def before_llava(module: Any, args: tuple, kwargs: dict) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        fwd.input_ids = ids
+    def before_llava(self, module: Any, args: tuple, kwargs: dict) -> None:
+        self.fwd.input_ids = kwargs.get("input_ids", args[0] if args else None)
 
-    def before_layer(i: int) -> Callable:
-        def hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-            if i == 0:
-                fwd.chunk = reading(stack.model)
-                if fwd.chunk is not None:  # a chunk of a chunked prefill, on the cache of the chunks before it
-                    fwd.prefill = True
-                    _check_chunked(runtime, args[0] if args else kwargs["hidden_states"], fwd, llava)
-            if not fwd.prefill:
-                return None
-            if i == 0:
-                hidden = args[0] if args else kwargs["hidden_states"]
-                candidates = None
-                if llava is not None:
-                    candidates = image_tokens(llava, fwd.input_ids, hidden)
-                runtime.begin(hidden, None if fwd.chunk else fwd.padding, candidates, fwd.chunk)
-                if fwd.vision_cls is not None and candidates is not None:
-                    scores = torch.zeros(candidates.shape, dtype=torch.float32, device=hidden.device)
-                    scores[candidates] = fwd.vision_cls.flatten().to(hidden.device)
-                    runtime.capture(-1, {"cls_attention": scores})
-                fwd.vision_cls = None  # used once: the vision tower may run before LlavaModel.forward
-                reduced = runtime.reduce_input(hidden)
-                if reduced is not hidden:
-                    args = (reduced, *args[1:]) if args else args
-                    if not args:
-                        kwargs["hidden_states"] = reduced
-            st = runtime.state
-            if fwd.chunk is not None and st is not None:
-                fwd.pruned = fwd.pruned or st.changed  # in this chunk or an earlier one
-                first = min((step for step in runtime.steps if step >= 0), default=None)
-                if fwd.pruned and first is not None and i > first and fwd.chunk.owned_from is None:
-                    fwd.chunk.owned_from = i  # the layers after the first reduction hold fewer entries: masked here
-            if st is None or not st.changed:
-                return args, kwargs
-            positions = st.position
-            cos, sin = kwargs["position_embeddings"]
-            kwargs["position_embeddings"] = (_gather(cos, positions), _gather(sin, positions))
-            if isinstance(kwargs.get("position_ids"), torch.Tensor):
-                kwargs["position_ids"] = kwargs["position_ids"].expand(positions.shape[0], -1).gather(1, positions)
-            sliding = adapter.is_sliding(i) and window is not None
-            if fwd.chunk is None:  # a chunk's layer is masked (and its validity extended) in its attention call
-                shared_masks(stack.model).manage(i, st.valid[:, None, :], positions=positions if sliding else None,
-                                                 window=window if sliding else None)
+    def before_layer(self, i: int, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        fwd, runtime, llava = self.fwd, self.runtime, self.llava
+        if i == 0:
+            fwd.chunk = self.record.chunk
+            if fwd.chunk is not None:  # a chunk of a chunked prefill, on the cache of the chunks before it
+                fwd.prefill = True
+                _check_chunked(runtime, args[0] if args else kwargs["hidden_states"], fwd, llava)
+        if not fwd.prefill:
+            return None
+        if i == 0:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            candidates = None
+            if llava is not None:
+                candidates = image_tokens(llava, fwd.input_ids, hidden)
+            runtime.begin(hidden, None if fwd.chunk else fwd.padding, candidates, fwd.chunk)
+            if fwd.vision_cls is not None and candidates is not None:
+                scores = torch.zeros(candidates.shape, dtype=torch.float32, device=hidden.device)
+                scores[candidates] = fwd.vision_cls.flatten().to(hidden.device)
+                runtime.capture(-1, {"cls_attention": scores})
+            fwd.vision_cls = None  # used once: the vision tower may run before LlavaModel.forward
+            reduced = runtime.reduce_input(hidden)
+            if reduced is not hidden:
+                args = (reduced, *args[1:]) if args else args
+                if not args:
+                    kwargs["hidden_states"] = reduced
+        st = runtime.state
+        if fwd.chunk is not None and st is not None:
+            fwd.pruned = fwd.pruned or st.changed  # in this chunk or an earlier one
+            first = min((step for step in runtime.steps if step >= 0), default=None)
+            if fwd.pruned and first is not None and i > first and fwd.chunk.owned_from is None:
+                fwd.chunk.owned_from = i  # the layers after the first reduction hold fewer entries: masked here
+        if st is None or not st.changed:
             return args, kwargs
+        positions = st.position
+        cos, sin = kwargs["position_embeddings"]
+        kwargs["position_embeddings"] = (_gather(cos, positions), _gather(sin, positions))
+        if isinstance(kwargs.get("position_ids"), torch.Tensor):
+            kwargs["position_ids"] = kwargs["position_ids"].expand(positions.shape[0], -1).gather(1, positions)
+        sliding = self.adapter.is_sliding(i) and self.window is not None
+        if fwd.chunk is None:  # a chunk's layer is masked (and its validity extended) in its attention call
+            self.record.masks.manage(i, st.valid[:, None, :], positions=positions if sliding else None,
+                                     window=self.window if sliding else None)
+        return args, kwargs
 
-        return hook
+    def after_layer(self, i: int, module: Any, args: tuple, output: Any) -> Any:
+        return super().after_layer(i, module, args, output) if self.fwd.prefill else None
 
-    def after_layer(i: int) -> Callable:
-        def hook(module: Any, args: tuple, output: Any) -> Any:
-            if not fwd.prefill:
-                return None
-            if isinstance(output, tuple):
-                return (runtime.after_layer(i, output[0]), *output[1:])
-            return runtime.after_layer(i, output)
-
-        return hook
-
-    def on_attention(i: int) -> Callable:
-        def handler(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any,
-                    kwargs: dict) -> Any:
-            if fwd.prefill:
-                sliding = window if adapter.is_sliding(i) else None
-                masks = shared_masks(stack.model)
-                if fwd.chunk is not None and fwd.chunk.owns(i):
-                    mask = chunk_mask(masks, i, query, key, runtime.state, fwd.chunk.start, sliding)
-                elif fwd.chunk is not None and masks.managed(i):  # the kv method reduced what earlier chunks left:
-                    mask = masks.mask_for(i, query, key)  # the model's one mask per layer type no longer fits it
-                else:
-                    mask = runtime.mask(mask, query.dtype, sliding)
-                wants = runtime.wants(i)
-                if wants:
-                    scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
-                    stats = statistics(wants, query, key, scaling, mask)
-                    if fwd.chunk is not None:  # a chunk's tokens are the newest keys; the kept past is not theirs
-                        stats = {name: _newest(name, value, query.shape[2]) for name, value in stats.items()}
-                    runtime.capture(i, stats)
-                return mask
-            masks = shared_masks(stack.model)
+    def on_attention(self, i: int, module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     mask: Any, kwargs: dict) -> Any:
+        fwd, runtime, masks = self.fwd, self.runtime, self.record.masks
+        if not fwd.prefill:
             return masks.mask_for(i, query, key) if masks.managed(i) else mask
-
-        return handler
-
-    hooks = [stack.root.register_forward_pre_hook(before_decoder, with_kwargs=True)]
-    for i, layer in enumerate(stack.layers):
-        hooks.append(layer.register_forward_pre_hook(before_layer(i), with_kwargs=True))
-    hooks += [layer.register_forward_hook(after_layer(i)) for i, layer in enumerate(stack.layers)]
-    handlers = {module: on_attention(i) for i, module in enumerate(stack.attention)}
-    if llava is not None:
-        hooks.append(llava.register_forward_pre_hook(before_llava, with_kwargs=True))
-        if runtime.reduces_input():
-            handlers.update(vision_cls_handlers(llava, fwd))
-    _LAYERS_ATTACHED.add(id(stack.model))
-    try:
-        with route_attention(stack.model, handlers):
-            yield
-    finally:
-        _LAYERS_ATTACHED.discard(id(stack.model))
-        for h in hooks:
-            h.remove()
+        sliding = self.window if self.adapter.is_sliding(i) else None
+        if fwd.chunk is not None and fwd.chunk.owns(i):
+            mask = chunk_mask(masks, i, query, key, runtime.state, fwd.chunk.start, sliding)
+        elif fwd.chunk is not None and masks.managed(i):  # the kv method reduced what earlier chunks left:
+            mask = masks.mask_for(i, query, key)  # the model's one mask per layer type no longer fits it
+        else:
+            mask = runtime.mask(mask, query.dtype, sliding)
+        if fwd.chunk is None:
+            self.capture(i, query, key, mask, kwargs)
+        elif wants := runtime.wants(i):  # a chunk's tokens are the newest keys; the kept past is not theirs
+            stats = statistics(wants, query, key, kwargs.get("scaling") or query.shape[-1] ** -0.5, mask)
+            runtime.capture(i, {name: _newest(name, value, query.shape[2]) for name, value in stats.items()})
+        return mask
 
 
 def _check_chunked(runtime: Any, hidden: torch.Tensor, fwd: _Forward, llava: Any) -> None:

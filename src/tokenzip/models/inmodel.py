@@ -14,8 +14,9 @@ need ([CLS], last tokens) from the captured queries and keys.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from tokenzip.errors import TokenzipError
 from tokenzip.models import decoder_layers, encoders, vision
 from tokenzip.models.attention import route_attention
 from tokenzip.models.families import supported_model_types
-from tokenzip.models.stack import LayerStack, statistics
+from tokenzip.models.stack import LayerStack, StackHooks
 
 
 def find_stack(model: Any) -> LayerStack:
@@ -40,61 +41,47 @@ def find_stack(model: Any) -> LayerStack:
     )
 
 
-def _padding_from(root: Any) -> Callable:
-    signature = inspect.signature(root.forward)
+class EncoderHooks(StackHooks):
+    """The layers runtime's hooks on an encoder or vision tower: the padding mask from the root's call, the runtime's
+    start before the first layer, then :class:`~tokenzip.models.stack.StackHooks`' layer and attention hooks."""
 
-    def grab(module: Any, args: tuple, kwargs: dict) -> None:
+    def __init__(self, stack: LayerStack, runtime: Any) -> None:
+        super().__init__(stack, runtime)
+        self.padding: torch.Tensor | None = None
+        self.signature = inspect.signature(stack.root.forward)
+
+    def grab_padding(self, module: Any, args: tuple, kwargs: dict) -> None:
         try:
-            mask = signature.bind_partial(*args, **kwargs).arguments.get("attention_mask")
+            mask = self.signature.bind_partial(*args, **kwargs).arguments.get("attention_mask")
         except TypeError:
             mask = kwargs.get("attention_mask")
-        module._tokenzip_padding = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+        self.padding = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
 
-    return grab
+    def begin(self, module: Any, args: tuple, kwargs: dict) -> None:
+        self.runtime.begin(args[0] if args else kwargs["hidden_states"], self.padding)
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        stack = self.stack
+        hooks = [stack.root.register_forward_pre_hook(self.grab_padding, with_kwargs=True),
+                 stack.layers[0].register_forward_pre_hook(self.begin, with_kwargs=True)]
+        hooks += [layer.register_forward_hook(functools.partial(self.after_layer, i))
+                  for i, layer in enumerate(stack.layers)]
+        handlers = {module: functools.partial(self.on_attention, i) for i, module in enumerate(stack.attention)}
+        try:
+            with route_attention(stack.model, handlers):
+                yield
+        finally:
+            for h in hooks:
+                h.remove()
 
 
 @contextlib.contextmanager
 def hooked(stack: LayerStack, runtime: Any) -> Iterator[None]:
-    """Attach ``runtime`` (``tokenzip.layers.runtime.Runtime``) to a layer stack, inside the block."""
+    """Attach ``runtime`` (``tokenzip.layers.runtime.LayersRuntime``) to a layer stack, inside the block."""
     if stack.kind in ("decoder", "vlm"):
         with decoder_layers.hooked_decoder(stack, runtime):
             yield
         return
-    root = stack.root
-
-    def begin(module: Any, args: tuple, kwargs: dict) -> None:
-        hidden = args[0] if args else kwargs["hidden_states"]
-        runtime.begin(hidden, getattr(root, "_tokenzip_padding", None))
-
-    def after(i: int) -> Callable:
-        def hook(module: Any, args: tuple, output: Any) -> Any:
-            if isinstance(output, tuple):
-                return (runtime.after_layer(i, output[0]), *output[1:])
-            return runtime.after_layer(i, output)
-
-        return hook
-
-    def on_attention(i: int) -> Callable:
-        def handler(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any,
-                    kwargs: dict) -> Any:
-            mask = runtime.mask(mask, query.dtype)
-            wants = runtime.wants(i)
-            if wants:
-                scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
-                runtime.capture(i, statistics(wants, query, key, scaling, mask))
-            return mask
-
-        return handler
-
-    hooks = [root.register_forward_pre_hook(_padding_from(root), with_kwargs=True),
-             stack.layers[0].register_forward_pre_hook(begin, with_kwargs=True)]
-    hooks += [layer.register_forward_hook(after(i)) for i, layer in enumerate(stack.layers)]
-    handlers = {module: on_attention(i) for i, module in enumerate(stack.attention)}
-    try:
-        with route_attention(stack.model, handlers):
-            yield
-    finally:
-        for h in hooks:
-            h.remove()
-        if hasattr(root, "_tokenzip_padding"):
-            del root._tokenzip_padding
+    with EncoderHooks(stack, runtime).attached():
+        yield

@@ -26,6 +26,36 @@ class LayerStack:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class StackHooks:
+    """The layers runtime's hooks on a layer stack, as methods (ToMe's one adapter class per framework): after every
+    layer the runtime reduces (or restores) the hidden states; in every attention call it builds the mask of the
+    current token set and captures the statistics its method asked for. Decoders add their own
+    (:class:`tokenzip.models.decoder_layers.DecoderHooks`)."""
+
+    def __init__(self, stack: LayerStack, runtime: Any) -> None:
+        self.stack, self.runtime = stack, runtime
+
+    def after_layer(self, i: int, module: Any, args: tuple, output: Any) -> Any:
+        if isinstance(output, tuple):
+            return (self.runtime.after_layer(i, output[0]), *output[1:])
+        return self.runtime.after_layer(i, output)
+
+    def on_attention(self, i: int, module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     mask: Any, kwargs: dict) -> Any:
+        mask = self.runtime.mask(mask, query.dtype)
+        self.capture(i, query, key, mask, kwargs)
+        return mask
+
+    def capture(self, i: int, query: torch.Tensor, key: torch.Tensor, mask: Any, kwargs: dict) -> dict | None:
+        """The statistics layer ``i``'s method wants from this attention call (None: none), given to the runtime."""
+        wants = self.runtime.wants(i)
+        if not wants:
+            return None
+        scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
+        stats = statistics(wants, query, key, scaling, mask)
+        self.runtime.capture(i, stats)
+        return stats
+
 
 def statistics(wants: frozenset[str], query: torch.Tensor, key: torch.Tensor, scaling: float,
                mask: Any) -> dict[str, torch.Tensor]:
