@@ -64,6 +64,9 @@ def _long(url: str, eos: int, tokens: int) -> tuple[httpx.Response, float]:
 
 
 def test_retry_after_is_within_2x_of_the_measured_drain_time() -> None:
+    """Retry-After (the measured pace x the requests held) is within 2x of the time the held requests really take.
+    Wall clock on a shared machine swings: a second measurement is taken only when the first is outside 2x (a wrong
+    estimate is outside on both)."""
     from tokenzip.serve import build_app
     from tokenzip.testing import tiny_model
 
@@ -75,19 +78,24 @@ def test_retry_after_is_within_2x_of_the_measured_drain_time() -> None:
             with ThreadPoolExecutor(4) as pool:
                 assert all(r.status_code == 200 for r, _ in pool.map(lambda _: _long(url, tok.eos_token_id, tokens),
                                                                      range(4)))
-        app.state.engine.scheduler.call(time.sleep, 0.3)  # the next four are all held when the fifth arrives
-        with ThreadPoolExecutor(4) as pool:
-            running = [pool.submit(_long, url, tok.eos_token_id, tokens) for _ in range(4)]
-            while httpx.get(f"{url}/health").json()["queue"] < 4:
-                time.sleep(0.01)
-            refused = httpx.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1})
-            asked = time.monotonic()
-            finished = max(f.result()[1] for f in running)
-        assert refused.status_code == 429 and refused.json()["error"]["code"] == "queue_full"
-        retry_after = int(refused.headers["retry-after"])
-        drain = finished - asked
-        assert drain / 2 <= retry_after <= 2 * drain, (retry_after, drain)
-        assert drain >= 0.5  # the bound is not met by rounding alone (Retry-After is whole seconds, at least 1)
+        measured = []
+        for _ in range(2):
+            app.state.engine.scheduler.call(time.sleep, 0.3)  # the next four are all held when the fifth arrives
+            with ThreadPoolExecutor(4) as pool:
+                running = [pool.submit(_long, url, tok.eos_token_id, tokens) for _ in range(4)]
+                while httpx.get(f"{url}/health").json()["queue"] < 4:
+                    time.sleep(0.01)
+                refused = httpx.post(f"{url}/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1})
+                asked = time.monotonic()
+                finished = max(f.result()[1] for f in running)
+            assert refused.status_code == 429 and refused.json()["error"]["code"] == "queue_full"
+            retry_after, drain = int(refused.headers["retry-after"]), finished - asked
+            assert drain >= 0.5  # the bound is not met by rounding alone (Retry-After is whole seconds, at least 1)
+            measured.append((retry_after, drain))
+            if drain / 2 <= retry_after <= 2 * drain:
+                break
+        else:
+            raise AssertionError(f"Retry-After outside 2x of the drain twice: {measured}")
 
 
 def test_the_page_endpoint_is_admitted_and_counted() -> None:
