@@ -1,14 +1,17 @@
 """Long contexts: dense prefill against chunked prefill with compression between chunks (benchmarks/long-context.md).
 
-Each configuration (``none`` = a dense prefill, or a kv method spec such as
-``snapkv:budget=4096,chunk_size=1024``) runs at each context length in a process of its own, so one
-configuration's peak memory is not another's (and a dense prefill too large for the machine fails alone).
-Inside, the samples go through the bench's own kv path (:func:`tokenzip.bench.stages.kv.run`: prefill,
+Each configuration (``none`` = a dense prefill; ``chunked:chunk_size=1024`` = the plain chunked prefill, the
+same chunks through transformers' own cache with nothing compressed (:func:`tokenzip.kv.plain_chunked_prefill`);
+or a kv method spec such as ``snapkv:budget=4096,chunk_size=1024``) runs at each context length in a process
+of its own, so one configuration's peak memory is not another's (and a dense prefill too large for the machine
+fails alone). Inside, the samples go through the bench's own kv path (:func:`tokenzip.bench.stages.kv.run`: prefill,
 compression, answers, peak RSS per phase), and every row is appended to ``--out`` as soon as it is measured.
 A configuration whose rows are already there is skipped, so an interrupted run resumes.
 
     python benchmarks/long_context.py --context 8k --samples 4 --out results/long/rows.jsonl \\
         --configs none snapkv:budget=2048,chunk_size=1024 kvzip:budget=2048,chunk_size=1024
+    python benchmarks/long_context.py --context 8k --samples 4 --out results/long/rows.jsonl \\
+        --configs chunked:chunk_size=1024                                  # the same chunks, nothing compressed
     python benchmarks/long_context.py --table results/long/rows.jsonl     # the tables of long-context.md
 """
 
@@ -29,6 +32,7 @@ from statistics import median
 from tokenzip.bench.rows import read_rows
 
 TASKS = ("niah_single", "niah_multikey", "qa", "two_facts")
+PLAIN = "chunked"  # the plain chunked prefill's config name: chunked:chunk_size=N
 
 
 def tokens(text: str) -> int:
@@ -37,6 +41,34 @@ def tokens(text: str) -> int:
 
 def done_keys(out: Path) -> set[str]:
     return {f"{row['length']}|{row['config']}|{row['task']}|{row['sample']}" for row in read_rows(out)}
+
+
+def plain_chunk_size(config: str) -> int | None:
+    """N for the plain chunked prefill's config ``chunked:chunk_size=N``; None for any other config."""
+    name, _, params = config.partition(":")
+    if name != PLAIN:
+        return None
+    key, _, value = params.partition("=")
+    if key != "chunk_size" or not value.isdigit():
+        raise SystemExit(f"{config!r}: the plain chunked prefill is written chunked:chunk_size=N")
+    return int(value)
+
+
+def run_plain_chunked(worker, prompt, questions: list[str], max_new: int, chunk_size: int, cpu: dict) -> dict:
+    """The plain chunked prefill measured as the bench's kv stage measures a chunked method (peak RSS of the prefill
+    and of answering, cache bytes), then every question answered from the uncompressed cache."""
+    import tokenzip as tz
+    from tokenzip.bench.measure import PeakMemory, synchronize
+    from tokenzip.bench.stages import kv as kv_stage
+
+    with PeakMemory(worker.device) as prefill_peak:
+        start = time.process_time()
+        pre = tz.kv.plain_chunked_prefill(worker.model, worker.tokenizer, prompt.context, chunk_size)
+        cpu["prefill"] = time.process_time() - start
+        compressed = pre.compress(None)
+        synchronize(worker.device)
+    return kv_stage.answered(worker, f"{PLAIN}:chunk_size={chunk_size}", 0.0, pre, compressed, questions, max_new,
+                             prefill_peak)
 
 
 def run_config(args: argparse.Namespace, length: int, config: str) -> None:
@@ -80,7 +112,12 @@ def run_config(args: argparse.Namespace, length: int, config: str) -> None:
             sample = build_sample(get_task(task), count, length, index, seed=0)
             prompt = format_sample(sample, tok, "auto")
             started = time.perf_counter()
-            (m,) = kv_stage.run(worker, sample, prompt, [(config, 0.0)])
+            chunk_size = plain_chunk_size(config)
+            if chunk_size:
+                questions = [q + p for q, p in prompt.questions]
+                m = run_plain_chunked(worker, prompt, questions, worker.max_new_tokens(sample), chunk_size, cpu)
+            else:
+                (m,) = kv_stage.run(worker, sample, prompt, [(config, 0.0)])
             scores = [string_score(sample.metric, p, q.answers) for p, q in zip(m["predictions"], sample.questions)]
             row = {"length": length, "config": config, "task": task, "sample": index,
                    "prefill_cpu_seconds": cpu.get("prefill"), "load_average": os.getloadavg()[0],

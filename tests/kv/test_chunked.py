@@ -383,3 +383,37 @@ def test_a_context_that_fits_one_chunk_is_compressed_as_without_chunks(tiny, nam
         assert type(a) is type(b)
         for x, y in zip(layer_entries(a), layer_entries(b)):
             assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("family", DECODER_FAMILIES)
+def test_plain_chunked_prefill_holds_the_one_shot_cache_and_answers_the_same(tiny, family):
+    """tz.kv.plain_chunked_prefill (the long-context baseline: the same chunks through transformers' own cache,
+    nothing evicted): every entry equals the one-shot prefill's up to float rounding (different matmul shapes),
+    nothing is removed, and the answers from it are the one-shot prefill's at ratio 0."""
+    model, tok = tiny(family)
+    pre = tz.kv.plain_chunked_prefill(model, tok, TEXT, chunk_size=32)
+    one = tz.kv.prefill(model, tok, TEXT)
+    assert pre.n_tokens == one.n_tokens > 3 * 32 and pre.chunk_size == 32
+    assert pre.bytes == one.bytes
+    for layer, ref in zip(pre.cache.layers, one.cache.layers, strict=True):
+        assert layer.get_seq_length() == ref.get_seq_length()
+        for a, b in zip(layer_entries(layer), layer_entries(ref), strict=True):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    compressed = pre.compress(None)
+    assert compressed.achieved_ratio == 0.0 and compressed.bytes == one.bytes
+    questions = [QUESTION, "\nQuestion: Where does the cat jump?\nAnswer:"]
+    expected = [a.text for a in tz.kv.answer(model, tok, TEXT, questions, None, max_new_tokens=8)]
+    assert [tz.kv.answer_from(model, tok, compressed, q, max_new_tokens=8)[0] for q in questions] == expected
+
+
+def test_plain_chunked_prefill_refuses_bad_input_and_methods(tiny):
+    model, tok = tiny("llama")
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(TokenzipError, match="chunk_size"):
+            tz.kv.plain_chunked_prefill(model, tok, TEXT, chunk_size=bad)
+    with pytest.raises(TokenzipError, match="empty"):
+        tz.kv.plain_chunked_prefill(model, tok, "  ", chunk_size=32)
+    pre = tz.kv.plain_chunked_prefill(model, tok, TEXT, chunk_size=32)
+    with pytest.raises(TokenzipError, match="prefill again"):  # nothing was captured to compress it by
+        pre.compress(quiet("snapkv", ratio=0.5))

@@ -5,13 +5,14 @@
     tz.kv.answer(model, tok, context, questions, "kvzip")       # compress once, answer many
     tz.kv.answer(model, tok, long_context, questions, tz.get_method("kvzip", budget=4096), chunk_size=1024)
                                                                 # compress while prefilling, in bounded memory
+    tz.kv.plain_chunked_prefill(model, tok, long_context, chunk_size=1024)   # the same chunks, nothing compressed
 """
 
-from tokenzip.kv.answer import CompressedCache, KVAnswer, Prefill, answer, answer_from, prefill
+from tokenzip.kv.answer import CompressedCache, KVAnswer, Prefill, answer, answer_from, plain_chunked_prefill, prefill
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
 from tokenzip.kv.cache import PackedLayer, QuantizedLayer, cache_bytes
 
 __all__ = [
     "CompressedCache", "KVAnswer", "KVMethod", "LayerContext", "LayerResult", "PackedLayer", "Prefill",
-    "QuantizedLayer", "answer", "answer_from", "cache_bytes", "prefill",
+    "QuantizedLayer", "answer", "answer_from", "cache_bytes", "plain_chunked_prefill", "prefill",
 ]

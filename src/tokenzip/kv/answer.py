@@ -30,6 +30,7 @@ from tokenzip.kv.chunked import check_chunk_size, entered_entries
 from tokenzip.kv.runtime import KVRuntime, target_layers
 from tokenzip.models.attention import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
+from tokenzip.models.chunking import prefill_in_chunks
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.registry import get_method
 
@@ -282,6 +283,31 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
                    masks=runtime.masks.snapshot(), method=method, chunk_size=chunk_size,
                    compress_seconds=runtime.compress_seconds,
                    entered=entered_entries(runtime.entered, runtime.adapter) if chunk_size is not None else None)
+
+
+def plain_chunked_prefill(model: Any, tok: Any, context: str | torch.Tensor, chunk_size: int) -> Prefill:
+    """Prefill ``context`` ``chunk_size`` tokens at a time through transformers alone, nothing compressed.
+
+    The baseline of a chunked prefill (``benchmarks/long-context.md``): the same chunks as
+    ``prefill(..., chunk_size=...)``, fed in turn to transformers' own dynamic cache with nothing of tokenzip
+    attached (:func:`tokenzip.models.chunking.prefill_in_chunks`), so what chunking alone saves is measured
+    apart from what compression adds. The result answers questions like any prefill (``compress(None)``).
+    """
+    check_kv_model(model)
+    check_not_kv_attached(model, "tz.kv.plain_chunked_prefill")
+    check_chunk_size(chunk_size)
+    check_context(context)
+    ids = _encode(tok, context, True, next(model.parameters()).device)
+    if ids.shape[1] == 0:
+        raise TokenzipError("the context is empty: give the text the questions are about")
+    limit = DecoderAdapter(model).max_positions
+    if limit and ids.shape[1] > limit:
+        raise TokenzipError(f"the context has {ids.shape[1]} tokens but {type(model).__name__} allows {limit} "
+                            "positions; shorten it (or compress it first with tz.prompt.compress)")
+    start = time.perf_counter()
+    cache = prefill_in_chunks(model, ids, chunk_size)
+    seconds = time.perf_counter() - start
+    return Prefill(model, tok, cache, {}, ids, 0, False, seconds, cache_bytes(cache), chunk_size=chunk_size)
 
 
 @torch.no_grad()

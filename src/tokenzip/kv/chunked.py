@@ -45,7 +45,7 @@ from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import KVMethod
 from tokenzip.kv.context import LayerContext, LayerResult
 from tokenzip.models.calling import cache_kwargs, call_cache, new_cache
-from tokenzip.models.chunking import PrefillChunk
+from tokenzip.models.chunking import PrefillChunk, chunk_sizes
 from tokenzip.models.masks import CacheMasks
 
 SEQUENCE_INPUTS = ("input_ids", "inputs_embeds", "position_ids")  # sliced to each chunk along the last token axis
@@ -68,14 +68,6 @@ def check_chunk_size(chunk_size: Any) -> None:
     """A chunk size is a whole number of tokens, at least 1."""
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise TokenzipError(f"chunk_size is a number of tokens >= 1, got {chunk_size!r}")
-
-
-def chunk_sizes(n: int, chunk_size: int) -> list[int]:
-    """``n`` tokens in the fewest chunks of at most ``chunk_size``, as equal as possible (later ones larger),
-    so the last chunk is never a sliver with too few queries to score by."""
-    count = -(-n // chunk_size)
-    small, extra = divmod(n, count)
-    return [small + (1 if i >= count - extra else 0) for i in range(count)]
 
 
 def _as_kwargs(module: Any, args: tuple, kwargs: dict) -> dict:

@@ -62,7 +62,7 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
             pre = engine.prefill(prompt.context, [method] if method is not None else [])
             compressed = engine.compress(pre, method)
             synchronize(worker.device)
-        yield _answered(worker, spec, ratio, pre, compressed, questions, max_new, prefill_peak)
+        yield answered(worker, spec, ratio, pre, compressed, questions, max_new, prefill_peak)
         del pre, compressed
     shared = [m for m in methods if m not in own]
     if not shared:
@@ -74,11 +74,11 @@ def run(worker: Any, sample: Any, prompt: Any, pairs: list[tuple[str, float]]) -
         with PeakMemory(worker.device) as compress_peak:
             compressed = engine.compress(pre, method)
             synchronize(worker.device)
-        yield _answered(worker, spec, ratio, pre, compressed, questions, max_new, prefill_peak, compress_peak)
+        yield answered(worker, spec, ratio, pre, compressed, questions, max_new, prefill_peak, compress_peak)
         del compressed
 
 
-def _answered(worker: Any, spec: str, ratio: float, pre: Any, compressed: Any, questions: list[str], max_new: int,
+def answered(worker: Any, spec: str, ratio: float, pre: Any, compressed: Any, questions: list[str], max_new: int,
               prefill_peak: PeakMemory, compress_peak: PeakMemory | None = None) -> dict:
     """Answer every question from ``compressed`` and measure it: peaks of the prefill (with compression) and of
     answering, separately. A chunked prefill's seconds include its compression (``compress_seconds`` of them)."""
