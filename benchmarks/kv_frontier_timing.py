@@ -26,7 +26,7 @@ import torch
 
 import tokenzip as tz
 from tokenzip.bench.rows import read_rows
-from tokenzip.bench.tasks.registry import parse_spec
+from tokenzip.bench.stages import build_method
 
 
 def run_once(model, tok, context: str, question: str, method, new_tokens: int) -> tuple[float, float]:
@@ -80,8 +80,7 @@ def main() -> None:
         for row in rows:
             question = row["question"] + row.get("answer_prefix", "")
             for spec in args.methods:
-                name, params = parse_spec(spec)
-                method = tz.get_method(name, stage="kv", ratio=args.ratio, **params)
+                method = build_method("kv", spec, args.ratio)  # parameters read by their types, as the bench does
                 plain, timed = [], []
                 for _ in range(args.repeats):
                     plain.append(run_once(model, tok, row["context"], question, None, args.new_tokens))
