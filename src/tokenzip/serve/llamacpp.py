@@ -17,11 +17,9 @@ request's ``n`` choices run one after the other, each from the restored context,
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 import torch
@@ -33,7 +31,7 @@ from tokenzip.serve.cache import ContextCache, Entry
 from tokenzip.serve.engine import DEFAULT_MIN_CONTEXT_TOKENS, Job, LocalEngine, parse_spec
 from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.metrics import Metrics
-from tokenzip.serve.scheduler import Emit, Scheduler, Started, _Running
+from tokenzip.serve.scheduler import Emit, ModelThread, Scheduler, Started, _Running
 
 
 class LlamaCppServeEngine(LocalEngine):
@@ -138,7 +136,7 @@ def check_servable(spec: specs.PipelineSpec, param: str = "compression") -> None
         raise bad_request(str(exc), param=param, code="unsupported_compression") from None
 
 
-class Runner:
+class Runner(ModelThread):
     """The llama.cpp thread, with the scheduler's interface (``submit``, ``call``, ``shutdown``) and events: one
     request at a time, each choice started from the request's context and sampled token by token. A token is
     taken, and a choice or request ended, by the scheduler's own code (:meth:`Scheduler._take_token`,
@@ -151,20 +149,7 @@ class Runner:
                  on_cancel: Callable[[], None] | None = None) -> None:
         self.begin, self.engine, self.eos, self.on_cancel = begin, engine, eos, on_cancel
         self._running: list[_Running] = []
-        self._inbox: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="tokenzip-llamacpp", daemon=True)
-        self._thread.start()
-
-    def submit(self, job: Any, emit: Emit) -> None:
-        self._inbox.put(("job", job, emit))
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        self._inbox.put(("call", (fn, args, kwargs), future))
-        return future
-
-    def shutdown(self) -> None:
-        self._inbox.put(("stop", None, None))
+        self._start_thread("tokenzip-llamacpp")
 
     def _loop(self) -> None:
         while True:

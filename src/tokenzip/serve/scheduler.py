@@ -77,7 +77,36 @@ class _Running:
         return len(self.live()) if self.rows else len(self.choices)
 
 
-class Scheduler:
+class ModelThread:
+    """One thread owns the model; other threads hand it requests (``submit``) and other work (``call``) through one
+    queue of ``(kind, item, extra)`` messages that its ``_loop`` reads (the scheduler; llama.cpp's runner)."""
+
+    _inbox: queue.Queue
+
+    def _start_thread(self, name: str) -> None:
+        self._inbox = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    # --- any thread ----------------------------------------------------------------------------------
+    def submit(self, job: Any, emit: Emit) -> None:
+        """Queue ``job``; its events go to ``emit`` (on the model thread)."""
+        self._inbox.put(("job", job, emit))
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Run other model work (the page) on the model thread, between two requests' steps."""
+        future: Future = Future()
+        self._inbox.put(("call", (fn, args, kwargs), future))
+        return future
+
+    def shutdown(self) -> None:
+        self._inbox.put(("stop", None, None))
+
+
+class Scheduler(ModelThread):
     """Runs requests on one model thread, batching every step; ``start(job)`` (called on that thread) builds a
     request's context. ``max_batch`` bounds the rows decoded together (1: one request at a time)."""
 
@@ -87,28 +116,15 @@ class Scheduler:
         self.model, self.start, self.eos, self.max_batch = model, start, eos, max(1, max_batch)
         self.on_step = on_step  # (rows, new tokens) after every forward, for metrics
         self.on_cancel = on_cancel  # a request dropped because its client went away
-        self._inbox: queue.Queue = queue.Queue()
         self._waiting: list[tuple[Any, Emit]] = []
         self._running: list[_Running] = []
         self._decoder = DecodeBatch(model)  # the decoding rows, stacked between steps
         self._stop = False
-        self._thread = threading.Thread(target=self._loop, name="tokenzip-model", daemon=True)
-        self._thread.start()
-
-    # --- any thread ----------------------------------------------------------------------------------
-    def submit(self, job: Any, emit: Emit) -> None:
-        """Queue ``job``; its events go to ``emit`` (on the model thread)."""
-        self._inbox.put(("job", job, emit))
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-        """Run other model work (the page) on the model thread, between two steps."""
-        future: Future = Future()
-        self._inbox.put(("call", (fn, args, kwargs), future))
-        return future
+        self._start_thread("tokenzip-model")
 
     def shutdown(self) -> None:
         self._stop = True
-        self._inbox.put(("stop", None, None))
+        super().shutdown()
 
     # --- the model thread ----------------------------------------------------------------------------
     def _loop(self) -> None:
