@@ -157,12 +157,7 @@ class Runner(ModelThread):
             if kind == "stop":
                 return
             if kind == "call":
-                fn, args, kwargs = item
-                if extra.set_running_or_notify_cancel():
-                    try:
-                        extra.set_result(fn(*args, **kwargs))
-                    except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                        extra.set_exception(exc)
+                self._run_call(item, extra)
                 continue
             try:
                 self._run(item, extra)

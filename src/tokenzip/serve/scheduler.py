@@ -105,6 +105,17 @@ class ModelThread:
     def shutdown(self) -> None:
         self._inbox.put(("stop", None, None))
 
+    # --- the model thread ----------------------------------------------------------------------------
+    @staticmethod
+    def _run_call(item: tuple, future: Future) -> None:
+        """Run a ``call`` message's function and hand its result or exception to the caller's future."""
+        fn, args, kwargs = item
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
 
 class Scheduler(ModelThread):
     """Runs requests on one model thread, batching every step; ``start(job)`` (called on that thread) builds a
@@ -164,12 +175,7 @@ class Scheduler(ModelThread):
             if kind == "job":
                 self._waiting.append((item, extra))
             else:
-                fn, args, kwargs = item
-                if extra.set_running_or_notify_cancel():
-                    try:
-                        extra.set_result(fn(*args, **kwargs))
-                    except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                        extra.set_exception(exc)
+                self._run_call(item, extra)
 
     def _drop_cancelled(self) -> None:
         dropped = [w for w in self._waiting if w[0].cancel.is_set()]
