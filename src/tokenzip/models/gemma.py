@@ -42,17 +42,12 @@ def build_cache(directory: Path) -> None:
 
 def ensure_cache() -> Path:
     """The verified cache directory, built or rebuilt when needed."""
-    return gguf_cache.ensure(gemma_dir(), lambda d: build_cache(d), NAME)
+    return gguf_cache.ensure(gemma_dir(), build_cache, NAME)
 
 
 def load_gemma(dtype: torch.dtype = torch.float32, **kwargs: Any) -> tuple[Any, Any]:
     """Load Gemma 3 270M (``Gemma3ForCausalLM``) and its tokenizer from the verified cache."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    directory = ensure_cache()
-    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, **kwargs)
-    tok = AutoTokenizer.from_pretrained(str(directory))
-    return model, tok
+    return gguf_cache.load(ensure_cache(), dtype, **kwargs)
 
 
 def tokenizer_dir() -> Path:

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -135,3 +136,11 @@ def dequantize_into(directory: Path, name: str, obtain_gguf: Callable[[Path], Pa
             shutil.rmtree(directory)
         out.rename(directory)
     log.info("tokenzip: cached %s in %s (%.1f s)", name, directory, time.perf_counter() - start)
+
+
+def load(directory: Path, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
+    """The causal LM and its tokenizer from a verified cache ``directory`` (returned by :func:`ensure`)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, **kwargs)
+    return model, AutoTokenizer.from_pretrained(str(directory))

@@ -54,17 +54,12 @@ def build_cache(directory: Path) -> None:
 
 def ensure_cache() -> Path:
     """The verified cache directory, built or rebuilt when needed."""
-    return gguf_cache.ensure(smollm2_dir(), lambda d: build_cache(d), NAME)
+    return gguf_cache.ensure(smollm2_dir(), build_cache, NAME)
 
 
 def load_smollm2(dtype: torch.dtype = torch.float32, **kwargs: Any) -> tuple[Any, Any]:
     """Load SmolLM2-135M-Instruct (``LlamaForCausalLM``) and its tokenizer (with its chat template)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    directory = ensure_cache()
-    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, **kwargs)
-    tok = AutoTokenizer.from_pretrained(str(directory))
-    return model, tok
+    return gguf_cache.load(ensure_cache(), dtype, **kwargs)
 
 
 def tokenizer_dir() -> Path:
