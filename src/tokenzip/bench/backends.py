@@ -36,9 +36,12 @@ def execute(config: Any, jobs: list[Job], loaded: tuple[Any, Any] | None = None)
         yield from _ray(config, jobs)
     elif config.workers == 1:
         worker = Worker(config, loaded)
-        for job in jobs:
-            for row in worker.rows(job):  # written one by one: an interruption loses at most the current row
-                yield [row]
+        try:
+            for job in jobs:
+                for row in worker.rows(job):  # written one by one: an interruption loses at most the current row
+                    yield [row]
+        finally:
+            worker.close()
     else:
         config.threads = config.threads or default_threads(config.workers)
         context = multiprocessing.get_context("spawn")

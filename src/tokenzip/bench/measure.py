@@ -39,6 +39,20 @@ def _vm_hwm() -> int | None:
     return _vm_status("VmHWM")
 
 
+def set_apart_long_lived() -> None:
+    """Move every object alive now (imported modules, the loaded model and tokenizer) out of the collector's sight
+    (``gc.freeze``), so the full collection before each measured step scans only what the steps made: with
+    transformers imported one ``gc.collect()`` took 0.35 s on a 2-core CPU, two per row. Undone by
+    :func:`bring_back_long_lived` (a process that only runs rows need not)."""
+    gc.collect()
+    gc.freeze()
+
+
+def bring_back_long_lived() -> None:
+    """Undo :func:`set_apart_long_lived`: frozen objects are collected again once they become garbage."""
+    gc.unfreeze()
+
+
 def release_free_memory() -> None:
     """Collect garbage and hand the allocator's free pages back to the system (glibc ``malloc_trim``)."""
     gc.collect()

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from tokenzip.bench.kinds.base import get_kind
-from tokenzip.bench.measure import environment
+from tokenzip.bench.measure import bring_back_long_lived, environment, set_apart_long_lived
 from tokenzip.bench.prompting import Prompt, format_sample
 from tokenzip.bench.stages import adapter
 from tokenzip.bench.tasks.base import Sample, build_sample
@@ -57,6 +57,11 @@ class Worker:
         self.environment = environment(self.device)
         if config.warmup:
             self.warm_up()
+        set_apart_long_lived()  # the model, tokenizer and imports: not rescanned before every measured step
+
+    def close(self) -> None:
+        """Give the objects set apart at start back to the collector (for a worker that ran in the caller's process)."""
+        bring_back_long_lived()
 
     def max_new_tokens(self, sample: Sample) -> int:
         return self.config.max_new_tokens or sample.max_new_tokens
