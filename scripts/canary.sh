@@ -7,6 +7,8 @@
 #   TOKENZIP_CANARY_VENV  its environment (default .venv-canary); rebuilt when the lock, pyproject.toml, the
 #                         setup scripts or the newest releases change. The log is LOG=$TOKENZIP_CANARY_VENV/canary.log
 #   TOKENZIP_CANARY_TESTS other pytest arguments than the default test files, space-separated
+#   TOKENZIP_CANARY_BUILD_ONLY=1  build (or check) the environment and stop: .ci/run builds it while the suite runs
+#   TOKENZIP_TEST_WORKERS as for scripts/test.sh: parallel pytest processes (default 2; 0: in one process)
 #   TOKENZIP_TORCH_INDEX  as for scripts/setup.sh: an index for torch (e.g. a CPU-only one). Without it torch
 #                         comes from PyPI, whose Linux x86_64 wheel is the CUDA build: 0.5 GiB plus 2.3 GiB of
 #                         nvidia-*/triton wheels it requires (the wheel does not import without them), runs on CPU.
@@ -103,6 +105,12 @@ print("moved from the lock: " + ", ".join(moved) + ("; added: " + ", ".join(adde
 EOF
 where="$(sed -n 1p "$tmp/summary")"
 sed -n 2p "$tmp/summary" | tee -a "$log"
+if [ -n "${TOKENZIP_CANARY_BUILD_ONLY:-}" ]; then
+    echo "canary: $venv is ready ($(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s); the tests run later"
+    exit 0
+fi
+workers="${TOKENZIP_TEST_WORKERS:-$(( $(nproc) < 2 ? 0 : 2 ))}"
+[ "$workers" != 0 ] && tests=(-n "$workers" --dist loadgroup "${tests[@]}")
 echo "canary: pytest ${tests[*]} (log: $log)"
 "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfE --durations=10 --junitxml="$tmp/junit.xml" "${tests[@]}" >>"$log" 2>&1
 read -r failed passed skipped < <("$venv/bin/python" - "$tmp/junit.xml" <<'EOF' 2>/dev/null || echo "? 0 0"

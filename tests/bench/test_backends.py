@@ -26,6 +26,7 @@ def test_local_pool_gives_the_same_rows(tmp_path, reference):
     assert comparable(rows) == reference
 
 
+@pytest.mark.xdist_group("ray")  # one Ray instance at a time when the suite runs in parallel (pytest -n)
 def test_ray_gives_the_same_rows(tmp_path, reference):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)

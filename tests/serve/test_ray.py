@@ -32,6 +32,7 @@ def ray_server() -> Iterator[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray instance at a time when the suite runs in parallel (pytest -n)
 def test_two_replicas_answer_alike_with_their_own_caches(ray_server: str) -> None:
     import openai
 
