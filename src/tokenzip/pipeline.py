@@ -8,7 +8,7 @@ The text is compressed first (question-aware prompt methods get the questions), 
 the layers method pruning hidden states inside the model and the kv method's captures attached;
 the kv method compresses the cache after the prefill (query-agnostic: once for every question) or,
 with ``query_aware=True``, once per question with the question in the prefill. Layers and kv methods
-share one validity state per model (its :class:`tokenzip.models.attention.Attachment`), so their order of
+share one validity state per model (its :class:`tokenzip.models.attachment.Attachment`), so their order of
 declaration does not matter. Every result carries a :class:`PipelineReport`: what each stage took in,
 gave out, cost in seconds and left in memory, and the whole pipeline against the same model with no
 compression on the original context.

@@ -7,7 +7,7 @@ import tokenzip as tz
 from tokenzip.errors import TokenzipError
 from tokenzip.hooks import attach
 from tokenzip.kv.cache import layer_length
-from tokenzip.models.attention import attachment
+from tokenzip.models.attachment import attachment
 from tokenzip.models.decoders import DecoderAdapter
 
 TEXT = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 4

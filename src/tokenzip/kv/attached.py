@@ -1,5 +1,5 @@
 """Which kv method is attached to a model: one per model (two would each evict from the same cache and multiply
-their ratios), recorded in the model's :class:`~tokenzip.models.attention.Attachment`, and the checks
+their ratios), recorded in the model's :class:`~tokenzip.models.attachment.Attachment`, and the checks
 :func:`tokenzip.kv.prefill` and :func:`tokenzip.compress` share."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tokenzip.errors import TokenzipError
-from tokenzip.models.attention import attached, attachment
+from tokenzip.models.attachment import attached, attachment
 from tokenzip.models.families import supported_model_types
 from tokenzip.registry import Method
 

@@ -9,7 +9,7 @@ After the reduction layer K the later layers see fewer tokens. Three things must
 * **attention masks**: during the prefill the runtime builds each later layer's mask (causal in input
   order, padding, sliding windows measured on input positions); when decoding, the later layers hold
   fewer cache entries than the first ones, so the single mask transformers builds no longer fits
-  them: they are handed to the shared :class:`tokenzip.models.attention.CacheMasks` (the KV stage's
+  them: they are handed to the shared :class:`tokenzip.models.attachment.CacheMasks` (the KV stage's
   mechanism), which masks each layer from which of its stored entries are valid per batch row.
 * **batches**: rows may keep different numbers of tokens; kept tokens are right-aligned (padding
   first, like left padding), so the last slot of every row is its last prompt token, whose logits
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.models.attention import Attachment, attached
+from tokenzip.models.attachment import Attachment, attached
 from tokenzip.models.calling import call_cache
 from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.decoders import DecoderAdapter
@@ -79,7 +79,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
     """Attach ``runtime`` to a decoder (or LLaVA's language model), prefill and decoding.
 
     The masks of the layers after the reduction live in the validity state every stage attached to
-    the model shares (its :class:`~tokenzip.models.attention.Attachment`'s ``masks``), so a KV method attached too
+    the model shares (its :class:`~tokenzip.models.attachment.Attachment`'s ``masks``), so a KV method attached too
     compresses those layers from the entries they really hold, in either order of attachment.
     """
     with attached(stack.model) as record:
@@ -99,7 +99,7 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
 
 class DecoderHooks(StackHooks):
     """The layers runtime's hooks on a decoder (or LLaVA's language model), as methods sharing one forward pass's
-    state (``fwd``) and the model's :class:`~tokenzip.models.attention.Attachment` (``record``): the decoder's
+    state (``fwd``) and the model's :class:`~tokenzip.models.attachment.Attachment` (``record``): the decoder's
     pre-hook (a prefill starts), each layer's pre-hook (prune before it, gather positions) and forward hook (the
     runtime reduces after it), and each attention module's handler (masks and statistics)."""
 

@@ -6,7 +6,7 @@ the module that receives the padding mask. The family adapters build it (``encod
 BERT-style encoders, ``vision.py`` for ViT / DINOv2 / CLIP vision towers, ``decoder_layers.py`` (on
 ``decoders.py``'s adapter) for decoders and LLaVA); :func:`hooked` attaches the runtime with forward hooks on the
 layers and an attention handler routed through tokenzip's SDPA attention implementation
-(``tokenzip.models.attention``), so no transformers function is patched and the model keeps its
+(``tokenzip.models.attachment``), so no transformers function is patched and the model keeps its
 fused attention kernel: statistics that need attention weights are computed for just the rows they
 need ([CLS], last tokens) from the captured queries and keys.
 """
@@ -23,7 +23,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.models import decoder_layers, encoders, vision
-from tokenzip.models.attention import route_attention
+from tokenzip.models.attachment import route_attention
 from tokenzip.models.families import supported_model_types
 from tokenzip.models.stack import LayerStack, StackHooks
 
