@@ -190,12 +190,12 @@ class Pipeline:
             from tokenzip.models.inmodel import find_stack
 
             stack = find_stack(model)
-            layers.check_kind(stack.kind, stack.family)
-            if stack.kind not in ("decoder", "vlm"):
-                raise TokenzipError(f"a pipeline answers with a decoder; {stack.family} is an {stack.kind}")
+            layers.check_architecture(stack.architecture, stack.family)
+            if stack.architecture not in ("decoder", "vlm"):
+                raise TokenzipError(f"a pipeline answers with a decoder; {stack.family} is an {stack.architecture}")
             if getattr(self.methods.get("kv"), "chunk_size", None):  # each chunk is the layers method's input
                 layers.check_chunked()
-                if stack.kind == "vlm":
+                if stack.architecture == "vlm":
                     raise TokenzipError(f"layers.{layers.name} on {stack.family} prunes a whole prefill (its image "
                                         "tokens); give the kv method no chunk_size")
 

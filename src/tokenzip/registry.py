@@ -49,9 +49,9 @@ class Registry(Mapping[Hashable, T], Generic[T]):
     packages names. :meth:`add` checks each entry against ``base`` (a class, or the class of instances) and
     refuses a second entry under a taken key."""
 
-    def __init__(self, kind: str, base: type, packages: tuple[str, ...] = (), entry_points: str | None = None
+    def __init__(self, noun: str, base: type, packages: tuple[str, ...] = (), entry_points: str | None = None
                  ) -> None:
-        self.kind = kind
+        self.noun = noun  # what one entry is called, in messages ("task", "decoder family")
         self.base = base
         self.packages = packages
         self.entry_points = entry_points
@@ -62,10 +62,10 @@ class Registry(Mapping[Hashable, T], Generic[T]):
         """Register ``entry`` under ``key``; returns it (so a decorator can return the class)."""
         is_class = isinstance(entry, type)
         if not (issubclass(entry, self.base) if is_class else isinstance(entry, self.base)):
-            raise TypeError(f"a {self.kind} must be a {self.base.__name__}{' subclass' if is_class else ''}; "
+            raise TypeError(f"a {self.noun} must be a {self.base.__name__}{' subclass' if is_class else ''}; "
                             f"got {entry!r}")
         if key in self._entries and self._entries[key] is not entry:
-            raise TypeError(f"{self.kind} {key!r} is registered twice")
+            raise TypeError(f"{self.noun} {key!r} is registered twice")
         self._entries[key] = entry
         return entry
 
@@ -103,7 +103,7 @@ class Registry(Mapping[Hashable, T], Generic[T]):
     def get_or_raise(self, key: Hashable, hint: str = "") -> T:
         """The entry under ``key``, or a :class:`TokenzipError` listing the known ones (closest first)."""
         if key not in self:
-            raise unknown_name(self.kind, str(key), [str(k) for k in self], hint=hint)
+            raise unknown_name(self.noun, str(key), [str(k) for k in self], hint=hint)
         return self[key]
 
 

@@ -28,7 +28,7 @@ class DropOdd(LayersMethod):
     name = "drop_odd"
     paper = "test"
 
-    def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:
+    def default_layers(self, architecture: str, num_layers: int) -> tuple[int, ...]:
         return (1,)
 
     def reduce(self, step: Step) -> torch.Tensor:

@@ -50,19 +50,20 @@ class TokenState:
 
 
 class LayersRuntime:
-    """Applies ``method`` to one layer stack of ``num_layers`` layers of the given kind."""
+    """Applies ``method`` to one layer stack of ``num_layers`` layers of the given architecture."""
 
-    def __init__(self, method: LayersMethod, kind: str, family: str, num_layers: int) -> None:
+    def __init__(self, method: LayersMethod, architecture: str, family: str, num_layers: int) -> None:
         self.method = method
-        self.kind = kind
+        self.architecture = architecture
         self.family = family
         self.num_layers = num_layers
-        self.steps = ([-1] if method.reduces_input(kind) else []) + method.reduction_layers(kind, num_layers)
+        self.steps = (([-1] if method.reduces_input(architecture) else [])
+                      + method.reduction_layers(architecture, num_layers))
         self.step_of = {layer: k for k, layer in enumerate(self.steps)}
-        self.causal = kind in ("decoder", "vlm")
+        self.causal = architecture in ("decoder", "vlm")
         self.align = "right" if self.causal else "left"
         self.restore = method.restore or ("none" if self.causal else "nearest")
-        lead, trail = method.default_protect(kind)
+        lead, trail = method.default_protect(architecture)
         self.lead = lead if method.protect is None else method.protect
         self.trail = trail if method.protect_last is None else method.protect_last
         self.prop_attn = bool(getattr(method, "prop_attn", False))
@@ -326,8 +327,8 @@ def attach_layers(model: Any, method: LayersMethod) -> Iterator[LayersRuntime]:
     from tokenzip.models.inmodel import find_stack, hooked
 
     stack = find_stack(model)
-    method.check_kind(stack.kind, stack.family)
-    runtime = LayersRuntime(method, stack.kind, stack.family, len(stack.layers))
+    method.check_architecture(stack.architecture, stack.family)
+    runtime = LayersRuntime(method, stack.architecture, stack.family, len(stack.layers))
     with hooked(stack, runtime):
         yield runtime
 

@@ -61,4 +61,5 @@ def encoder_stack(model: Any) -> Any:
     if any(a is None for a in attention) or getattr(base.config, "is_decoder", False):
         return None
     family = getattr(base.config, "model_type", type(base).__name__)
-    return LayerStack(kind="encoder", family=family, model=model, root=base, layers=list(layers), attention=attention)
+    return LayerStack(architecture="encoder", family=family, model=model, root=base, layers=list(layers),
+                      attention=attention)

@@ -79,7 +79,7 @@ class EncoderHooks(StackHooks):
 @contextlib.contextmanager
 def hooked(stack: LayerStack, runtime: Any) -> Iterator[None]:
     """Attach ``runtime`` (``tokenzip.layers.runtime.LayersRuntime``) to a layer stack, inside the block."""
-    if stack.kind in ("decoder", "vlm"):
+    if stack.architecture in ("decoder", "vlm"):
         with decoder_layers.hooked_decoder(stack, runtime):
             yield
         return

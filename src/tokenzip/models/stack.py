@@ -17,7 +17,7 @@ from tokenzip.ops.geometry import key_l1_norm
 class LayerStack:
     """Where a model keeps its layers, for the layers stage."""
 
-    kind: str  # encoder | vision | decoder | vlm
+    architecture: str  # encoder | vision | decoder | vlm
     family: str  # bert, vit, dinov2, clip, llama, ...
     model: Any  # the PreTrainedModel whose attention implementation is routed
     root: Any  # the module whose forward receives ``attention_mask`` (2-D padding mask)

@@ -24,5 +24,5 @@ def vision_stack(model: Any) -> Any:
         layers, family = base.encoder.layer, "dinov2"
     else:
         return None
-    return LayerStack(kind="vision", family=family, model=model, root=base, layers=list(layers),
+    return LayerStack(architecture="vision", family=family, model=model, root=base, layers=list(layers),
                       attention=[layer.attention for layer in layers])

@@ -28,7 +28,7 @@ class ZeroTPrune(LayersMethod):
     name = "zero_tprune"
     paper = ("Wang et al., 2024, Zero-TPrune: Zero-Shot Token Pruning through Leveraging of the Attention Graph, "
              "arXiv 2305.17328")
-    kinds = ("encoder", "vision")
+    architectures = ("encoder", "vision")
     needs = frozenset({"attention", "keys"})
 
     bounds = {"importance_share": (0.0, 1.0), "iterations": (1, None)}

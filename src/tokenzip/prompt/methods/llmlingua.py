@@ -69,7 +69,7 @@ class LLMLingua(PromptMethod):
         from tokenzip.ops.spans import spans_reduce
 
         idx = job.pieces_between(int(seg_spans[:, 0].min()), int(seg_spans[:, 1].max()))
-        idx = idx[pieces.kind[idx] != SEP]
+        idx = idx[pieces.category[idx] != SEP]
         spans, piece_spans = torch.from_numpy(seg_spans), job.piece_spans(idx)
         values = spans_reduce(info, spans, piece_spans, "mean", empty=float("-inf"))
         costs = spans_reduce(torch.ones(len(info)), spans, piece_spans, "sum")
