@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tokenzip.registry import STAGES, methods
+from tokenzip.method import STAGES, methods
 from tokenzip.table import format_table
 
 

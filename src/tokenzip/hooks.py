@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tokenzip.errors import TokenzipError
-from tokenzip.registry import Method
+from tokenzip.method import Method
 
 HOOKED_STAGES = ("kv", "layers")
 

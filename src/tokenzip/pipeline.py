@@ -27,8 +27,8 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.hooks import attach
 from tokenzip.kv.answer import CompressedCache, Prefill, answer_from, check_context, check_max_new_tokens, prefill
+from tokenzip.method import Method
 from tokenzip.models.cache_layers import dense_cache_bytes, dense_cache_entries, held_entries
-from tokenzip.registry import Method
 from tokenzip.spec import PIPELINE_STAGES, PipelineSpec, from_methods, parse
 
 

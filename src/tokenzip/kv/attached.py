@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from tokenzip.errors import TokenzipError
+from tokenzip.method import Method
 from tokenzip.models.attachment import attached, attachment
 from tokenzip.models.families import supported_model_types
-from tokenzip.registry import Method
 
 ONE_KV_METHOD = (
     "Two kv methods would each evict from the same cache and multiply their ratios. Use one kv method per model: "

@@ -25,7 +25,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.layers.schedule import SCHEDULES
-from tokenzip.registry import Method, registered
+from tokenzip.method import Method, registered
 
 ARCHITECTURES = ("encoder", "vision", "decoder", "vlm")
 RESTORE = ("nearest", "exit", "none")

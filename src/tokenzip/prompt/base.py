@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from tokenzip.method import Method
 from tokenzip.prompt.segment import FIXED, SEP, WORD, Pieces, sentence_ids
-from tokenzip.registry import Method
 
 
 @dataclass

@@ -9,8 +9,8 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.method import register
 from tokenzip.ops.topk import keep_top_scores
-from tokenzip.registry import register
 
 
 @register

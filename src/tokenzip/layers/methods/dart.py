@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.method import register
 from tokenzip.ops.topk import duplication_aware_keep
-from tokenzip.registry import register
 
 
 @register

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.method import register
 from tokenzip.ops.topk import keep_top_scores
-from tokenzip.registry import register
 
 
 @register

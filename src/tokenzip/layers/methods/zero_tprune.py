@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.method import register
 from tokenzip.ops.attention import weighted_pagerank
 from tokenzip.ops.merging import soft_matching
 from tokenzip.ops.topk import keep_top_scores
-from tokenzip.registry import register
 
 
 @register

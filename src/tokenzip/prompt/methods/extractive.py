@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tokenzip.method import register
 from tokenzip.prompt.base import PromptJob, PromptMethod, documents, group_sentences, move_to_end
 from tokenzip.prompt.segment import FIXED, WORD
-from tokenzip.registry import register
 
 REORDERS = ("best-last", "none")
 PROTECTED_BONUS = 1e6  # above any relevance: sentences holding protected spans are kept first

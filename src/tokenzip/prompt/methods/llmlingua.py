@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenzip.method import register
 from tokenzip.ops.selection import top_fraction
 from tokenzip.prompt.base import PromptJob, PromptMethod, block_tokens, documents
 from tokenzip.prompt.segment import SEP
-from tokenzip.registry import register
 
 DROPPED = 1e6  # priority penalty of words in paragraphs the coarse stage drops
 
