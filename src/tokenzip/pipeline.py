@@ -190,13 +190,13 @@ class Pipeline:
             from tokenzip.models.inmodel import find_stack
 
             stack = find_stack(model)
-            layers.check_architecture(stack.architecture, stack.family)
+            layers.check_architecture(stack.architecture, stack.model_type)
             if stack.architecture not in ("decoder", "vlm"):
-                raise TokenzipError(f"a pipeline answers with a decoder; {stack.family} is an {stack.architecture}")
+                raise TokenzipError(f"a pipeline answers with a decoder; {stack.model_type} is an {stack.architecture}")
             if getattr(self.methods.get("kv"), "chunk_size", None):  # each chunk is the layers method's input
                 layers.check_chunked()
                 if stack.architecture == "vlm":
-                    raise TokenzipError(f"layers.{layers.name} on {stack.family} prunes a whole prefill (its image "
+                    raise TokenzipError(f"layers.{layers.name} on {stack.model_type} prunes a whole prefill (its image "
                                         "tokens); give the kv method no chunk_size")
 
     # --- the stages ----------------------------------------------------------------------------

@@ -172,10 +172,10 @@ class LayersMethod(Method):
             raise TokenzipError(f"layers.{self.name}: {what} counts tokens of a whole prefill; a chunked prefill "
                                 "(chunk_size) gives it one chunk at a time: give a ratio instead")
 
-    def check_architecture(self, architecture: str, family: str) -> None:
+    def check_architecture(self, architecture: str, model_type: str) -> None:
         if architecture not in self.architectures:
             raise TokenzipError(
-                f"layers.{self.name} does not support {family} models ({architecture}); it supports: "
+                f"layers.{self.name} does not support {model_type} models ({architecture}); it supports: "
                 f"{', '.join(self.architectures)}. Methods for {architecture} models: "
                 f"{', '.join(methods_for(architecture))}"
             )

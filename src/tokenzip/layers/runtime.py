@@ -52,10 +52,10 @@ class TokenState:
 class LayersRuntime:
     """Applies ``method`` to one layer stack of ``num_layers`` layers of the given architecture."""
 
-    def __init__(self, method: LayersMethod, architecture: str, family: str, num_layers: int) -> None:
+    def __init__(self, method: LayersMethod, architecture: str, model_type: str, num_layers: int) -> None:
         self.method = method
         self.architecture = architecture
-        self.family = family
+        self.model_type = model_type
         self.num_layers = num_layers
         self.steps = (([-1] if method.reduces_input(architecture) else [])
                       + method.reduction_layers(architecture, num_layers))
@@ -327,8 +327,8 @@ def attach_layers(model: Any, method: LayersMethod) -> Iterator[LayersRuntime]:
     from tokenzip.models.inmodel import find_stack, hooked
 
     stack = find_stack(model)
-    method.check_architecture(stack.architecture, stack.family)
-    runtime = LayersRuntime(method, stack.architecture, stack.family, len(stack.layers))
+    method.check_architecture(stack.architecture, stack.model_type)
+    runtime = LayersRuntime(method, stack.architecture, stack.model_type, len(stack.layers))
     with hooked(stack, runtime):
         yield runtime
 

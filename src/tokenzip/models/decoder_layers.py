@@ -50,14 +50,14 @@ def decoder_stack(model: Any) -> LayerStack | None:
     if isinstance(model, (LlavaForConditionalGeneration, LlavaModel)):
         llava = model.model if isinstance(model, LlavaForConditionalGeneration) else model
         adapter = DecoderAdapter(model)
-        return LayerStack(architecture="vlm", family="llava", model=model, root=adapter.decoder,
+        return LayerStack(architecture="vlm", model_type="llava", model=model, root=adapter.decoder,
                           layers=list(adapter.decoder.layers), attention=adapter.attention_modules,
                           extra={"adapter": adapter, "llava": llava})
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
     if family_of(getattr(text, "model_type", None)) is None or not hasattr(model, "generate"):
         return None
     adapter = DecoderAdapter(model)
-    return LayerStack(architecture="decoder", family=text.model_type, model=model, root=adapter.decoder,
+    return LayerStack(architecture="decoder", model_type=text.model_type, model=model, root=adapter.decoder,
                       layers=list(adapter.decoder.layers), attention=adapter.attention_modules,
                       extra={"adapter": adapter})
 

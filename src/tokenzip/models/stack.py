@@ -18,7 +18,7 @@ class LayerStack:
     """Where a model keeps its layers, for the layers stage."""
 
     architecture: str  # encoder | vision | decoder | vlm
-    family: str  # bert, vit, dinov2, clip, llama, ...
+    model_type: str  # bert, vit, dinov2, clip, llama, llava, ...
     model: Any  # the PreTrainedModel whose attention implementation is routed
     root: Any  # the module whose forward receives ``attention_mask`` (2-D padding mask)
     layers: list[Any]
