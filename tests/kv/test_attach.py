@@ -67,7 +67,8 @@ def test_one_kv_method_per_model_not_per_process(tiny):
     enc, qenc = tok(TEXT, return_tensors="pt"), qtok(TEXT, return_tensors="pt")
     n, qn = enc.input_ids.shape[1], qenc.input_ids.shape[1]
     with tz.compress(llama, tz.get_method("snapkv", ratio=0.5)), tz.compress(qwen, tz.get_method("knorm", ratio=0.25)):
-        assert attachment(llama).kv == "kv.snapkv (ratio 0.5)" and attachment(qwen).kv == "kv.knorm (ratio 0.25)"
+        assert attachment(llama).kv.method.label() == "kv.snapkv (ratio 0.5)"
+        assert attachment(qwen).kv.method.label() == "kv.knorm (ratio 0.25)"
         assert set(kept_lengths(qwen, qenc)) == {qn - int(qn * 0.25)}
         assert set(kept_lengths(llama, enc)) == {n - int(n * 0.5)}
     assert attachment(llama) is None and attachment(qwen) is None
@@ -83,7 +84,8 @@ def test_the_attachment_record_lives_on_the_model_for_the_outermost_block(tiny):
     with pytest.raises(RuntimeError, match="inside"):
         with tz.compress(model, tz.get_method("fastv", ratio=0.5), tz.get_method("knorm", ratio=0.5)):
             record = attachment(model)
-            assert record.kv == "kv.knorm (ratio 0.5)" and record.layers == "layers.fastv"
+            assert record.kv.method.label() == "kv.knorm (ratio 0.5)"
+            assert record.layers.method.label() == "layers.fastv (ratio 0.5)"
             assert model.config._attn_implementation == "tokenzip_sdpa"
             # the layers stage's handler then the kv stage's, on every attention module
             assert all(len(record.handlers[m]) == 2 for m in adapter.attention_modules)

@@ -348,5 +348,7 @@ class KVRuntime:
 def attach_kv(model: Any, method: KVMethod, tokenizer: Any = None) -> Iterator[KVRuntime]:
     """``with tz.compress(model, method)``: compress the cache after prefill, inside the block (one kv method per
     model: a second one, nested, is refused before any forward pass)."""
-    with kv_attachment(model, method), KVRuntime(model, method, tokenizer=tokenizer).attached() as runtime:
-        yield runtime
+    with kv_attachment(model, method) as record:
+        record.kv = runtime = KVRuntime(model, method, tokenizer=tokenizer)
+        with runtime.attached():
+            yield runtime

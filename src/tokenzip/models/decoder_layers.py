@@ -31,12 +31,13 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.models.attachment import Attachment, attached
+from tokenzip.models.attachment import Attachment, attached, method_label
 from tokenzip.models.calling import call_cache
 from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
-from tokenzip.models.stack import LayerStack, StackHooks, statistics
+from tokenzip.models.masks import CacheMasks
+from tokenzip.models.stack import LayerStack, StackHooks, StackRuntime, TokenSlots, statistics
 from tokenzip.ops.attention import cls_attention
 
 
@@ -75,7 +76,7 @@ class _Forward:
 
 
 @contextlib.contextmanager
-def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
+def hooked_decoder(stack: LayerStack, runtime: StackRuntime) -> Iterator[None]:
     """Attach ``runtime`` to a decoder (or LLaVA's language model), prefill and decoding.
 
     The masks of the layers after the reduction live in the validity state every stage attached to
@@ -85,11 +86,11 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
     with attached(stack.model) as record:
         if record.layers is not None:
             raise TokenzipError(
-                f"this decoder already has an in-model (layers) method attached ({record.layers}): use one layers "
-                "method per model (a layers method and a kv method compose: tz.compress(model, layers_method, "
-                "kv_method) or tz.pipeline)"
+                f"this decoder already has an in-model (layers) method attached, {method_label(record.layers)}: use "
+                "one layers method per model (a layers method and a kv method compose: tz.compress(model, "
+                "layers_method, kv_method) or tz.pipeline)"
             )
-        record.layers = f"layers.{runtime.method.name}"
+        record.layers = runtime
         try:
             with DecoderHooks(stack, runtime, record).attached():
                 yield
@@ -103,7 +104,7 @@ class DecoderHooks(StackHooks):
     pre-hook (a prefill starts), each layer's pre-hook (prune before it, gather positions) and forward hook (the
     runtime reduces after it), and each attention module's handler (masks and statistics)."""
 
-    def __init__(self, stack: LayerStack, runtime: Any, record: Attachment) -> None:
+    def __init__(self, stack: LayerStack, runtime: StackRuntime, record: Attachment) -> None:
         super().__init__(stack, runtime)
         self.record = record
         self.adapter: DecoderAdapter = stack.extra["adapter"]
@@ -214,7 +215,7 @@ class DecoderHooks(StackHooks):
         return mask
 
 
-def _check_chunked(runtime: Any, hidden: torch.Tensor, fwd: _Forward, llava: Any) -> None:
+def _check_chunked(runtime: StackRuntime, hidden: torch.Tensor, fwd: _Forward, llava: Any) -> None:
     """A layers method inside a chunked prefill takes one unpadded row of text (refused before the chunk runs)."""
     name = f"layers.{runtime.method.name}"
     if llava is not None:
@@ -239,7 +240,7 @@ def _right_fit(x: torch.Tensor | None, n: int, fill: torch.Tensor) -> torch.Tens
     return torch.cat([fill[..., : n - x.shape[-1]].expand(*x.shape[:-1], -1), x], dim=-1)
 
 
-def chunk_mask(masks: Any, i: int, query: torch.Tensor, key: torch.Tensor, st: Any, start: int,
+def chunk_mask(masks: CacheMasks, i: int, query: torch.Tensor, key: torch.Tensor, st: TokenSlots, start: int,
                window: int | None) -> torch.Tensor:
     """Layer ``i``'s mask in one chunk of a chunked prefill, once the layers stage pruned its tokens.
 
