@@ -201,7 +201,7 @@ class DecoderHooks(StackHooks):
         if not fwd.prefill:
             return masks.mask_for(i, query, key) if masks.managed(i) else mask
         sliding = self.window if self.adapter.is_sliding(i) else None
-        if fwd.chunk is not None and fwd.chunk.owns(i):
+        if fwd.chunk is not None and fwd.chunk.owns(i) and runtime.state is not None:  # owned once tokens left
             mask = chunk_mask(masks, i, query, key, runtime.state, fwd.chunk.start, sliding)
         elif fwd.chunk is not None and masks.managed(i):  # the kv method reduced what earlier chunks left:
             mask = masks.mask_for(i, query, key)  # the model's one mask per layer type no longer fits it
