@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.hooks import attach
+from tokenzip.hooks import attach_method
 from tokenzip.kv.answer import CompressedCache, Prefill, answer_from, check_context, check_max_new_tokens, prefill
 from tokenzip.method import Method
 from tokenzip.models.cache_layers import dense_cache_bytes, dense_cache_entries, held_entries
@@ -220,7 +220,7 @@ class Pipeline:
         those of the kv methods in ``capture`` (one prefill then serves pipelines that differ in their kv method)."""
         layers = self.methods.get("layers")
         kv = self.methods.get("kv")
-        with attach(model, layers) if layers is not None else contextlib.nullcontext() as runtime:
+        with attach_method(model, layers) if layers is not None else contextlib.nullcontext() as runtime:
             pre = prefill(model, tok, context, ([kv] if kv is not None else []) + list(capture))
         if layers is None:
             return pre, None

@@ -5,7 +5,7 @@ import torch
 
 import tokenzip as tz
 from tokenzip.errors import TokenzipError
-from tokenzip.hooks import attach
+from tokenzip.hooks import attach_method
 from tokenzip.kv.cache import layer_length
 from tokenzip.models.attachment import attachment
 from tokenzip.models.decoders import DecoderAdapter
@@ -107,7 +107,7 @@ def test_wrappers_are_the_way_to_combine(tiny):
     layers = out.past_key_values.layers
     assert {layer_length(layer) for layer in layers} == {n - int(n * 0.5)}
     assert all(type(layer).__name__ != "DynamicLayer" for layer in layers)  # stored quantized
-    with attach(model, tz.get_method("adakv", base="snapkv", ratio=0.5)) as runtime:
+    with attach_method(model, tz.get_method("adakv", base="snapkv", ratio=0.5)) as runtime:
         model.generate(**enc, max_new_tokens=1, do_sample=False)
     heads = model.config.num_key_value_heads
     for i in runtime.targets:
@@ -147,7 +147,7 @@ def test_prefill_refuses_a_module_that_is_not_a_transformers_model(tiny):
 
 
 def test_a_text_method_is_refused_by_compress_and_attach(tiny):
-    from tokenzip.hooks import attach
+    from tokenzip.hooks import attach_method
 
     model, _ = tiny("llama")
     prompt_method = tz.get_method("extractive", ratio=0.5)
@@ -155,5 +155,5 @@ def test_a_text_method_is_refused_by_compress_and_attach(tiny):
         with tz.compress(model, tz.get_method("snapkv", ratio=0.5), prompt_method):
             pass
     with pytest.raises(TokenzipError, match="prompt.extractive does not hook into a model"):
-        attach(model, prompt_method)
+        attach_method(model, prompt_method)
     assert not model._forward_pre_hooks and not model.model._forward_pre_hooks  # nothing was hooked

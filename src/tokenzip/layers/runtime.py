@@ -323,7 +323,7 @@ def nearest_staying(hidden: torch.Tensor, stays: torch.Tensor, pruned: torch.Ten
 def attach_layers(model: Any, method: LayersMethod) -> Iterator[LayersRuntime]:
     """Find ``model``'s layer stack, check the method supports it, and hook a :class:`LayersRuntime` in (the layers
     stage's counterpart of :func:`tokenzip.kv.runtime.attach_kv`; both are reached through
-    :func:`tokenzip.hooks.attach`)."""
+    :func:`tokenzip.hooks.attach_method`)."""
     from tokenzip.models.inmodel import find_stack, hooked
 
     stack = find_stack(model)
@@ -331,7 +331,3 @@ def attach_layers(model: Any, method: LayersMethod) -> Iterator[LayersRuntime]:
     runtime = LayersRuntime(method, stack.architecture, stack.model_type, len(stack.layers))
     with hooked(stack, runtime):
         yield runtime
-
-
-Runtime = LayersRuntime  # the earlier names, kept working
-attach = attach_layers
