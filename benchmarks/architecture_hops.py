@@ -11,7 +11,7 @@ import torch
 import transformers.integrations.sdpa_attention as sdpa_mod
 
 import tokenzip as tz
-import tokenzip.models.attention as att
+import tokenzip.models.attachment as att
 from tokenzip.testing import tiny_model
 
 torch.set_num_threads(1)

@@ -77,8 +77,8 @@ def run_config(args: argparse.Namespace, length: int, config: str) -> None:
 
     import tokenzip as tz
     from tokenzip.bench.measure import environment
-    from tokenzip.bench.metrics import string_score
     from tokenzip.bench.prompting import format_sample
+    from tokenzip.bench.scoring import string_score
     from tokenzip.bench.stages import kv as kv_stage
     from tokenzip.bench.tasks import build_sample, get_task
 

@@ -125,9 +125,9 @@ def _missing_models(code: str) -> list[str]:
 def test_page_runs_as_written(path, shared_models, tmp_path, monkeypatch, capsys):
     from tokenzip.bench.kinds.base import KINDS
     from tokenzip.bench.tasks import TASKS
+    from tokenzip.method import METHODS
     from tokenzip.models.catalog import MODELS
     from tokenzip.models.families import FAMILIES
-    from tokenzip.registry import METHODS
 
     runnable = [b for b in blocks(path) if b.info == "python"]
     missing = _missing_models("".join(b.code for b in runnable))

@@ -6,8 +6,8 @@ import pytest
 
 import tokenzip as tz
 from tokenzip.errors import TokenzipError
+from tokenzip.method import registered
 from tokenzip.params import declared
-from tokenzip.registry import registered
 
 
 @pytest.mark.parametrize("name,params,message", [

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 import tokenzip as tz
+import tokenzip.method as tz_method
 from tokenzip import registry
 from tokenzip.errors import TokenzipError
 
@@ -14,7 +15,7 @@ from tokenzip.errors import TokenzipError
 @pytest.fixture
 def toy_methods():
     @dataclass
-    class ToyKV(registry.Method):
+    class ToyKV(tz_method.Method):
         """A toy kv method."""
 
         name = "toy"
@@ -23,18 +24,18 @@ def toy_methods():
         window: int = 4
 
     @dataclass
-    class ToyPrompt(registry.Method):
+    class ToyPrompt(tz_method.Method):
         """A toy prompt method."""
 
         name = "toy"
         stage = "prompt"
         paper = "nobody, 2026"
 
-    registry.register(ToyKV)
-    registry.register(ToyPrompt)
+    tz_method.register(ToyKV)
+    tz_method.register(ToyPrompt)
     yield ToyKV, ToyPrompt
-    registry.METHODS.remove(("kv", "toy"))
-    registry.METHODS.remove(("prompt", "toy"))
+    tz_method.METHODS.remove(("kv", "toy"))
+    tz_method.METHODS.remove(("prompt", "toy"))
 
 
 def test_get_method_by_stage(toy_methods):
@@ -99,7 +100,7 @@ def test_auto_ratio_only_where_the_method_can_choose(toy_methods):
     try:
         m = tz.get_method("kv.toy", ratio="auto")
         assert m.ratio == "auto" and m.kept(50) == 50  # an auto method decides per context
-        assert "kv.toy" in registry.auto_methods()
+        assert "kv.toy" in tz_method.auto_methods()
     finally:
         toy_methods[0].auto_ratio = False
 
@@ -109,14 +110,14 @@ def test_every_file_of_a_methods_package_registers_a_method(package):
     """A new method is one file: the package imports all its modules, and each one registers something."""
     path = importlib.import_module(package).__path__
     files = {f"{package}.{m.name}" for m in pkgutil.iter_modules(path) if not m.name.startswith("_")}
-    registering = {cls.__module__ for cls in registry.registered()}
+    registering = {cls.__module__ for cls in tz_method.registered()}
     assert files and files <= registering, sorted(files - registering)
 
 
 PLUGIN = '''
 from dataclasses import dataclass
 
-from tokenzip.registry import Method, register
+from tokenzip.method import Method, register
 
 
 @register
@@ -134,7 +135,7 @@ def _entry_points_returning(*points):
     real = importlib.metadata.entry_points
 
     def entry_points(**selection):
-        if selection.get("group") == registry.ENTRY_POINT_GROUP:
+        if selection.get("group") == tz_method.ENTRY_POINT_GROUP:
             return importlib.metadata.EntryPoints(points)
         return real(**selection)
 
@@ -144,10 +145,10 @@ def _entry_points_returning(*points):
 def test_a_method_from_an_entry_point_is_found_by_name(tmp_path, monkeypatch):
     (tmp_path / "tz_plugin_toy.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
-    point = importlib.metadata.EntryPoint("plugin_toy", "tz_plugin_toy", registry.ENTRY_POINT_GROUP)
+    point = importlib.metadata.EntryPoint("plugin_toy", "tz_plugin_toy", tz_method.ENTRY_POINT_GROUP)
     monkeypatch.setattr(importlib.metadata, "entry_points", _entry_points_returning(point))
-    monkeypatch.setattr(registry.METHODS, "_entries", dict(registry.METHODS))  # restored after the test
-    monkeypatch.setattr(registry.METHODS, "_loaded", False)
+    monkeypatch.setattr(tz_method.METHODS, "_entries", dict(tz_method.METHODS))  # restored after the test
+    monkeypatch.setattr(tz_method.METHODS, "_loaded", False)
     try:
         method = tz.get_method("plugin_toy", ratio=0.5)
         assert type(method).__module__ == "tz_plugin_toy" and method.stage == "kv"
@@ -157,9 +158,9 @@ def test_a_method_from_an_entry_point_is_found_by_name(tmp_path, monkeypatch):
 
 
 def test_a_broken_entry_point_names_itself(monkeypatch):
-    point = importlib.metadata.EntryPoint("broken", "tz_no_such_module_here", registry.ENTRY_POINT_GROUP)
+    point = importlib.metadata.EntryPoint("broken", "tz_no_such_module_here", tz_method.ENTRY_POINT_GROUP)
     monkeypatch.setattr(importlib.metadata, "entry_points", _entry_points_returning(point))
-    monkeypatch.setattr(registry.METHODS, "_loaded", False)
+    monkeypatch.setattr(tz_method.METHODS, "_loaded", False)
     with pytest.raises(TokenzipError, match="tokenzip.methods entry point 'broken' = 'tz_no_such_module_here'"):
         tz.get_method("snapkv")
 
@@ -187,5 +188,5 @@ def test_families_models_and_methods_share_the_generic_registry():
     from tokenzip.models.catalog import MODELS
     from tokenzip.models.families import FAMILIES
 
-    assert all(isinstance(r, registry.Registry) for r in (registry.METHODS, FAMILIES, MODELS))
-    assert ("kv", "snapkv") in registry.METHODS and "llama" in FAMILIES and "gemma-3-270m" in MODELS
+    assert all(isinstance(r, registry.Registry) for r in (tz_method.METHODS, FAMILIES, MODELS))
+    assert ("kv", "snapkv") in tz_method.METHODS and "llama" in FAMILIES and "gemma-3-270m" in MODELS

@@ -100,8 +100,8 @@ def _object_parameters():
     """Every (stage, method, parameter) whose annotation is not a plain int/float/bool/str: objects, names, tuples."""
     import dataclasses
 
+    from tokenzip.method import method_class
     from tokenzip.params import _hints, _simple_types
-    from tokenzip.registry import method_class
 
     out = []
     for row in tz.methods():
@@ -142,8 +142,8 @@ def test_reorder_none_is_text_in_every_grammar(method: str) -> None:
     """Item 4: ``none`` was read as None in a spec (and refused) but as the text "none" by bench: a str parameter
     keeps its text everywhere; an optional one reads none as None."""
     from tokenzip.bench.stages import build_method
+    from tokenzip.method import method_class
     from tokenzip.params import from_text, parse_value
-    from tokenzip.registry import method_class
 
     parsed = spec.parse(f"prompt:{method}:reorder=none@0.5")
     assert parsed.build("prompt").reorder == "none"

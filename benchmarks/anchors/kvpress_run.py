@@ -103,7 +103,7 @@ def treat_gemma3_causal_lm_like_conditional_generation() -> None:
 
 
 def string_match(metric: str, prediction: str, answers: list[str]) -> float:
-    """RULER's string_match_all / string_match_part (the same scorer as tokenzip.bench.metrics)."""
+    """RULER's string_match_all / string_match_part (the same scorer as tokenzip.bench.scoring)."""
     hits = [a.lower() in prediction.lower() for a in answers]
     return sum(hits) / len(hits) if metric == "all" else float(any(hits))
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from tokenzip.errors import MissingDependencyError, TokenzipError
 from tokenzip.hooks import compress
+from tokenzip.method import get_method, methods
 from tokenzip.models import list_models, load_model
 from tokenzip.pipeline import Pipeline, pipeline
-from tokenzip.registry import get_method, methods
 
 __version__ = "0.1.0"
 

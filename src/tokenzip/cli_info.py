@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tokenzip.registry import STAGES, methods
+from tokenzip.method import STAGES, methods
 from tokenzip.table import format_table
 
 
@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
         from tokenzip.models import list_models
 
         rows = list_models()
-        columns = ["name", "kind", "params", "installed", "install", "purpose"]
+        columns = ["name", "architecture", "params", "installed", "install", "purpose"]
     else:
         rows = methods(args.stage)
         for r in rows:

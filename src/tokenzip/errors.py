@@ -16,11 +16,11 @@ class MissingDependencyError(ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
 
 
-def unknown_name(kind: str, name: str, known: Iterable[str], hint: str = "") -> TokenzipError:
+def unknown_name(what: str, name: str, known: Iterable[str], hint: str = "") -> TokenzipError:
     """An error for an unknown name that lists the known ones and the closest matches."""
     known = sorted(set(known))
     close = difflib.get_close_matches(name, known, n=3)
-    msg = f"unknown {kind} {name!r}."
+    msg = f"unknown {what} {name!r}."
     if close:
         msg += f" Did you mean {', '.join(repr(c) for c in close)}?"
     msg += f" Available: {', '.join(known)}."

@@ -1,6 +1,6 @@
 """`compress(model, *methods)`: hook kv and layers methods into a model, unhook on exit.
 
-:func:`attach` is the one table saying how a stage's method hooks into a model; ``tz.compress``, the
+:func:`attach_method` is the one table saying how a stage's method hooks into a model; ``tz.compress``, the
 pipeline and the server all go through it (the methods themselves know nothing of hooks)."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from tokenzip.errors import TokenzipError
-from tokenzip.registry import Method
+from tokenzip.method import Method
 
 HOOKED_STAGES = ("kv", "layers")
 
 
-def attach(model: Any, method: Method, tokenizer: Any = None) -> contextlib.AbstractContextManager[Any]:
+def attach_method(model: Any, method: Method, tokenizer: Any = None) -> contextlib.AbstractContextManager[Any]:
     """Hook one kv or layers method into ``model`` for a ``with`` block; the block gets the stage's runtime
     (:class:`tokenzip.kv.runtime.KVRuntime`, :class:`tokenzip.layers.runtime.LayersRuntime`). ``tokenizer`` is for kv
     methods that tokenize an instruction (KVzip's repeat prompt)."""
@@ -80,5 +80,5 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None, tokeni
                 method.check_chunked()
     with contextlib.ExitStack() as stack:
         for method in methods:
-            stack.enter_context(attach(model, method, tokenizer))
+            stack.enter_context(attach_method(model, method, tokenizer))
         yield model

@@ -64,18 +64,18 @@ def _simple_types(hint: Any) -> tuple[tuple[type, ...], bool] | None:
     return None
 
 
-def _is(value: Any, kind: type) -> bool:
+def _is(value: Any, cls: type) -> bool:
     if isinstance(value, bool):
-        return kind is bool
-    if kind is int:
+        return cls is bool
+    if cls is int:
         return isinstance(value, numbers.Integral)
-    if kind is float:
+    if cls is float:
         return isinstance(value, numbers.Real) and math.isfinite(value)
-    return isinstance(value, kind)
+    return isinstance(value, cls)
 
 
-def _expected(kinds: tuple[type, ...], optional: bool, bound: tuple | None, choice: tuple | None) -> str:
-    text = " or ".join(_NAMES[k] for k in kinds)
+def _expected(classes: tuple[type, ...], optional: bool, bound: tuple | None, choice: tuple | None) -> str:
+    text = " or ".join(_NAMES[k] for k in classes)
     if choice is not None:
         text += ", one of " + ", ".join(map(repr, choice))
     elif bound is not None:
@@ -105,32 +105,32 @@ def parse_value(text: str, hint: Any = None) -> Any:
     low = text.lower()
     simple = _simple_types(hint)
     if simple is not None:
-        kinds, optional = simple
+        classes, optional = simple
         if low in ("none", "null") and optional:
             return None
-        for kind in sorted(kinds, key=(bool, int, float, str).index):
-            value = _read(text, kind)
+        for cls in sorted(classes, key=(bool, int, float, str).index):
+            value = _read(text, cls)
             if value is not None:
                 return value
     if low in ("true", "false"):
         return low == "true"
     if low in ("none", "null"):
         return None
-    for kind in (int, float):
-        value = _read(text, kind)
+    for cls in (int, float):
+        value = _read(text, cls)
         if value is not None:
             return value
     return text
 
 
-def _read(text: str, kind: type) -> Any:
-    """``text`` as a ``kind`` value, or None when it is not one."""
-    if kind is bool:
+def _read(text: str, cls: type) -> Any:
+    """``text`` as a ``cls`` value, or None when it is not one."""
+    if cls is bool:
         return {"true": True, "false": False}.get(text.lower())
-    if kind is str:
+    if cls is str:
         return text
     try:
-        return kind(text)
+        return cls(text)
     except ValueError:
         return None
 
@@ -166,7 +166,7 @@ def check_params(method: Any, skip: tuple[str, ...] = ("ratio", "budget")) -> No
         simple = _simple_types(hints.get(field.name))
         if simple is None:
             continue
-        kinds, optional = simple
+        classes, optional = simple
         value = getattr(method, field.name)
         if value is None and optional:
             continue
@@ -174,8 +174,8 @@ def check_params(method: Any, skip: tuple[str, ...] = ("ratio", "budget")) -> No
         if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
             raise TokenzipError(f"{method.stage}.{method.name}: parameter {field.name} must fit a 64-bit integer "
                                 f"(what tensors are indexed with), got {value!r}")
-        if not any(_is(value, k) for k in kinds) or not _in_range(value, bound, choice):
+        if not any(_is(value, k) for k in classes) or not _in_range(value, bound, choice):
             raise TokenzipError(
                 f"{method.stage}.{method.name}: parameter {field.name} must be "
-                f"{_expected(kinds, optional, bound, choice)}, got {value!r} ({type(value).__name__})"
+                f"{_expected(classes, optional, bound, choice)}, got {value!r} ({type(value).__name__})"
             )

@@ -8,7 +8,7 @@ The text is compressed first (question-aware prompt methods get the questions), 
 the layers method pruning hidden states inside the model and the kv method's captures attached;
 the kv method compresses the cache after the prefill (query-agnostic: once for every question) or,
 with ``query_aware=True``, once per question with the question in the prefill. Layers and kv methods
-share one validity state per model (its :class:`tokenzip.models.attention.Attachment`), so their order of
+share one validity state per model (its :class:`tokenzip.models.attachment.Attachment`), so their order of
 declaration does not matter. Every result carries a :class:`PipelineReport`: what each stage took in,
 gave out, cost in seconds and left in memory, and the whole pipeline against the same model with no
 compression on the original context.
@@ -25,10 +25,10 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.hooks import attach
+from tokenzip.hooks import attach_method
 from tokenzip.kv.answer import CompressedCache, Prefill, answer_from, check_context, check_max_new_tokens, prefill
+from tokenzip.method import Method
 from tokenzip.models.cache_layers import dense_cache_bytes, dense_cache_entries, held_entries
-from tokenzip.registry import Method
 from tokenzip.spec import PIPELINE_STAGES, PipelineSpec, from_methods, parse
 
 
@@ -190,13 +190,13 @@ class Pipeline:
             from tokenzip.models.inmodel import find_stack
 
             stack = find_stack(model)
-            layers.check_kind(stack.kind, stack.family)
-            if stack.kind not in ("decoder", "vlm"):
-                raise TokenzipError(f"a pipeline answers with a decoder; {stack.family} is an {stack.kind}")
+            layers.check_architecture(stack.architecture, stack.model_type)
+            if stack.architecture not in ("decoder", "vlm"):
+                raise TokenzipError(f"a pipeline answers with a decoder; {stack.model_type} is an {stack.architecture}")
             if getattr(self.methods.get("kv"), "chunk_size", None):  # each chunk is the layers method's input
                 layers.check_chunked()
-                if stack.kind == "vlm":
-                    raise TokenzipError(f"layers.{layers.name} on {stack.family} prunes a whole prefill (its image "
+                if stack.architecture == "vlm":
+                    raise TokenzipError(f"layers.{layers.name} on {stack.model_type} prunes a whole prefill (its image "
                                         "tokens); give the kv method no chunk_size")
 
     # --- the stages ----------------------------------------------------------------------------
@@ -220,7 +220,7 @@ class Pipeline:
         those of the kv methods in ``capture`` (one prefill then serves pipelines that differ in their kv method)."""
         layers = self.methods.get("layers")
         kv = self.methods.get("kv")
-        with attach(model, layers) if layers is not None else contextlib.nullcontext() as runtime:
+        with attach_method(model, layers) if layers is not None else contextlib.nullcontext() as runtime:
             pre = prefill(model, tok, context, ([kv] if kv is not None else []) + list(capture))
         if layers is None:
             return pre, None

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenzip.errors import TokenzipError, unknown_name
+from tokenzip.method import AUTO, Method, check_budget, check_ratio, get_method, method_class
 from tokenzip.params import from_text
-from tokenzip.registry import AUTO, Method, check_budget, check_ratio, get_method, method_class
 
 PIPELINE_STAGES = ("prompt", "layers", "kv")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -46,7 +46,7 @@ def test_each_answer_is_placed_exactly_once(spec, tiny_count):
                 assert sample.context.count(answer) == 1, (spec, answer)
 
 
-def test_haystack_kinds(tiny_count):
+def test_haystacks(tiny_count):
     noise = build_sample(get_task("niah_single"), tiny_count, 700, 0, 0).context
     assert noise.count("The grass is green.") > 5
     prose = build_sample(get_task("niah_single:haystack=prose"), tiny_count, 700, 0, 0).context

@@ -5,9 +5,9 @@ import torch
 
 import tokenzip as tz
 from tokenzip.errors import TokenzipError
-from tokenzip.hooks import attach
+from tokenzip.hooks import attach_method
 from tokenzip.kv.cache import layer_length
-from tokenzip.models.attention import attachment
+from tokenzip.models.attachment import attachment
 from tokenzip.models.decoders import DecoderAdapter
 
 TEXT = "The special magic number is 482913. The cat jumps over the lazy dog near the river. " * 4
@@ -67,7 +67,8 @@ def test_one_kv_method_per_model_not_per_process(tiny):
     enc, qenc = tok(TEXT, return_tensors="pt"), qtok(TEXT, return_tensors="pt")
     n, qn = enc.input_ids.shape[1], qenc.input_ids.shape[1]
     with tz.compress(llama, tz.get_method("snapkv", ratio=0.5)), tz.compress(qwen, tz.get_method("knorm", ratio=0.25)):
-        assert attachment(llama).kv == "kv.snapkv (ratio 0.5)" and attachment(qwen).kv == "kv.knorm (ratio 0.25)"
+        assert attachment(llama).kv.method.label() == "kv.snapkv (ratio 0.5)"
+        assert attachment(qwen).kv.method.label() == "kv.knorm (ratio 0.25)"
         assert set(kept_lengths(qwen, qenc)) == {qn - int(qn * 0.25)}
         assert set(kept_lengths(llama, enc)) == {n - int(n * 0.5)}
     assert attachment(llama) is None and attachment(qwen) is None
@@ -83,7 +84,8 @@ def test_the_attachment_record_lives_on_the_model_for_the_outermost_block(tiny):
     with pytest.raises(RuntimeError, match="inside"):
         with tz.compress(model, tz.get_method("fastv", ratio=0.5), tz.get_method("knorm", ratio=0.5)):
             record = attachment(model)
-            assert record.kv == "kv.knorm (ratio 0.5)" and record.layers == "layers.fastv"
+            assert record.kv.method.label() == "kv.knorm (ratio 0.5)"
+            assert record.layers.method.label() == "layers.fastv (ratio 0.5)"
             assert model.config._attn_implementation == "tokenzip_sdpa"
             # the layers stage's handler then the kv stage's, on every attention module
             assert all(len(record.handlers[m]) == 2 for m in adapter.attention_modules)
@@ -105,7 +107,7 @@ def test_wrappers_are_the_way_to_combine(tiny):
     layers = out.past_key_values.layers
     assert {layer_length(layer) for layer in layers} == {n - int(n * 0.5)}
     assert all(type(layer).__name__ != "DynamicLayer" for layer in layers)  # stored quantized
-    with attach(model, tz.get_method("adakv", base="snapkv", ratio=0.5)) as runtime:
+    with attach_method(model, tz.get_method("adakv", base="snapkv", ratio=0.5)) as runtime:
         model.generate(**enc, max_new_tokens=1, do_sample=False)
     heads = model.config.num_key_value_heads
     for i in runtime.targets:
@@ -145,7 +147,7 @@ def test_prefill_refuses_a_module_that_is_not_a_transformers_model(tiny):
 
 
 def test_a_text_method_is_refused_by_compress_and_attach(tiny):
-    from tokenzip.hooks import attach
+    from tokenzip.hooks import attach_method
 
     model, _ = tiny("llama")
     prompt_method = tz.get_method("extractive", ratio=0.5)
@@ -153,5 +155,5 @@ def test_a_text_method_is_refused_by_compress_and_attach(tiny):
         with tz.compress(model, tz.get_method("snapkv", ratio=0.5), prompt_method):
             pass
     with pytest.raises(TokenzipError, match="prompt.extractive does not hook into a model"):
-        attach(model, prompt_method)
+        attach_method(model, prompt_method)
     assert not model._forward_pre_hooks and not model.model._forward_pre_hooks  # nothing was hooked

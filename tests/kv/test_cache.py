@@ -5,7 +5,7 @@ import torch
 
 import tokenzip as tz
 from tokenzip.errors import TokenzipError
-from tokenzip.hooks import attach
+from tokenzip.hooks import attach_method
 from tokenzip.kv.cache import QuantizedLayer, layer_entries, layer_length
 from tokenzip.kv.runtime import target_layers
 from tokenzip.models.decoders import DecoderAdapter
@@ -115,7 +115,7 @@ def test_decoding_keeps_cache_under_budget(tiny):
     method = tz.get_method("decoding", budget=60, interval=8, base="knorm")
     enc = tok(TEXT, return_tensors="pt")
     sizes = []
-    with attach(model, method) as runtime:
+    with attach_method(model, method) as runtime:
         hook = model.model.register_forward_hook(
             lambda m, a, o: sizes.append(max(layer_length(layer) for layer in runtime.cache.layers))
             if runtime.cache is not None else None

@@ -11,7 +11,7 @@ from tokenzip.errors import TokenzipError
 from tokenzip.kv.cache import layer_entries, layer_length
 from tokenzip.kv.chunked import chunk_sizes
 from tokenzip.kv.runtime import KVRuntime, target_layers
-from tokenzip.models.attention import route_attention
+from tokenzip.models.attachment import route_attention
 from tokenzip.models.calling import cache_kwargs, new_cache
 from tokenzip.testing import DECODER_FAMILIES
 

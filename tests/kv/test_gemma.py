@@ -5,7 +5,7 @@ import torch
 
 import tokenzip as tz
 from tokenzip.demo import needle_prompt
-from tokenzip.hooks import attach
+from tokenzip.hooks import attach_method
 from tokenzip.kv.cache import layer_length
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def test_needle_uncompressed_and_snapkv(gemma, needle):
     _, enc = needle
     assert "739104" in _answer(model, tok, enc)
     method = tz.get_method("snapkv", ratio=0.5)
-    with attach(model, method) as runtime:
+    with attach_method(model, method) as runtime:
         answer = _answer(model, tok, enc)
         full_layers = [i for i in range(18) if not runtime.adapter.is_sliding(i)]
         kept = [layer_length(runtime.cache.layers[i]) for i in full_layers]

@@ -7,7 +7,7 @@ import torch
 
 import tokenzip as tz
 from tokenzip.errors import TokenzipError
-from tokenzip.hooks import attach
+from tokenzip.hooks import attach_method
 from tokenzip.kv.cache import layer_length
 from tokenzip.kv.runtime import target_layers
 from tokenzip.models.decoders import DecoderAdapter
@@ -77,7 +77,7 @@ def test_half_ratio_keeps_documented_entries(tiny, family):
 def test_generate_inside_compress(tiny, name):
     model, tok = tiny("llama")
     enc = tok(TEXT + QUESTION, return_tensors="pt")
-    with attach(model, tz.get_method(name, stage="kv", ratio=0.5)) as runtime:
+    with attach_method(model, tz.get_method(name, stage="kv", ratio=0.5)) as runtime:
         out = model.generate(**enc, max_new_tokens=5, do_sample=False, min_new_tokens=5)
         cache = runtime.cache
     assert out.shape[1] == enc.input_ids.shape[1] + 5
@@ -135,7 +135,7 @@ def test_left_padded_batch_matches_rows(tiny, family):
     texts = [TEXT + QUESTION, TEXT[: len(TEXT) // 2] + QUESTION]
     method = tz.get_method("knorm", ratio=0.5)
     batch = tok(texts, return_tensors="pt", padding=True)
-    with attach(model, method) as runtime:
+    with attach_method(model, method) as runtime:
         out = model.generate(**batch, max_new_tokens=4, do_sample=False)
         masks = runtime.masks.valid
     real = batch.attention_mask.sum(-1)
@@ -163,7 +163,7 @@ def test_llava_language_model_cache(tiny):
     reference = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     assert torch.equal(_generate(model, inputs, tz.get_method("snapkv", ratio=0.0), n=4), reference)
     method = tz.get_method("snapkv", ratio=0.5)
-    with attach(model, method) as runtime:
+    with attach_method(model, method) as runtime:
         out = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
         lengths = {layer_length(layer) for layer in runtime.cache.layers}
     n = inputs.input_ids.shape[1]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import tokenzip as tz
-from tokenzip.hooks import attach
+from tokenzip.hooks import attach_method
 from tokenzip.kv.cache import CompressedLayer, PackedLayer, QuantizedLayer, cache_bytes, layer_length, padded_storage
 from tokenzip.kv.runtime import target_layers
 from tokenzip.models.decoders import DecoderAdapter
@@ -28,7 +28,7 @@ def _method(name, tok=None, **kw):
 
 def _generate(model, enc, method, n=6):
     """Greedy tokens, per-step logits and the cache left after generating with ``method`` attached."""
-    with attach(model, method) as runtime:
+    with attach_method(model, method) as runtime:
         out = model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False, output_logits=True,
                              return_dict_in_generate=True)
         return out.sequences, torch.stack(out.logits), runtime.cache

@@ -28,7 +28,7 @@ class DropOdd(LayersMethod):
     name = "drop_odd"
     paper = "test"
 
-    def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:
+    def default_layers(self, architecture: str, num_layers: int) -> tuple[int, ...]:
         return (1,)
 
     def reduce(self, step: Step) -> torch.Tensor:
@@ -43,11 +43,11 @@ def ids_of(n, seed=0):
 def prefill(model, ids, layers, kv=None):
     """A prefill with ``layers`` attached (and ``kv``'s runtime, chunked when it has a chunk_size): the decoder's
     output, the cache and the shared validity state."""
-    from tokenzip.hooks import attach
+    from tokenzip.hooks import attach_method
 
     runtime = KVRuntime(model, kv)
     decoder, cache = runtime.adapter.decoder, new_cache(model)
-    with attach(model, layers):
+    with attach_method(model, layers):
         if kv is None:
             out = decoder(input_ids=ids, use_cache=True, **cache_kwargs(decoder, cache))
             return out.last_hidden_state, cache

@@ -77,7 +77,7 @@ def test_cached_decoding_matches_a_full_recomputation(family):
 def test_fastv_keeps_the_tokens_the_last_token_attends_to_most():
     model, tok = tiny_model("llama")
     inputs = tok([PROMPTS[0]], return_tensors="pt")
-    from tokenzip.layers.runtime import attach
+    from tokenzip.layers.runtime import attach_layers
     from tokenzip.ops.attention import last_tokens_attention
 
     captured = {}
@@ -90,7 +90,7 @@ def test_fastv_keeps_the_tokens_the_last_token_attends_to_most():
     hook = attention.register_forward_hook(grab, with_kwargs=True)
     method = tz.get_method("fastv", ratio=0.5, layers=(1,))
     try:
-        with torch.no_grad(), attach(model, method) as runtime:
+        with torch.no_grad(), attach_layers(model, method) as runtime:
             model(**inputs, use_cache=False)
     finally:
         hook.remove()

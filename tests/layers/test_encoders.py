@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tokenzip as tz
-from tokenzip.layers.runtime import attach
+from tokenzip.layers.runtime import attach_layers
 
 ENCODER_METHODS = ["tome", "pitome", "cls_attention", "zero_tprune", "dart", "layers.random"]
 TEXTS = [
@@ -54,7 +54,7 @@ def test_batch_rows_get_the_same_result_as_batch_one(tiny_bert, batch, name):
 def test_merged_sizes_sum_to_the_input_length(tiny_bert, batch, name, ratio):
     model, _ = tiny_bert
     method = tz.get_method(name, ratio=ratio, layers=(0, 1, 2, 3), restore=False)
-    with torch.no_grad(), attach(model, method) as runtime:
+    with torch.no_grad(), attach_layers(model, method) as runtime:
         model(**batch)
     state = runtime.state
     real = batch["attention_mask"].sum(-1)
@@ -68,7 +68,7 @@ def test_merged_sizes_sum_to_the_input_length(tiny_bert, batch, name, ratio):
 def test_restore_gives_back_the_input_length_and_merged_tokens_share_a_vector(tiny_bert, batch):
     model, _ = tiny_bert
     method = tz.get_method("tome", ratio=0.5)
-    with torch.no_grad(), attach(model, method) as runtime:
+    with torch.no_grad(), attach_layers(model, method) as runtime:
         out = model(**batch).last_hidden_state
     assert out.shape[:2] == batch["input_ids"].shape
     source = runtime.state.source[0]
@@ -87,7 +87,7 @@ def test_restore_exit_pruned_tokens_keep_the_state_they_had_when_they_left(tiny_
     outputs = {}
     hook = model.encoder.layer[1].register_forward_hook(lambda m, a, o: outputs.setdefault("l1", o.clone()))
     try:
-        with torch.no_grad(), attach(model, method) as runtime:
+        with torch.no_grad(), attach_layers(model, method) as runtime:
             out = model(**batch).last_hidden_state
     finally:
         hook.remove()
@@ -129,7 +129,7 @@ def test_restore_nearest_pruned_tokens_copy_the_most_similar_staying_token(tiny_
     outputs = {}
     hook = model.encoder.layer[1].register_forward_hook(lambda m, a, o: outputs.setdefault("l1", o.clone()))
     try:
-        with torch.no_grad(), attach(model, method) as runtime:
+        with torch.no_grad(), attach_layers(model, method) as runtime:
             out = model(**batch).last_hidden_state
     finally:
         hook.remove()

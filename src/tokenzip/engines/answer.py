@@ -12,7 +12,7 @@ from tokenzip.engines.base import Compressed, Engine
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.answer import KVAnswer, check_context, check_max_new_tokens, one_chunk_size
 from tokenzip.kv.base import KVMethod
-from tokenzip.registry import get_method
+from tokenzip.method import get_method
 
 
 @dataclass

@@ -15,7 +15,7 @@ from tokenzip.errors import TokenzipError
 from tokenzip.kv.answer import CompressedCache, answer_tokens, prefill
 from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import restore, snapshot
-from tokenzip.models.attention import CacheMasks
+from tokenzip.models.attachment import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
 
 FORMAT = "tokenzip-torch/1"

@@ -28,11 +28,11 @@ from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import cache_bytes, copy_cache, layer_at, layer_length, restore, snapshot
 from tokenzip.kv.chunked import check_chunk_size, entered_entries
 from tokenzip.kv.runtime import KVRuntime, target_layers
-from tokenzip.models.attention import CacheMasks
+from tokenzip.method import get_method
+from tokenzip.models.attachment import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
 from tokenzip.models.chunking import prefill_in_chunks
 from tokenzip.models.decoders import DecoderAdapter
-from tokenzip.registry import get_method
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Which kv method is attached to a model: one per model (two would each evict from the same cache and multiply
-their ratios), recorded in the model's :class:`~tokenzip.models.attention.Attachment`, and the checks
+"""Which kv runtime is attached to a model: one per model (two would each evict from the same cache and multiply
+their ratios), recorded in the model's :class:`~tokenzip.models.attachment.Attachment`, and the checks
 :func:`tokenzip.kv.prefill` and :func:`tokenzip.compress` share."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from tokenzip.errors import TokenzipError
-from tokenzip.models.attention import attached, attachment
+from tokenzip.method import Method
+from tokenzip.models.attachment import Attachment, attached, attachment, method_label
 from tokenzip.models.families import supported_model_types
-from tokenzip.registry import Method
 
 ONE_KV_METHOD = (
     "Two kv methods would each evict from the same cache and multiply their ratios. Use one kv method per model: "
@@ -22,17 +22,17 @@ ONE_KV_METHOD = (
 
 
 @contextlib.contextmanager
-def kv_attachment(model: Any, method: Method) -> Iterator[None]:
-    """Record ``method`` as the kv method attached to ``model`` inside the block (removed on exit, also on
-    error); refuse a model that is not a transformers model, or one that already has a kv method."""
+def kv_attachment(model: Any, method: Method) -> Iterator[Attachment]:
+    """``model``'s attachment for a block that attaches a kv runtime running ``method`` (the caller records it in
+    ``record.kv``; it is removed on exit, also on error); refuse a model that is not a transformers model, or one
+    that already has a kv runtime."""
     check_kv_model(model)
     with attached(model) as record:
         if record.kv is not None:
-            raise TokenzipError(f"{method.label()} cannot be attached: {record.kv} is already attached to this "
-                                f"model by an enclosing `with tz.compress(...)` block. {ONE_KV_METHOD}")
-        record.kv = method.label()
+            raise TokenzipError(f"{method.label()} cannot be attached: {method_label(record.kv)} is already attached "
+                                f"to this model by an enclosing `with tz.compress(...)` block. {ONE_KV_METHOD}")
         try:
-            yield
+            yield record
         finally:
             record.kv = None
 
@@ -42,7 +42,7 @@ def check_not_kv_attached(model: Any, what: str) -> None:
     hooked: both would route the same attention calls."""
     record = attachment(model)
     if record is not None and record.kv is not None:
-        raise TokenzipError(f"{what} runs its own kv hooks, but {record.kv} is attached to this model "
+        raise TokenzipError(f"{what} runs its own kv hooks, but {method_label(record.kv)} is attached to this model "
                             "by an enclosing `with tz.compress(...)` block; call it outside the block (pass the "
                             "method to it instead)")
 

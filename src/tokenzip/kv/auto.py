@@ -17,8 +17,8 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
+from tokenzip.method import AUTO
 from tokenzip.ops.topk import gather_tokens, keep_within_loss
-from tokenzip.registry import AUTO
 
 
 @dataclass

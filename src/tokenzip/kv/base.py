@@ -17,8 +17,8 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.context import DecodeContext, LayerContext, LayerResult, ReplayContext
+from tokenzip.method import Method
 from tokenzip.ops.topk import gather_tokens, keep_shared, keep_topk
-from tokenzip.registry import Method
 
 ALL_QUERIES = 1 << 30  # query_window() of methods that need every prefill query (Compactor's non-causal attention)
 PER_HEAD, SHARED = "per_head", "shared"  # KVMethod.positions: a selection per layer and head, or one for all
@@ -84,7 +84,7 @@ class KVMethod(Method):
         prefill chunks."""
         size = chunk_size if chunk_size is not None else self.chunk_size
         if size is not None and not self.supports_chunks():
-            from tokenzip.registry import methods
+            from tokenzip.method import methods
 
             names = [row["name"] for row in methods(stage="kv") if _chunkable(row["name"])]
             raise TokenzipError(f"kv.{self.name} cannot compress while prefilling in chunks (chunk_size={size}); "
@@ -270,7 +270,7 @@ def shared_refusal(method: KVMethod) -> str | None:
 
 def shared_methods() -> list[str]:
     """Names of the kv methods that accept ``positions="shared"``."""
-    from tokenzip.registry import get_method, methods
+    from tokenzip.method import get_method, methods
 
     names = []
     for row in methods(stage="kv"):
@@ -286,7 +286,7 @@ def shared_methods() -> list[str]:
 
 
 def _chunkable(name: str) -> bool:
-    from tokenzip.registry import get_method
+    from tokenzip.method import get_method
 
     try:
         return get_method(name, stage="kv").supports_chunks()
@@ -298,7 +298,7 @@ def build_base(base: Any, ratio: float, budget: int | None, compress_sliding: bo
     """The wrapped method: a name (built with the wrapper's ratio or budget, whichever was set) or a method object."""
     if isinstance(base, KVMethod):
         return base
-    from tokenzip.registry import get_method
+    from tokenzip.method import get_method
 
     size: dict[str, Any] = {"budget": budget} if budget is not None else {"ratio": ratio}
     return get_method(str(base), stage="kv", compress_sliding=compress_sliding, **size)

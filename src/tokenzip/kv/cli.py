@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     context = read_text(args.context, "context file")
     method = None
     if args.method != "none":
+        from tokenzip.method import method_class
         from tokenzip.params import from_text
-        from tokenzip.registry import method_class
 
         texts = parse_params(args.param)
         for name in ("ratio", "budget"):

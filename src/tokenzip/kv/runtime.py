@@ -1,6 +1,6 @@
 """The KV runtime: what runs while a KV method is attached to a model.
 
-It routes attention through tokenzip's SDPA function (``tokenzip.models.attention``) to capture
+It routes attention through tokenzip's SDPA function (``tokenzip.models.attachment``) to capture
 the last prefill queries each method needs, detects the prefill (the forward that starts from an
 empty cache), compresses each layer's cache right after that layer's attention (or after the whole
 prefill for methods that need the whole model), and from then on builds each compressed layer's
@@ -9,7 +9,7 @@ alone unless the method says ``compress_sliding=True``. Everything is removed on
 
 What the forward pass being watched does is one value, :attr:`KVRuntime.phase` (:mod:`tokenzip.kv.phases`:
 prefill, decode, replay); a chunked prefill is a :class:`~tokenzip.kv.chunked.ChunkedPrefill` that owns its
-state. The model's :class:`~tokenzip.models.attention.Attachment` holds this runtime's attention handler and the
+state. The model's :class:`~tokenzip.models.attachment.Attachment` holds this runtime's attention handler and the
 validity state it shares with a layers method.
 """
 
@@ -29,7 +29,7 @@ from tokenzip.kv.cache import layer_at, layer_entries, layer_length, restore, sn
 from tokenzip.kv.chunked import ChunkedPrefill, check_chunk_size
 from tokenzip.kv.context import AttentionCallback, DecodeContext, LayerContext, LayerResult, ReplayContext
 from tokenzip.kv.phases import Decode, Phase, Prefill, Replay
-from tokenzip.models.attention import Attachment, CacheMasks, attached
+from tokenzip.models.attachment import Attachment, CacheMasks, attached
 from tokenzip.models.calling import cache_kwargs, call_cache, output_cache
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.ops.attention import received_attention
@@ -348,5 +348,7 @@ class KVRuntime:
 def attach_kv(model: Any, method: KVMethod, tokenizer: Any = None) -> Iterator[KVRuntime]:
     """``with tz.compress(model, method)``: compress the cache after prefill, inside the block (one kv method per
     model: a second one, nested, is refused before any forward pass)."""
-    with kv_attachment(model, method), KVRuntime(model, method, tokenizer=tokenizer).attached() as runtime:
-        yield runtime
+    with kv_attachment(model, method) as record:
+        record.kv = runtime = KVRuntime(model, method, tokenizer=tokenizer)
+        with runtime.attached():
+            yield runtime

@@ -17,6 +17,7 @@ in ``method.last_report`` after each forward.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,9 +25,9 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.layers.schedule import SCHEDULES
-from tokenzip.registry import Method, registered
+from tokenzip.method import Method, registered
 
-KINDS = ("encoder", "vision", "decoder", "vlm")
+ARCHITECTURES = ("encoder", "vision", "decoder", "vlm")
 RESTORE = ("nearest", "exit", "none")
 CAPTURES = ("keys", "key_l1", "cls_attention", "last_attention", "attention")
 
@@ -100,7 +101,7 @@ class LayersMethod(Method):
     """
 
     stage: ClassVar[str] = "layers"
-    kinds: ClassVar[tuple[str, ...]] = KINDS
+    architectures: ClassVar[tuple[str, ...]] = ARCHITECTURES
     needs: ClassVar[frozenset[str]] = frozenset()
     merges: ClassVar[bool] = False
     bounds = {"protect": (0, None), "protect_last": (0, None)}
@@ -113,6 +114,13 @@ class LayersMethod(Method):
     protect_last: int | None = None
     restore: str | bool | None = None
     last_report: LayersReport | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kinds" in cls.__dict__:  # the name before ``architectures``; a method written for it keeps working
+            warnings.warn(f"{cls.__name__}.kinds is deprecated: name the architectures a layers method supports "
+                          "in `architectures`", DeprecationWarning, stacklevel=2)
+            cls.architectures = tuple(cls.__dict__["kinds"])
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -139,17 +147,17 @@ class LayersMethod(Method):
         """Destination per token (B, M): itself to stay, another slot to merge into, -1 to leave."""
         raise NotImplementedError
 
-    def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:
+    def default_layers(self, architecture: str, num_layers: int) -> tuple[int, ...]:
         """Where tokens leave when ``layers`` is not given: after every layer but the last."""
         return tuple(range(num_layers - 1))
 
-    def reduces_input(self, kind: str) -> bool:
+    def reduces_input(self, architecture: str) -> bool:
         """True when the method removes tokens before the first layer (a VLM's image tokens, before the LM)."""
         return False
 
-    def default_protect(self, kind: str) -> tuple[int, int]:
+    def default_protect(self, architecture: str) -> tuple[int, int]:
         """(leading, trailing) tokens never removed when ``protect``/``protect_last`` are not given."""
-        return (1, 0) if kind in ("encoder", "vision") else (4, 32)
+        return (1, 0) if architecture in ("encoder", "vision") else (4, 32)
 
     # --- shared machinery ----------------------------------------------------------------------
     def is_noop(self) -> bool:
@@ -164,16 +172,17 @@ class LayersMethod(Method):
             raise TokenzipError(f"layers.{self.name}: {what} counts tokens of a whole prefill; a chunked prefill "
                                 "(chunk_size) gives it one chunk at a time: give a ratio instead")
 
-    def check_kind(self, kind: str, family: str) -> None:
-        if kind not in self.kinds:
+    def check_architecture(self, architecture: str, model_type: str) -> None:
+        if architecture not in self.architectures:
             raise TokenzipError(
-                f"layers.{self.name} does not support {family} models ({kind}); it supports: "
-                f"{', '.join(self.kinds)}. Methods for {kind} models: {', '.join(methods_for(kind))}"
+                f"layers.{self.name} does not support {model_type} models ({architecture}); it supports: "
+                f"{', '.join(self.architectures)}. Methods for {architecture} models: "
+                f"{', '.join(methods_for(architecture))}"
             )
 
-    def reduction_layers(self, kind: str, num_layers: int) -> list[int]:
+    def reduction_layers(self, architecture: str, num_layers: int) -> list[int]:
         """The resolved, sorted layer indices (negative ones count from the end)."""
-        chosen = self.layers if self.layers is not None else self.default_layers(kind, num_layers)
+        chosen = self.layers if self.layers is not None else self.default_layers(architecture, num_layers)
         resolved = sorted({i + num_layers if i < 0 else i for i in chosen})
         bad = [i for i in resolved if not 0 <= i < num_layers]
         if bad:
@@ -186,9 +195,9 @@ class LayersMethod(Method):
         return resolved
 
 
-def methods_for(kind: str) -> list[str]:
-    """Names of the layers methods that support a model kind (e.g. ``"decoder"``)."""
-    return sorted(cls.name for cls in registered("layers") if kind in getattr(cls, "kinds", ()))
+def methods_for(architecture: str) -> list[str]:
+    """Names of the layers methods that support an architecture (e.g. ``"decoder"``)."""
+    return sorted(cls.name for cls in registered("layers") if architecture in getattr(cls, "architectures", ()))
 
 
 def _int_tuple(name: str, value: Any, minimum: int) -> tuple[int, ...]:

@@ -50,19 +50,20 @@ class TokenState:
 
 
 class LayersRuntime:
-    """Applies ``method`` to one layer stack of ``num_layers`` layers of the given kind."""
+    """Applies ``method`` to one layer stack of ``num_layers`` layers of the given architecture."""
 
-    def __init__(self, method: LayersMethod, kind: str, family: str, num_layers: int) -> None:
+    def __init__(self, method: LayersMethod, architecture: str, model_type: str, num_layers: int) -> None:
         self.method = method
-        self.kind = kind
-        self.family = family
+        self.architecture = architecture
+        self.model_type = model_type
         self.num_layers = num_layers
-        self.steps = ([-1] if method.reduces_input(kind) else []) + method.reduction_layers(kind, num_layers)
+        self.steps = (([-1] if method.reduces_input(architecture) else [])
+                      + method.reduction_layers(architecture, num_layers))
         self.step_of = {layer: k for k, layer in enumerate(self.steps)}
-        self.causal = kind in ("decoder", "vlm")
+        self.causal = architecture in ("decoder", "vlm")
         self.align = "right" if self.causal else "left"
         self.restore = method.restore or ("none" if self.causal else "nearest")
-        lead, trail = method.default_protect(kind)
+        lead, trail = method.default_protect(architecture)
         self.lead = lead if method.protect is None else method.protect
         self.trail = trail if method.protect_last is None else method.protect_last
         self.prop_attn = bool(getattr(method, "prop_attn", False))
@@ -322,15 +323,11 @@ def nearest_staying(hidden: torch.Tensor, stays: torch.Tensor, pruned: torch.Ten
 def attach_layers(model: Any, method: LayersMethod) -> Iterator[LayersRuntime]:
     """Find ``model``'s layer stack, check the method supports it, and hook a :class:`LayersRuntime` in (the layers
     stage's counterpart of :func:`tokenzip.kv.runtime.attach_kv`; both are reached through
-    :func:`tokenzip.hooks.attach`)."""
+    :func:`tokenzip.hooks.attach_method`)."""
     from tokenzip.models.inmodel import find_stack, hooked
 
     stack = find_stack(model)
-    method.check_kind(stack.kind, stack.family)
-    runtime = LayersRuntime(method, stack.kind, stack.family, len(stack.layers))
+    method.check_architecture(stack.architecture, stack.model_type)
+    runtime = LayersRuntime(method, stack.architecture, stack.model_type, len(stack.layers))
     with hooked(stack, runtime):
         yield runtime
-
-
-Runtime = LayersRuntime  # the earlier names, kept working
-attach = attach_layers

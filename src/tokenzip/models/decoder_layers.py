@@ -9,7 +9,7 @@ After the reduction layer K the later layers see fewer tokens. Three things must
 * **attention masks**: during the prefill the runtime builds each later layer's mask (causal in input
   order, padding, sliding windows measured on input positions); when decoding, the later layers hold
   fewer cache entries than the first ones, so the single mask transformers builds no longer fits
-  them: they are handed to the shared :class:`tokenzip.models.attention.CacheMasks` (the KV stage's
+  them: they are handed to the shared :class:`tokenzip.models.attachment.CacheMasks` (the KV stage's
   mechanism), which masks each layer from which of its stored entries are valid per batch row.
 * **batches**: rows may keep different numbers of tokens; kept tokens are right-aligned (padding
   first, like left padding), so the last slot of every row is its last prompt token, whose logits
@@ -31,12 +31,13 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.models.attention import Attachment, attached
+from tokenzip.models.attachment import Attachment, attached, method_label
 from tokenzip.models.calling import call_cache
 from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
-from tokenzip.models.stack import LayerStack, StackHooks, statistics
+from tokenzip.models.masks import CacheMasks
+from tokenzip.models.stack import LayerStack, StackHooks, StackRuntime, TokenSlots, statistics
 from tokenzip.ops.attention import cls_attention
 
 
@@ -50,14 +51,14 @@ def decoder_stack(model: Any) -> LayerStack | None:
     if isinstance(model, (LlavaForConditionalGeneration, LlavaModel)):
         llava = model.model if isinstance(model, LlavaForConditionalGeneration) else model
         adapter = DecoderAdapter(model)
-        return LayerStack(kind="vlm", family="llava", model=model, root=adapter.decoder,
+        return LayerStack(architecture="vlm", model_type="llava", model=model, root=adapter.decoder,
                           layers=list(adapter.decoder.layers), attention=adapter.attention_modules,
                           extra={"adapter": adapter, "llava": llava})
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
     if family_of(getattr(text, "model_type", None)) is None or not hasattr(model, "generate"):
         return None
     adapter = DecoderAdapter(model)
-    return LayerStack(kind="decoder", family=text.model_type, model=model, root=adapter.decoder,
+    return LayerStack(architecture="decoder", model_type=text.model_type, model=model, root=adapter.decoder,
                       layers=list(adapter.decoder.layers), attention=adapter.attention_modules,
                       extra={"adapter": adapter})
 
@@ -75,21 +76,21 @@ class _Forward:
 
 
 @contextlib.contextmanager
-def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
+def hooked_decoder(stack: LayerStack, runtime: StackRuntime) -> Iterator[None]:
     """Attach ``runtime`` to a decoder (or LLaVA's language model), prefill and decoding.
 
     The masks of the layers after the reduction live in the validity state every stage attached to
-    the model shares (its :class:`~tokenzip.models.attention.Attachment`'s ``masks``), so a KV method attached too
+    the model shares (its :class:`~tokenzip.models.attachment.Attachment`'s ``masks``), so a KV method attached too
     compresses those layers from the entries they really hold, in either order of attachment.
     """
     with attached(stack.model) as record:
         if record.layers is not None:
             raise TokenzipError(
-                f"this decoder already has an in-model (layers) method attached ({record.layers}): use one layers "
-                "method per model (a layers method and a kv method compose: tz.compress(model, layers_method, "
-                "kv_method) or tz.pipeline)"
+                f"this decoder already has an in-model (layers) method attached, {method_label(record.layers)}: use "
+                "one layers method per model (a layers method and a kv method compose: tz.compress(model, "
+                "layers_method, kv_method) or tz.pipeline)"
             )
-        record.layers = f"layers.{runtime.method.name}"
+        record.layers = runtime
         try:
             with DecoderHooks(stack, runtime, record).attached():
                 yield
@@ -99,11 +100,11 @@ def hooked_decoder(stack: LayerStack, runtime: Any) -> Iterator[None]:
 
 class DecoderHooks(StackHooks):
     """The layers runtime's hooks on a decoder (or LLaVA's language model), as methods sharing one forward pass's
-    state (``fwd``) and the model's :class:`~tokenzip.models.attention.Attachment` (``record``): the decoder's
+    state (``fwd``) and the model's :class:`~tokenzip.models.attachment.Attachment` (``record``): the decoder's
     pre-hook (a prefill starts), each layer's pre-hook (prune before it, gather positions) and forward hook (the
     runtime reduces after it), and each attention module's handler (masks and statistics)."""
 
-    def __init__(self, stack: LayerStack, runtime: Any, record: Attachment) -> None:
+    def __init__(self, stack: LayerStack, runtime: StackRuntime, record: Attachment) -> None:
         super().__init__(stack, runtime)
         self.record = record
         self.adapter: DecoderAdapter = stack.extra["adapter"]
@@ -200,7 +201,7 @@ class DecoderHooks(StackHooks):
         if not fwd.prefill:
             return masks.mask_for(i, query, key) if masks.managed(i) else mask
         sliding = self.window if self.adapter.is_sliding(i) else None
-        if fwd.chunk is not None and fwd.chunk.owns(i):
+        if fwd.chunk is not None and fwd.chunk.owns(i) and runtime.state is not None:  # owned once tokens left
             mask = chunk_mask(masks, i, query, key, runtime.state, fwd.chunk.start, sliding)
         elif fwd.chunk is not None and masks.managed(i):  # the kv method reduced what earlier chunks left:
             mask = masks.mask_for(i, query, key)  # the model's one mask per layer type no longer fits it
@@ -214,7 +215,7 @@ class DecoderHooks(StackHooks):
         return mask
 
 
-def _check_chunked(runtime: Any, hidden: torch.Tensor, fwd: _Forward, llava: Any) -> None:
+def _check_chunked(runtime: StackRuntime, hidden: torch.Tensor, fwd: _Forward, llava: Any) -> None:
     """A layers method inside a chunked prefill takes one unpadded row of text (refused before the chunk runs)."""
     name = f"layers.{runtime.method.name}"
     if llava is not None:
@@ -239,7 +240,7 @@ def _right_fit(x: torch.Tensor | None, n: int, fill: torch.Tensor) -> torch.Tens
     return torch.cat([fill[..., : n - x.shape[-1]].expand(*x.shape[:-1], -1), x], dim=-1)
 
 
-def chunk_mask(masks: Any, i: int, query: torch.Tensor, key: torch.Tensor, st: Any, start: int,
+def chunk_mask(masks: CacheMasks, i: int, query: torch.Tensor, key: torch.Tensor, st: TokenSlots, start: int,
                window: int | None) -> torch.Tensor:
     """Layer ``i``'s mask in one chunk of a chunked prefill, once the layers stage pruned its tokens.
 

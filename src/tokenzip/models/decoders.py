@@ -36,8 +36,8 @@ class DecoderAdapter:
                 f"{', '.join(supported_model_types())} (a new family is one file in tokenzip/models/families/)"
             )
         self.config = config
-        self.family = model_type
-        self.quirks = family
+        self.model_type = model_type  # the config's, e.g. "gemma3_text"
+        self.family = family  # the DecoderFamily (models/families/) covering it: how its rotary embedding is called
         self.decoder = self._find_decoder()
         self.attention_modules = [layer.self_attn for layer in self.decoder.layers]
         for i, module in enumerate(self.attention_modules):
@@ -88,4 +88,4 @@ class DecoderAdapter:
     @torch.no_grad()
     def rotary(self, layer_idx: int, positions: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(cos, sin)`` of the layer's rotary embedding at ``positions`` (shape ``(1, P)``), each ``(1, P, D)``."""
-        return self.quirks.rotary(self.decoder.rotary_emb, like, positions, self.layer_type(layer_idx))
+        return self.family.rotary(self.decoder.rotary_emb, like, positions, self.layer_type(layer_idx))

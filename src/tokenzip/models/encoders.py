@@ -60,5 +60,6 @@ def encoder_stack(model: Any) -> Any:
     attention = [getattr(getattr(layer, "attention", None), "self", None) for layer in layers]
     if any(a is None for a in attention) or getattr(base.config, "is_decoder", False):
         return None
-    family = getattr(base.config, "model_type", type(base).__name__)
-    return LayerStack(kind="encoder", family=family, model=model, root=base, layers=list(layers), attention=attention)
+    model_type = getattr(base.config, "model_type", type(base).__name__)
+    return LayerStack(architecture="encoder", model_type=model_type, model=model, root=base, layers=list(layers),
+                      attention=attention)

@@ -6,7 +6,7 @@ the module that receives the padding mask. The family adapters build it (``encod
 BERT-style encoders, ``vision.py`` for ViT / DINOv2 / CLIP vision towers, ``decoder_layers.py`` (on
 ``decoders.py``'s adapter) for decoders and LLaVA); :func:`hooked` attaches the runtime with forward hooks on the
 layers and an attention handler routed through tokenzip's SDPA attention implementation
-(``tokenzip.models.attention``), so no transformers function is patched and the model keeps its
+(``tokenzip.models.attachment``), so no transformers function is patched and the model keeps its
 fused attention kernel: statistics that need attention weights are computed for just the rows they
 need ([CLS], last tokens) from the captured queries and keys.
 """
@@ -23,9 +23,9 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.models import decoder_layers, encoders, vision
-from tokenzip.models.attention import route_attention
+from tokenzip.models.attachment import route_attention
 from tokenzip.models.families import supported_model_types
-from tokenzip.models.stack import LayerStack, StackHooks
+from tokenzip.models.stack import LayerStack, StackHooks, StackRuntime
 
 
 def find_stack(model: Any) -> LayerStack:
@@ -45,7 +45,7 @@ class EncoderHooks(StackHooks):
     """The layers runtime's hooks on an encoder or vision tower: the padding mask from the root's call, the runtime's
     start before the first layer, then :class:`~tokenzip.models.stack.StackHooks`' layer and attention hooks."""
 
-    def __init__(self, stack: LayerStack, runtime: Any) -> None:
+    def __init__(self, stack: LayerStack, runtime: StackRuntime) -> None:
         super().__init__(stack, runtime)
         self.padding: torch.Tensor | None = None
         self.signature = inspect.signature(stack.root.forward)
@@ -77,9 +77,9 @@ class EncoderHooks(StackHooks):
 
 
 @contextlib.contextmanager
-def hooked(stack: LayerStack, runtime: Any) -> Iterator[None]:
+def hooked(stack: LayerStack, runtime: StackRuntime) -> Iterator[None]:
     """Attach ``runtime`` (``tokenzip.layers.runtime.LayersRuntime``) to a layer stack, inside the block."""
-    if stack.kind in ("decoder", "vlm"):
+    if stack.architecture in ("decoder", "vlm"):
         with decoder_layers.hooked_decoder(stack, runtime):
             yield
         return

@@ -4,7 +4,7 @@ Once a cache is compressed (or a layers method pruned tokens inside the model), 
 entries and some entries are invalid for some rows or heads; the one mask per layer type transformers builds no
 longer fits. :class:`CacheMasks` tracks each managed layer's validity, right-aligned with its stored entries, and
 builds its mask as ``[valid stored entries | causal among the new tokens]``. Every stage attached to a model
-shares one (:attr:`tokenzip.models.attention.Attachment.masks`).
+shares one (:attr:`tokenzip.models.attachment.Attachment.masks`).
 """
 
 from __future__ import annotations

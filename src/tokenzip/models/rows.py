@@ -2,7 +2,7 @@
 requests that arrive together (iteration-level batching, as in Orca, Yu et al., OSDI 2022, and vLLM).
 
 A :class:`Row` is one sequence: its own transformers cache (dense, or compressed by the kv stage, of any
-length) and its own :class:`~tokenzip.models.attention.CacheMasks` (which stored entries are valid, per
+length) and its own :class:`~tokenzip.models.attachment.CacheMasks` (which stored entries are valid, per
 KV head: the per-row validity that padded batches already use). :func:`forward_rows` runs one forward pass
 over several rows, each feeding its own number of new tokens (a whole prompt, a question after a cached
 context, or one decoded token):
@@ -14,7 +14,7 @@ context, or one decoded token):
   ``[valid stored entries | causal among its new tokens]``, windowed on sliding-window layers.
 
 Rows never see each other's entries. The model is routed through tokenzip's attention for the call
-(:func:`~tokenzip.models.attention.route_attention`), which builds each layer's mask from the rows.
+(:func:`~tokenzip.models.attachment.route_attention`), which builds each layer's mask from the rows.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-from tokenzip.models.attention import CacheMasks, route_attention
+from tokenzip.models.attachment import CacheMasks, route_attention
 from tokenzip.models.cache_layers import copy_cache, layer_at, sliding_window_of
 from tokenzip.models.calling import cache_kwargs, new_cache
 from tokenzip.models.decoders import DecoderAdapter

@@ -1,24 +1,78 @@
 """Where a model keeps what the layers stage hooks (:class:`LayerStack`, built by each family's adapter:
-``encoders.py``, ``vision.py``, ``decoder_layers.py``) and the attention statistics a layers method may ask
-for, computed from one attention call's queries and keys (:func:`statistics`)."""
+``encoders.py``, ``vision.py``, ``decoder_layers.py``), what the hooks call on the layers runtime
+(:class:`StackRuntime`), and the attention statistics a layers method may ask for, computed from one attention call's
+queries and keys (:func:`statistics`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
+from tokenzip.models.attachment import AttachedMethod
+from tokenzip.models.chunking import PrefillChunk
 from tokenzip.ops.attention import attention_probabilities, cls_attention, last_tokens_attention
 from tokenzip.ops.geometry import key_l1_norm
+
+
+class TokenSlots(Protocol):
+    """What the decoder hooks read of the layers runtime's token state (``tokenzip.layers.runtime.TokenState``):
+    B rows of M current slots."""
+
+    valid: torch.Tensor  # (B, M) a real token in this slot
+    position: torch.Tensor  # (B, M) input position of each slot's token
+    changed: bool  # tokens left (or were merged) in this forward pass
+
+
+class StackRuntime(Protocol):
+    """What the layer-stack hooks call on the layers runtime. :class:`tokenzip.layers.runtime.LayersRuntime`
+    satisfies it structurally (``models/`` may not import ``layers/``; ``tests/layers`` checks the match); the
+    hooks see nothing else of it."""
+
+    @property
+    def method(self) -> AttachedMethod: ...
+
+    @property
+    def steps(self) -> list[int]:
+        """The layers after which tokens leave (-1: before the first layer)."""
+
+    @property
+    def state(self) -> TokenSlots | None:
+        """The current forward pass's token state (None before a prefill begins)."""
+
+    def reset(self) -> None:
+        """A new prefill starts."""
+
+    def reduces_input(self) -> bool:
+        """Whether tokens leave before the first layer (a VLM's image tokens)."""
+
+    def begin(self, hidden: torch.Tensor, padding: torch.Tensor | None = None,
+              candidates: torch.Tensor | None = None, chunk: PrefillChunk | None = None) -> None:
+        """A forward pass starts with ``hidden`` (B, N, C)."""
+
+    def reduce_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The reduction before the first layer."""
+
+    def wants(self, layer: int) -> frozenset[str]:
+        """The statistics to capture from layer ``layer``'s attention call."""
+
+    def capture(self, layer: int, stats: dict[str, torch.Tensor]) -> None:
+        """Hand over the statistics captured at layer ``layer``."""
+
+    def mask(self, default: Any, dtype: torch.dtype, window: int | None = None) -> Any:
+        """The attention mask for the current token set (``default``, the model's, until tokens left)."""
+
+    def after_layer(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer``'s output, reduced where the schedule says so (restored after the last layer)."""
 
 
 @dataclass
 class LayerStack:
     """Where a model keeps its layers, for the layers stage."""
 
-    kind: str  # encoder | vision | decoder | vlm
-    family: str  # bert, vit, dinov2, clip, llama, ...
+    architecture: str  # encoder | vision | decoder | vlm
+    model_type: str  # bert, vit, dinov2, clip, llama, llava, ...
     model: Any  # the PreTrainedModel whose attention implementation is routed
     root: Any  # the module whose forward receives ``attention_mask`` (2-D padding mask)
     layers: list[Any]
@@ -32,7 +86,7 @@ class StackHooks:
     current token set and captures the statistics its method asked for. Decoders add their own
     (:class:`tokenzip.models.decoder_layers.DecoderHooks`)."""
 
-    def __init__(self, stack: LayerStack, runtime: Any) -> None:
+    def __init__(self, stack: LayerStack, runtime: StackRuntime) -> None:
         self.stack, self.runtime = stack, runtime
 
     def after_layer(self, i: int, module: Any, args: tuple, output: Any) -> Any:

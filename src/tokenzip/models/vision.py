@@ -19,10 +19,10 @@ def vision_stack(model: Any) -> Any:
     if not isinstance(base, PreTrainedModel):
         return None
     if isinstance(base, ViTModel):
-        layers, family = base.layers, "vit"
+        layers, model_type = base.layers, "vit"
     elif isinstance(base, Dinov2Model):
-        layers, family = base.encoder.layer, "dinov2"
+        layers, model_type = base.encoder.layer, "dinov2"
     else:
         return None
-    return LayerStack(kind="vision", family=family, model=model, root=base, layers=list(layers),
+    return LayerStack(architecture="vision", model_type=model_type, model=model, root=base, layers=list(layers),
                       attention=[layer.attention for layer in layers])

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from tokenzip.errors import TokenzipError, unknown_name
+from tokenzip.method import Method, check_budget, check_ratio, get_method
 from tokenzip.prompt.budget import fit_budget
 from tokenzip.prompt.code import check_python, monotone_scores
 from tokenzip.prompt.modes import MODES, build_pieces, check_json, compile_patterns
 from tokenzip.prompt.result import PromptResult, Span
-from tokenzip.registry import Method, check_budget, check_ratio, get_method
 
 
 def compress(

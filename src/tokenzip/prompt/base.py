@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from tokenzip.method import Method
 from tokenzip.prompt.segment import FIXED, SEP, WORD, Pieces, sentence_ids
-from tokenzip.registry import Method
 
 
 @dataclass
@@ -122,7 +122,7 @@ def documents(pieces: Pieces, min_documents: int = 3, levels: tuple[str, ...] = 
     sentences (the first of ``levels`` that gives at least ``min_documents`` blocks; the last level
     tried is returned whatever its count). Separators between blocks belong to neither."""
     text = pieces.text
-    seps = np.flatnonzero(pieces.kind == SEP)
+    seps = np.flatnonzero(pieces.category == SEP)
     newlines = np.array([text.count("\n", pieces.start[i], pieces.end[i]) for i in seps], dtype=np.int64)
     blocks = [np.arange(len(pieces))]
     for level in levels:
@@ -135,7 +135,7 @@ def documents(pieces: Pieces, min_documents: int = 3, levels: tuple[str, ...] = 
     if "sentence" not in levels:
         return blocks
     sid = sentence_ids(pieces)
-    words = np.flatnonzero(pieces.kind == WORD)
+    words = np.flatnonzero(pieces.category == WORD)
     if len(words) == 0:
         return [np.arange(len(pieces))]
     cuts = [i for a, i in zip(words[:-1], words[1:]) if sid[a] != sid[i]]

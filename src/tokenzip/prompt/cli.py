@@ -59,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _reorders(method: str) -> bool:
     """Whether ``method`` has a ``reorder`` parameter (the others always keep the original order)."""
-    from tokenzip.registry import method_class
+    from tokenzip.method import method_class
 
     return "reorder" in {f.name for f in dataclasses.fields(method_class(method, stage="prompt"))}

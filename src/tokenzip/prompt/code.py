@@ -87,31 +87,31 @@ def build_code_pieces(text: str, keep: list[regex.Pattern], protect: bool) -> Pi
         if lines[ln - 1].strip().startswith("#") and not in_string[ln]:
             line_unit[ln] = new_unit(max(-1, int(line_unit[ln])))
 
-    starts, ends, kinds, units = [], [], [], []
+    starts, ends, categories, units = [], [], [], []
     offset = 0
     for ln, line in enumerate(lines, start=1):
         body = line.rstrip("\r\n")
         if body.strip():
             starts.append(offset)
             ends.append(offset + len(body))
-            kinds.append(LINE)
+            categories.append(LINE)
             units.append(int(line_unit[ln]) if line_unit[ln] >= 0 else FIXED)
             if len(body) < len(line):
                 starts.append(offset + len(body))
                 ends.append(offset + len(line))
-                kinds.append(SEP)
+                categories.append(SEP)
                 units.append(FIXED)
-        elif starts and kinds[-1] == SEP:
+        elif starts and categories[-1] == SEP:
             ends[-1] = offset + len(line)
         else:
             starts.append(offset)
             ends.append(offset + len(line))
-            kinds.append(SEP)
+            categories.append(SEP)
             units.append(FIXED)
         offset += len(line)
     start = np.array(starts, dtype=np.int64)
     end = np.array(ends, dtype=np.int64)
-    pieces = Pieces(text, start, end, end.copy(), np.array(kinds, dtype=np.int64), np.array(units, dtype=np.int64))
+    pieces = Pieces(text, start, end, end.copy(), np.array(categories, dtype=np.int64), np.array(units, dtype=np.int64))
     pieces.parent = np.array(parents, dtype=np.int64)  # type: ignore[attr-defined]
     patterns = list(keep)
     if protect:

@@ -142,5 +142,5 @@ def build_pieces(
     if mode == "markdown":
         patterns.append(regex.compile(_MARKDOWN_KEEP))
     guarded = protected_mask(pieces, patterns)
-    word_units(pieces, (pieces.kind == WORD) & ~guarded)
+    word_units(pieces, (pieces.category == WORD) & ~guarded)
     return pieces

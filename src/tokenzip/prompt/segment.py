@@ -46,13 +46,13 @@ CHUNK = 16  # graphemes per chunk of an over-long run
 
 @dataclass
 class Pieces:
-    """The pieces of ``text``: parallel arrays of start/end offsets, gap ends, kinds and unit ids."""
+    """The pieces of ``text``: parallel arrays of start/end offsets, gap ends, categories and unit ids."""
 
     text: str
     start: np.ndarray
     end: np.ndarray
     gap_end: np.ndarray
-    kind: np.ndarray
+    category: np.ndarray
     unit: np.ndarray
     notes: list[str] = field(default_factory=list)
 
@@ -68,7 +68,7 @@ class Pieces:
 
     def content(self) -> np.ndarray:
         """Mask of the pieces that carry text (everything but separators)."""
-        return self.kind != SEP
+        return self.category != SEP
 
 
 class PieceBuilder:
@@ -76,11 +76,11 @@ class PieceBuilder:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.rows: list[tuple[int, int, int, int]] = []  # start, end, gap_end, kind
+        self.rows: list[tuple[int, int, int, int]] = []  # start, end, gap_end, category
 
-    def add(self, start: int, end: int, kind: int, gap_end: int | None = None) -> None:
+    def add(self, start: int, end: int, category: int, gap_end: int | None = None) -> None:
         if end > start:
-            self.rows.append((start, end, end if gap_end is None else gap_end, kind))
+            self.rows.append((start, end, end if gap_end is None else gap_end, category))
 
     def add_text(self, start: int, end: int) -> None:
         """Split ``text[start:end]`` into words, single graphemes (spaceless scripts) and separators."""
@@ -112,9 +112,9 @@ class PieceBuilder:
 
     def build(self) -> Pieces:
         arr = np.array(self.rows, dtype=np.int64).reshape(-1, 4)
-        kind = arr[:, 3].copy()
+        category = arr[:, 3].copy()
         unit = np.full(len(arr), FIXED, dtype=np.int64)
-        return Pieces(self.text, arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), kind, unit)
+        return Pieces(self.text, arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), category, unit)
 
 
 def word_units(pieces: Pieces, removable: np.ndarray) -> None:
@@ -131,8 +131,8 @@ def sentence_ids(pieces: Pieces) -> np.ndarray:
     ids = np.full(len(pieces), -1, dtype=np.int64)
     current, open_sentence = 0, False
     for i in range(len(pieces)):
-        kind = pieces.kind[i]
-        if kind != WORD:
+        category = pieces.category[i]
+        if category != WORD:
             if open_sentence:
                 current += 1
                 open_sentence = False
@@ -158,7 +158,7 @@ def assemble(pieces: Pieces, kept_units: np.ndarray, order: list[np.ndarray] | N
     keep = pieces.unit == FIXED
     if kept_units.size:
         keep |= (pieces.unit >= 0) & kept_units[np.clip(pieces.unit, 0, None)]
-    keep &= pieces.kind != SEP
+    keep &= pieces.category != SEP
     blocks = order if order is not None else [np.arange(len(pieces))]
     out: list[str] = []
     spans: list[list[int]] = []
@@ -182,7 +182,7 @@ def assemble(pieces: Pieces, kept_units: np.ndarray, order: list[np.ndarray] | N
         out.append(text[s:e])
         length += e - s
 
-    content = np.flatnonzero(pieces.kind != SEP)
+    content = np.flatnonzero(pieces.category != SEP)
     first_content = content[0] if len(content) else len(pieces)
     last_content = content[-1] if len(content) else -1
     for b, block in enumerate(blocks):
@@ -191,8 +191,8 @@ def assemble(pieces: Pieces, kept_units: np.ndarray, order: list[np.ndarray] | N
         best_sep = -1
         for i in block:
             i = int(i)
-            kind = pieces.kind[i]
-            if kind == SEP:
+            category = pieces.category[i]
+            if category == SEP:
                 if i < first_content or i > last_content:  # the text's own leading/trailing whitespace
                     if order is None and (i < first_content or prev >= 0):
                         emit(pieces.start[i], pieces.end[i])
@@ -207,9 +207,9 @@ def assemble(pieces: Pieces, kept_units: np.ndarray, order: list[np.ndarray] | N
                     emit(pieces.start[best_sep], pieces.end[best_sep])
                 elif i == prev + 1:
                     emit(pieces.end[prev], pieces.start[i])
-                elif pieces.kind[prev] == STRUCT:
+                elif pieces.category[prev] == STRUCT:
                     pass
-                elif kind == STRUCT:
+                elif category == STRUCT:
                     emit(pieces.end[i - 1], pieces.gap_end[i - 1])
                 elif pieces.gap_end[prev] > pieces.end[prev]:
                     emit(pieces.end[prev], pieces.gap_end[prev])

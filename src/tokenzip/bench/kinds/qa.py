@@ -1,7 +1,7 @@
 """``qa``: generated answers scored by RULER's string match (the sample's metric: ``all`` or ``part``)."""
 
 from tokenzip.bench.kinds.base import TaskKind, per_question, register_kind
-from tokenzip.bench.metrics import string_score
+from tokenzip.bench.scoring import string_score
 
 QA = register_kind(TaskKind(
     name="qa", header="score (%, string match)",

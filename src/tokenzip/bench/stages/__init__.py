@@ -13,8 +13,8 @@ from typing import Any
 
 from tokenzip.bench.tasks.registry import parse_spec
 from tokenzip.errors import TokenzipError
+from tokenzip.method import Method, get_method, method_class
 from tokenzip.params import from_text
-from tokenzip.registry import Method, get_method, method_class
 
 STAGES = ("kv", "prompt", "layers", "pipeline")
 PIPELINE = "pipeline"  # methods are pipeline specs (tokenzip.spec): any of the three stages, composed

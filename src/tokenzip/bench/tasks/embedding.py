@@ -3,7 +3,7 @@
 Each sample is a corpus of ``corpus`` passages of about ``length`` tokens (generated prose). The
 compressed encoder's embedding of each passage is compared with the uncompressed one: the score is
 the mean cosine similarity, and ``neighbours`` reports how many of each passage's top-10 nearest
-passages (by the uncompressed embeddings) are still its top-10 (see ``tokenzip.bench.metrics``).
+passages (by the uncompressed embeddings) are still its top-10 (see ``tokenzip.bench.scoring``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Haystacks: the filler text needles hide in, generated on demand and deterministic for a seed.
 
-Four kinds (RULER, Hsieh et al. 2024, arXiv 2404.06654, uses the first and an essay corpus; the
+Four haystacks (RULER, Hsieh et al. 2024, arXiv 2404.06654, uses the first and an essay corpus; the
 essays are replaced here by generated prose so nothing is downloaded):
 
 * ``noise``: the same five plain sentences over and over ("The grass is green. ...");
@@ -41,25 +41,25 @@ def prose_sentence(rng: random.Random) -> str:
 
 
 class Filler:
-    """An endless, deterministic sequence of filler units (sentences or lines) of one kind."""
+    """An endless, deterministic sequence of filler units (sentences or lines) of one haystack."""
 
-    def __init__(self, kind: str, rng: random.Random) -> None:
-        if kind not in HAYSTACKS:
-            raise unknown_name("haystack", kind, HAYSTACKS)
-        self.kind = kind
+    def __init__(self, haystack: str, rng: random.Random) -> None:
+        if haystack not in HAYSTACKS:
+            raise unknown_name("haystack", haystack, HAYSTACKS)
+        self.haystack = haystack
         self.rng = random.Random(rng.getrandbits(64))
         self.units: list[str] = []
 
     @property
     def sep(self) -> str:
         """How units are joined: sentences by a space, list items by a newline."""
-        return "\n" if self.kind in ("uuids", "numbers") else " "
+        return "\n" if self.haystack in ("uuids", "numbers") else " "
 
     def _pieces(self, unit: str) -> tuple[str, list[str]]:
         """How a unit can be cut: words of a sentence, groups of a UUID, digits of a number."""
-        if self.kind == "uuids":
+        if self.haystack == "uuids":
             return "-", unit.split("-")
-        if self.kind == "numbers":
+        if self.haystack == "numbers":
             return "", list(unit)
         return " ", unit.split(" ")
 
@@ -73,11 +73,11 @@ class Filler:
         return sep.join(pieces[:k])
 
     def _next(self) -> str:
-        if self.kind == "noise":
+        if self.haystack == "noise":
             return w.NOISE_SENTENCES[len(self.units) % len(w.NOISE_SENTENCES)]
-        if self.kind == "prose":
+        if self.haystack == "prose":
             return prose_sentence(self.rng)
-        if self.kind == "uuids":
+        if self.haystack == "uuids":
             return w.uuid(self.rng)
         return w.number(self.rng)
 

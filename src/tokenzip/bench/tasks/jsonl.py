@@ -24,17 +24,17 @@ from tokenzip.bench.tasks.base import Question, Sample
 from tokenzip.errors import TokenzipError
 from tokenzip.textio import check_text, read_text
 
-_KINDS = {str: "a string", list: "a list", int: "an integer", bool: "true or false"}
+_TYPE_NAMES = {str: "a string", list: "a list", int: "an integer", bool: "true or false"}
 
 
-def _field(row: dict[str, Any], name: str, where: str, kinds: tuple[type, ...], required: bool = True) -> Any:
+def _field(row: dict[str, Any], name: str, where: str, classes: tuple[type, ...], required: bool = True) -> Any:
     if name not in row:
         if required:
             raise TokenzipError(f"{where}: missing field {name!r} (each line needs context, question, answer)")
         return None
     value = row[name]
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        expected = " or ".join(_KINDS[k] for k in kinds)
+    if not isinstance(value, classes) or (isinstance(value, bool) and bool not in classes):
+        expected = " or ".join(_TYPE_NAMES[k] for k in classes)
         raise TokenzipError(f"{where}: field {name!r} must be {expected}, got {_short(value)} "
                             f"({type(value).__name__})")
     return value

@@ -18,19 +18,19 @@ from tokenzip.bench.tasks.registry import register_task
 from tokenzip.errors import TokenzipError
 
 
-def _fact(kind: int, rng: random.Random, person: str) -> tuple[str, str, str]:
-    """(statement, paraphrased question, answer) of one kind of fact about an invented ``person``."""
-    if kind == 0:
+def _fact(form: int, rng: random.Random, person: str) -> tuple[str, str, str]:
+    """(statement, paraphrased question, answer) of one form of fact about an invented ``person``."""
+    if form == 0:
         town = w.invented_name(rng, 3)
         return f"{person} was born in the town of {town}.", f"Which town does {person} come from?", town
-    if kind == 1:
+    if form == 1:
         job = rng.choice(w.JOBS)
         return f"{person} earns a living as a {job}.", f"What does {person} do for work?", job
-    if kind == 2:
+    if form == 2:
         animal, pet = rng.choice(w.ANIMALS), w.invented_name(rng, 2)
         return (f"{person} keeps a {animal} called {pet}.", f"What is the name of the {animal} that belongs to "
                 f"{person}?", pet)
-    if kind == 3:
+    if form == 3:
         org, year = rng.choice(w.ORGANISATIONS), str(rng.randint(1400, 1899))
         return (f"{person} founded the {org} of {person} in {year}.", f"In which year did {person} establish the "
                 f"{org} of {person}?", year)

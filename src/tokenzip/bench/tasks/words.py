@@ -90,10 +90,10 @@ def variable_name(rng: random.Random) -> str:
     return "".join(rng.choice(string.ascii_uppercase) for _ in range(5))
 
 
-def value(rng: random.Random, kind: str) -> str:
-    """A needle value of ``kind``: ``number`` (7 digits), ``uuid`` or ``word`` (adjective-noun)."""
-    if kind == "number":
+def value(rng: random.Random, value_type: str) -> str:
+    """A needle value of ``value_type``: ``number`` (7 digits), ``uuid`` or ``word`` (adjective-noun)."""
+    if value_type == "number":
         return number(rng)
-    if kind == "uuid":
+    if value_type == "uuid":
         return uuid(rng)
     return key_phrase(rng)

@@ -51,9 +51,9 @@ from tokenzip.kv.base import (
 )
 from tokenzip.kv.chunked import check_chunk_size, chunk_sizes
 from tokenzip.kv.context import ReplayContext
+from tokenzip.method import get_method
 from tokenzip.ops.attention import received_attention
 from tokenzip.ops.topk import keep_shared
-from tokenzip.registry import get_method
 
 MAGIC = b"tokenzip-llamacpp/1\n"
 CELL_STEP = 256  # contexts sized on demand grow in steps of this many cells

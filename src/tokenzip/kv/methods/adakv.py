@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from tokenzip.kv.base import LayerContext, WrapperMethod
+from tokenzip.method import register
 from tokenzip.ops.topk import keep_topk_per_head
-from tokenzip.registry import register
 
 
 @register

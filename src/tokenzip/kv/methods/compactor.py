@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from tokenzip.kv.auto import AutoRatioMethod
 from tokenzip.kv.base import ALL_QUERIES, LayerContext
+from tokenzip.method import AUTO, register
 from tokenzip.ops.attention import group_mean, noncausal_chunk_attention
 from tokenzip.ops.geometry import leverage_scores, value_norm, zscore
-from tokenzip.registry import AUTO, register
 
 
 def protected(ctx: LayerContext, first: int, last: int) -> torch.Tensor:

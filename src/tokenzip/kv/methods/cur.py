@@ -9,8 +9,8 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.auto import AutoRatioMethod
 from tokenzip.kv.base import LayerContext
+from tokenzip.method import register
 from tokenzip.ops.geometry import cur_norm_scores, leverage_scores
-from tokenzip.registry import register
 
 
 @register

@@ -10,8 +10,8 @@ import torch
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import LayerContext, LayerResult, WrapperMethod
 from tokenzip.kv.context import DecodeContext
+from tokenzip.method import register
 from tokenzip.ops.topk import gather_tokens
-from tokenzip.registry import register
 
 
 @register

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext
+from tokenzip.method import register
 from tokenzip.ops.attention import expected_attention_scores
 from tokenzip.ops.rope import unrotate
-from tokenzip.registry import register
 
 
 @register

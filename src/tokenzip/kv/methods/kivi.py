@@ -8,7 +8,7 @@ from typing import Any
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult, Wrapping, build_base
 from tokenzip.kv.cache import QuantizedLayer
-from tokenzip.registry import register
+from tokenzip.method import register
 
 
 @register

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenzip.kv.base import LayerContext, LayerResult, WrapperMethod
+from tokenzip.method import register
 from tokenzip.ops.merging import merge_evicted
-from tokenzip.registry import register
 
 
 @register

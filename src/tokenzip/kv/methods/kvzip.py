@@ -10,9 +10,9 @@ import torch
 
 from tokenzip.kv.base import SHARED, KVMethod, LayerContext, LayerResult
 from tokenzip.kv.context import ReplayContext
+from tokenzip.method import register
 from tokenzip.ops.attention import replay_attention_max
 from tokenzip.ops.topk import gather_tokens, keep_topk_global
-from tokenzip.registry import register
 
 
 @register

@@ -12,9 +12,9 @@ from tokenzip.kv.auto import AutoRatioMethod
 from tokenzip.kv.base import ALL_QUERIES, LayerContext, LayerResult
 from tokenzip.kv.context import ReplayContext
 from tokenzip.kv.methods.kvzip import KVzip
+from tokenzip.method import register
 from tokenzip.ops.attention import replay_attention_mass, replay_attention_max, self_replay_attention
 from tokenzip.ops.topk import gather_tokens, keep_topk
-from tokenzip.registry import register
 
 
 class _ReplayDone(Exception):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext
+from tokenzip.method import register
 from tokenzip.ops.geometry import lagkv_priority
-from tokenzip.registry import register
 
 
 @register

@@ -8,8 +8,8 @@ import torch
 
 from tokenzip.kv.auto import AutoRatioMethod
 from tokenzip.kv.base import LayerContext
+from tokenzip.method import register
 from tokenzip.ops.geometry import leverage_scores
-from tokenzip.registry import register
 
 
 @register

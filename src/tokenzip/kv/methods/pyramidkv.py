@@ -8,8 +8,8 @@ import torch
 
 from tokenzip.kv.base import LayerContext, target_layers
 from tokenzip.kv.methods.snapkv import SnapKV
+from tokenzip.method import register
 from tokenzip.ops.topk import layer_budgets
-from tokenzip.registry import register
 
 
 @register

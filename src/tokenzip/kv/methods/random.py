@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext
-from tokenzip.registry import register
+from tokenzip.method import register
 
 
 @register

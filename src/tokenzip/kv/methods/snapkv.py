@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext
+from tokenzip.method import register
 from tokenzip.ops.attention import observation_window_scores, window_attention
-from tokenzip.registry import register
 
 
 def window_scores(ctx: LayerContext, kernel: int) -> tuple[torch.Tensor, int]:

@@ -8,7 +8,7 @@ import torch
 
 from tokenzip.kv.base import KVMethod, LayerContext
 from tokenzip.kv.methods.snapkv import window_scores
-from tokenzip.registry import register
+from tokenzip.method import register
 
 
 @register

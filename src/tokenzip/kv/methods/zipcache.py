@@ -10,9 +10,9 @@ from tokenzip.errors import TokenzipError
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
 from tokenzip.kv.cache import QuantizedLayer
 from tokenzip.kv.methods.kivi import check_group
+from tokenzip.method import register
 from tokenzip.ops.attention import normalized_attention, window_attention
 from tokenzip.ops.topk import gather_tokens
-from tokenzip.registry import register
 
 
 @register

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.method import register
 from tokenzip.ops.topk import duplication_aware_keep
-from tokenzip.registry import register
 
 
 @register
@@ -31,10 +31,10 @@ class DART(LayersMethod):
 
     pivots: int = 4
 
-    def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:
-        if kind in ("decoder", "vlm"):
+    def default_layers(self, architecture: str, num_layers: int) -> tuple[int, ...]:
+        if architecture in ("decoder", "vlm"):
             return (min(1, num_layers - 1),)
-        return super().default_layers(kind, num_layers)
+        return super().default_layers(architecture, num_layers)
 
     def reduce(self, step: Step) -> torch.Tensor:
         norm = step.need("key_l1")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.method import register
 from tokenzip.ops.topk import keep_top_scores
-from tokenzip.registry import register
 
 
 @register
@@ -24,10 +24,10 @@ class FastV(LayersMethod):
 
     name = "fastv"
     paper = "Chen et al., 2024, An Image is Worth 1/2 Tokens After Layer 2, arXiv 2403.06764"
-    kinds = ("decoder", "vlm")
+    architectures = ("decoder", "vlm")
     needs = frozenset({"last_attention"})
 
-    def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:
+    def default_layers(self, architecture: str, num_layers: int) -> tuple[int, ...]:
         return (min(1, num_layers - 1),)
 
     def reduce(self, step: Step) -> torch.Tensor:

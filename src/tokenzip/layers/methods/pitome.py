@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import Step
-from tokenzip.layers.merging import MergingMethod
+from tokenzip.layers.merging_method import MergingMethod
+from tokenzip.method import register
 from tokenzip.ops.geometry import energy_scores
 from tokenzip.ops.merging import soft_matching
-from tokenzip.registry import register
 
 
 @register

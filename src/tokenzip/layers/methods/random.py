@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.method import register
 from tokenzip.ops.topk import keep_top_scores
-from tokenzip.registry import register
 
 
 @register
@@ -29,10 +29,10 @@ class RandomPrune(LayersMethod):
 
     seed: int = 0
 
-    def default_layers(self, kind: str, num_layers: int) -> tuple[int, ...]:
-        if kind in ("decoder", "vlm"):  # where FastV and DART prune, so it is their baseline
+    def default_layers(self, architecture: str, num_layers: int) -> tuple[int, ...]:
+        if architecture in ("decoder", "vlm"):  # where FastV and DART prune, so it is their baseline
             return (min(1, num_layers - 1),)
-        return super().default_layers(kind, num_layers)
+        return super().default_layers(architecture, num_layers)
 
     def reduce(self, step: Step) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step.layer)

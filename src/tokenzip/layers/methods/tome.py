@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import Step
-from tokenzip.layers.merging import MergingMethod
+from tokenzip.layers.merging_method import MergingMethod
+from tokenzip.method import register
 from tokenzip.ops.merging import bipartite_soft_matching
-from tokenzip.registry import register
 
 
 @register

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 
 from tokenzip.layers.base import LayersMethod, Step
+from tokenzip.method import register
 from tokenzip.ops.attention import weighted_pagerank
 from tokenzip.ops.merging import soft_matching
 from tokenzip.ops.topk import keep_top_scores
-from tokenzip.registry import register
 
 
 @register
@@ -28,7 +28,7 @@ class ZeroTPrune(LayersMethod):
     name = "zero_tprune"
     paper = ("Wang et al., 2024, Zero-TPrune: Zero-Shot Token Pruning through Leveraging of the Attention Graph, "
              "arXiv 2305.17328")
-    kinds = ("encoder", "vision")
+    architectures = ("encoder", "vision")
     needs = frozenset({"attention", "keys"})
 
     bounds = {"importance_share": (0.0, 1.0), "iterations": (1, None)}

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tokenzip.method import register
 from tokenzip.prompt.base import PromptJob, PromptMethod, documents, group_sentences, move_to_end
 from tokenzip.prompt.segment import FIXED, WORD
-from tokenzip.registry import register
 
 REORDERS = ("best-last", "none")
 PROTECTED_BONUS = 1e6  # above any relevance: sentences holding protected spans are kept first
@@ -53,7 +53,7 @@ class Extractive(PromptMethod):
 
     def prepare(self, job: PromptJob) -> None:
         pieces = job.pieces
-        protected = (pieces.kind == WORD) & (pieces.unit == FIXED)
+        protected = (pieces.category == WORD) & (pieces.unit == FIXED)
         sentence = group_sentences(pieces)
         holds_protected = np.isin(sentence, sentence[protected]) & (pieces.unit >= 0)
         job.state["holders"] = np.unique(pieces.unit[holds_protected])
@@ -75,7 +75,7 @@ class Extractive(PromptMethod):
         question = scorer.ids(" " + job.question.strip())
         texts = ["" for _ in range(pieces.n_units)]
         first_last = {}
-        for i in np.flatnonzero((pieces.unit >= 0) & (pieces.kind == WORD)):
+        for i in np.flatnonzero((pieces.unit >= 0) & (pieces.category == WORD)):
             u = int(pieces.unit[i])
             s, e = first_last.get(u, (pieces.start[i], pieces.end[i]))
             first_last[u] = (min(s, pieces.start[i]), max(e, pieces.end[i]))

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenzip.method import register
 from tokenzip.ops.selection import top_fraction
 from tokenzip.prompt.base import PromptJob, PromptMethod, block_tokens, documents
 from tokenzip.prompt.segment import SEP
-from tokenzip.registry import register
 
 DROPPED = 1e6  # priority penalty of words in paragraphs the coarse stage drops
 
@@ -69,7 +69,7 @@ class LLMLingua(PromptMethod):
         from tokenzip.ops.spans import spans_reduce
 
         idx = job.pieces_between(int(seg_spans[:, 0].min()), int(seg_spans[:, 1].max()))
-        idx = idx[pieces.kind[idx] != SEP]
+        idx = idx[pieces.category[idx] != SEP]
         spans, piece_spans = torch.from_numpy(seg_spans), job.piece_spans(idx)
         values = spans_reduce(info, spans, piece_spans, "mean", empty=float("-inf"))
         costs = spans_reduce(torch.ones(len(info)), spans, piece_spans, "sum")

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenzip.method import register
 from tokenzip.ops.information import mutual_information_gain
 from tokenzip.ops.selection import knapsack, linear_rank_offsets
 from tokenzip.prompt.base import PromptJob, PromptMethod, documents
-from tokenzip.registry import register
 
 
 @register

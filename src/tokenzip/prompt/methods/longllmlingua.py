@@ -34,11 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tokenzip.method import register
 from tokenzip.ops.information import contrastive_information
 from tokenzip.ops.selection import linear_rank_offsets, percentile_ranks
 from tokenzip.prompt.base import PromptJob, PromptMethod, block_text, documents, move_to_end
 from tokenzip.prompt.methods.llmlingua import DROPPED, LLMLingua
-from tokenzip.registry import register
 
 REORDERS = ("none", "sort", "best-last")
 INSTRUCTION = " We can get the answer to this question in the given documents."

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tokenzip.method import register
 from tokenzip.prompt.base import PromptJob, PromptMethod
-from tokenzip.registry import register
 
 
 @register

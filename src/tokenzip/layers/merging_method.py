@@ -19,7 +19,7 @@ class MergingMethod(LayersMethod):
     embeddings). Merged tokens carry their sizes; with ``prop_attn`` later layers add ``log(size)`` to
     the attention logits (proportional attention)."""
 
-    kinds: ClassVar[tuple[str, ...]] = ("encoder", "vision")
+    architectures: ClassVar[tuple[str, ...]] = ("encoder", "vision")
     merges: ClassVar[bool] = True
     choices = {"metric": METRICS}
 

@@ -12,7 +12,8 @@ PyTorch SDPA.
 
 Everything tokenzip attaches to one model lives in one :class:`Attachment` (as kvpress's press holds its own
 hooks): the attention handlers, the validity state the stages share (:class:`~tokenzip.models.masks.CacheMasks`),
-which kv and layers methods are attached, and the prefill chunk the model is reading. The outermost ``with``
+the kv and layers runtimes attached (typed by the :class:`AttachedRuntime` protocol: ``models/`` imports neither
+stage), and the prefill chunk the model is reading. The outermost ``with``
 block creates it on the model object itself and removes it on exit, also on error; there is no registry of live
 models.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import AttentionInterface
@@ -31,8 +32,8 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMa
 from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.masks import CacheMasks
 
-__all__ = ["ATTN_NAME", "Attachment", "CacheMasks", "Handler", "attached", "attachment", "is_routed",
-           "route_attention", "shared_masks"]
+__all__ = ["ATTN_NAME", "AttachedMethod", "AttachedRuntime", "Attachment", "CacheMasks", "Handler", "attached",
+           "attachment", "is_routed", "route_attention", "shared_masks"]
 
 ATTN_NAME = "tokenzip_sdpa"
 _RECORD = "_tokenzip_attachment"  # the attribute holding a model's (and its hooked attention modules') record
@@ -55,12 +56,36 @@ AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
 assert ATTN_NAME in ALL_MASK_ATTENTION_FUNCTIONS
 
 
+class AttachedMethod(Protocol):
+    """What the attachment shows of an attached stage's method (a :class:`tokenzip.method.Method`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def label(self) -> str: ...
+
+
+class AttachedRuntime(Protocol):
+    """A stage's runtime as the attachment records it: the kv stage's :class:`tokenzip.kv.runtime.KVRuntime` or
+    the layers stage's :class:`tokenzip.layers.runtime.LayersRuntime` (``models/`` imports neither: they satisfy
+    this structurally), and the method it runs."""
+
+    @property
+    def method(self) -> AttachedMethod | None: ...
+
+
+def method_label(runtime: AttachedRuntime) -> str:
+    """``kv.snapkv (ratio 0.5)``: the label of the method ``runtime`` runs, for messages."""
+    return runtime.method.label() if runtime.method is not None else "a kv runtime with no method"
+
+
 class Attachment:
     """What tokenzip attached to one model, from the outermost ``with`` block's entry to its exit.
 
     ``handlers``: attention module -> its handlers, in attachment order; ``masks``: the validity state every
-    attached stage shares; ``kv`` / ``layers``: the label of the kv / layers method a ``tz.compress`` block
-    attached (one each per model); ``chunk``: the chunk of a chunked prefill the current forward pass reads.
+    attached stage shares; ``kv`` / ``layers``: the kv / layers runtime a ``tz.compress`` block attached (one each
+    per model; the layers one on decoders, where both stages share the cache); ``chunk``: the chunk of a chunked
+    prefill the current forward pass reads.
     """
 
     def __init__(self, model: Any) -> None:
@@ -68,8 +93,8 @@ class Attachment:
         self.original = model.config._attn_implementation
         self.masks = CacheMasks()
         self.handlers: dict[Any, list[Handler]] = {}
-        self.kv: str | None = None
-        self.layers: str | None = None
+        self.kv: AttachedRuntime | None = None
+        self.layers: AttachedRuntime | None = None
         self.chunk: PrefillChunk | None = None
         self.depth = 0
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tokenzip.bench.metrics import embedding_fidelity, mean_nll, string_match_all, string_match_part, string_score
+from tokenzip.bench.scoring import embedding_fidelity, mean_nll, string_match_all, string_match_part, string_score
 
 
 def test_string_match_all_counts_each_answer():
