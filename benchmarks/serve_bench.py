@@ -123,7 +123,7 @@ def part_cache(model_objects: Any, doc: str, qa: list, specs: list[str],
                    "context_tokens": answers[0]["usage"]["compression"]["context_tokens"],
                    "kv_bytes_held": answers[0]["usage"]["compression"]["kv_bytes_held"],
                    "kv_bytes_dense": answers[0]["usage"]["compression"]["kv_bytes_dense"],
-                   "entries_before": kv["entries_before"], "entries_after": kv["entries_after"],
+                   "entries_before": kv["before"], "entries_after": kv["after"],
                    "right": sum(code in a["text"] for a, (_, code) in zip(answers, qa)),
                    "answers": [a["text"] for a in answers]}
             print(json.dumps({k: v for k, v in row.items() if k != "answers"}), flush=True)
@@ -189,7 +189,7 @@ def part_proxy(model_objects: Any, doc: str, qa: list, spec: str) -> list[dict[s
                            "median_seconds": statistics.median(a["seconds"] for a in answers),
                            "compress_seconds_mean": statistics.mean(
                                a["usage"]["compression"]["stages"][0]["seconds"] for a in answers) if stages else 0.0,
-                           "scorer_tokens": [(s["tokens_before"], s["tokens_after"]) for a in answers
+                           "scorer_tokens": [(s["before"], s["after"]) for a in answers
                                              for s in a["usage"].get("compression", {}).get("stages", [])],
                            "right": sum(code in a["text"] for a, (_, code) in zip(answers, qa)),
                            "answers": [a["text"] for a in answers]}
@@ -245,7 +245,7 @@ def part_batch(model_objects: Any, doc: str, qa: list, spec: str, clients: tuple
     workloads = {"cached document": ([f"{doc}\n\n{qa[i % len(qa)][0]}" for i in range(requests)], 6),
                  "distinct short prompts": (short_prompts()[:requests], 16)}
     app = build_app(MODEL, compression=spec, model_objects=model_objects, max_queue=64)
-    scheduler = app.state.engine.scheduler
+    scheduler = app.state.backend.scheduler
     rows = []
     with live_server(app) as url:
         client = _client(url)

@@ -80,7 +80,7 @@ def test_retry_after_is_within_2x_of_the_measured_drain_time() -> None:
                                                                      range(4)))
         measured = []
         for _ in range(2):
-            app.state.engine.scheduler.call(time.sleep, 0.3)  # the next four are all held when the fifth arrives
+            app.state.backend.scheduler.call(time.sleep, 0.3)  # the next four are all held when the fifth arrives
             with ThreadPoolExecutor(4) as pool:
                 running = [pool.submit(_long, url, tok.eos_token_id, tokens) for _ in range(4)]
                 while httpx.get(f"{url}/health").json()["queue"] < 4:
@@ -107,7 +107,7 @@ def test_the_page_endpoint_is_admitted_and_counted() -> None:
     page = {"text": "One sentence. Another sentence.", "compression": "prompt:head@0.5"}
     with live_server(app) as url:
         with ThreadPoolExecutor(1) as pool:
-            app.state.engine.scheduler.call(time.sleep, 0.5)
+            app.state.backend.scheduler.call(time.sleep, 0.5)
             running = pool.submit(_long, url, tok.eos_token_id, 20)
             while httpx.get(f"{url}/health").json()["queue"] < 1:
                 time.sleep(0.01)

@@ -40,8 +40,9 @@ def test_completion_usage_and_stream_agree(client: Any) -> None:
     assert comp["spec"] == "kv:snapkv@0.5"
     assert comp["context_tokens"] + comp["question_tokens"] == usage["prompt_tokens"]
     kv = comp["stages"][-1]
-    assert kv["stage"] == "kv" and kv["entries_after"] < kv["entries_before"]
-    assert comp["kv_bytes_held"] == kv["bytes_after"] < kv["bytes_before"] == comp["kv_bytes_dense"]
+    assert kv["stage"] == "kv" and kv["unit"] == "entries" and kv["after"] < kv["before"]
+    assert kv["removed"] == 1 - kv["after"] / kv["before"]
+    assert comp["kv_bytes_held"] == kv["bytes_after"] < comp["kv_bytes_dense"]
     pieces = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=6, stream=True, temperature=0))
     assert "".join(p.choices[0].text for p in pieces) == resp.choices[0].text
     assert pieces[-1].choices[0].finish_reason == resp.choices[0].finish_reason
@@ -78,11 +79,11 @@ def test_extra_body_compression_overrides_default(client: Any) -> None:
     assert comp["spec"] == "kv:streaming_llm@0.75"
     kv = comp["stages"][-1]
     assert kv["method"] == "kv:streaming_llm@0.75"
-    assert 0.70 <= 1 - kv["entries_after"] / kv["entries_before"] <= 0.76
+    assert 0.70 <= 1 - kv["after"] / kv["before"] <= 0.76
     none = client.completions.create(model=MODEL, prompt=DOC + "\n\nWhich key?", max_tokens=3,
                                      extra_body={"compression": "none"})
-    kv = _usage(none)["compression"]["stages"][-1]
-    assert kv["method"] == "none" and kv["entries_after"] == kv["entries_before"]
+    comp = _usage(none)["compression"]  # no stage ran: the context is cached as it was prefilled
+    assert comp["stages"] == [] and comp["kv_bytes_held"] == comp["kv_bytes_dense"] > 0
 
 
 def test_second_question_hits_the_cache_and_answers_as_a_fresh_prefill(client: Any, tiny_server: str,
@@ -106,7 +107,7 @@ def test_second_question_hits_the_cache_and_answers_as_a_fresh_prefill(client: A
     metrics = httpx.get(f"{tiny_server}/metrics").text
     assert "tokenzip_cache_hits_total" in metrics and 'tokenzip_tokens_removed_total{stage="kv"}' in metrics
     # The same question with the cache emptied (a fresh prefill) gives the same answer.
-    tiny_app.state.engine.cache.clear()
+    tiny_app.state.backend.cache.clear()
     again = client.completions.create(model=MODEL, prompt=doc + "\n\nWhat is by the river?", max_tokens=5,
                                       temperature=0)
     assert _usage(again)["compression"]["cache"] == "miss"
@@ -120,13 +121,14 @@ def test_page_endpoint_reports_what_each_stage_kept_and_both_answers(tiny_server
     assert r.status_code == 200, r.text
     data = r.json()
     prompt, kv = data["stages"]
-    assert prompt["tokens_after"] < prompt["tokens_before"] and kv["entries_after"] < kv["entries_before"]
+    assert prompt["after"] < prompt["before"] and kv["after"] < kv["before"]
     assert data["kept_spans"] and all(0 <= a < b <= len(text) for a, b in data["kept_spans"])
     # The kv stage, per token: the kept fractions average to the stage's own count of entries kept.
     heat = data["kv"]
     fractions = [f for _, _, f in heat["tokens"]]
-    assert len(fractions) == kv["tokens"] and heat["note"] is None
-    assert abs(sum(fractions) / len(fractions) - kv["entries_after"] / kv["entries_before"]) < 1e-3
+    # one fraction per token the kv stage read: its entries on every (compressed) layer of the tiny llama
+    assert len(fractions) * len(heat["layers"]) == kv["before"] and heat["note"] is None
+    assert abs(sum(fractions) / len(fractions) - kv["after"] / kv["before"]) < 1e-3
     assert min(fractions) == 0.0 and max(fractions) == 1.0  # some tokens evicted everywhere, some kept everywhere
     assert all(0 <= a <= b <= len(heat["text"]) for a, b, _ in heat["tokens"])
     assert heat["text"].startswith(data["compressed_text"].rstrip())
@@ -157,7 +159,7 @@ def test_page_endpoint_heat_map_leaves_out_layers_that_lost_entries_during_the_p
     assert chunked.status_code == 200, chunked.text
     data = chunked.json()
     assert data["kv"] is None and any(n.startswith("no kv heat map") for n in data["notes"])
-    assert data["stages"][-1]["entries_after"] < data["stages"][-1]["entries_before"]
+    assert data["stages"][-1]["after"] < data["stages"][-1]["before"]
 
 
 def test_layers_stage_is_served_with_kv(client: Any) -> None:
@@ -166,8 +168,8 @@ def test_layers_stage_is_served_with_kv(client: Any) -> None:
                                      extra_body={"compression": "layers:fastv@0.5 | kv:snapkv@0.5"})
     assert _usage(resp)["compression"]["source"] == "request"
     layers, kv = _usage(resp)["compression"]["stages"][-2:]
-    assert layers["stage"] == "layers" and layers["tokens_after"] < layers["tokens_before"]
-    assert kv["stage"] == "kv" and kv["entries_after"] < kv["entries_before"]
+    assert layers["stage"] == "layers" and layers["after"] < layers["before"]
+    assert kv["stage"] == "kv" and kv["after"] < kv["before"]
 
 
 def test_a_layers_method_the_model_cannot_take_is_refused_up_front(client: Any) -> None:
