@@ -32,7 +32,7 @@ from tokenzip.serve.backend import DEFAULT_MIN_CONTEXT_TOKENS, Job, ModelBackend
 from tokenzip.serve.cache import Entry
 from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.metrics import Metrics
-from tokenzip.serve.scheduler import Emit, ModelThread, Scheduler, Started, _Running
+from tokenzip.serve.scheduler import Emit, ModelThread, Running, Started
 
 
 class LlamaCppBackend(ModelBackend):
@@ -112,17 +112,13 @@ def check_servable(spec: specs.PipelineSpec, param: str = "compression") -> None
 
 class Runner(ModelThread):
     """The llama.cpp thread, with the scheduler's interface (``submit``, ``call``, ``shutdown``) and events: one
-    request at a time, each choice started from the request's context and sampled token by token. A token is
-    taken, and a choice or request ended, by the scheduler's own code (:meth:`Scheduler._take_token`,
-    :meth:`Scheduler._end`), so both engines report them alike."""
-
-    _take_token = Scheduler._take_token
-    _end = Scheduler._end
+    request at a time, each choice started from the request's context and sampled token by token (a token taken, a
+    request ended by :class:`~tokenzip.serve.scheduler.ModelThread`'s code, as in the scheduler)."""
 
     def __init__(self, begin: Callable[[Any], tuple[Started, Compressed | None]], engine: Any, eos: set[int],
                  on_cancel: Callable[[], None] | None = None) -> None:
         self.begin, self.engine, self.eos, self.on_cancel = begin, engine, eos, on_cancel
-        self._running: list[_Running] = []
+        self._running: list[Running] = []
         self._start_thread("tokenzip-llamacpp")
 
     def _loop(self) -> None:
@@ -146,14 +142,14 @@ class Runner(ModelThread):
                 self.on_cancel()
             return
         started, compressed = self.begin(job)
-        r = _Running(job, emit, started, job.make_choices())
+        r = Running(job, emit, started, job.make_choices())
         self._running.append(r)
         for c in r.choices:
             if c.finish is not None:
                 continue
             logits = self.engine.start(compressed, started.feed, job.max_tokens)
             while True:
-                self._take_token(r, c, torch.from_numpy(logits))
+                self.take_token(r, c, torch.from_numpy(logits))
                 if c.finish is not None:
                     break
                 if job.cancel.is_set():  # the client went away: this choice and those not run yet end here
@@ -165,4 +161,4 @@ class Runner(ModelThread):
                 r.decode_steps += 1
                 r.batch_rows += 1
                 logits = self.engine.step(c.tokens[-1])
-        self._end(r)
+        self.end(r)

@@ -53,7 +53,9 @@ class Started:
 
 
 @dataclass
-class _Running:
+class Running:
+    """A request on the model thread: its events' ``emit``, what it started from, its choices and their rows."""
+
     job: Any
     emit: Emit
     started: Started
@@ -79,9 +81,12 @@ class _Running:
 
 class ModelThread:
     """One thread owns the model; other threads hand it requests (``submit``) and other work (``call``) through one
-    queue of ``(kind, item, extra)`` messages that its ``_loop`` reads (the scheduler; llama.cpp's runner)."""
+    queue of ``(kind, item, extra)`` messages that its ``_loop`` reads (the scheduler; llama.cpp's runner). A token is
+    taken (:meth:`take_token`) and a request ended (:meth:`end`) by the same code in both, so both report alike."""
 
     _inbox: queue.Queue
+    _running: list[Running]
+    eos: set[int]
 
     def _start_thread(self, name: str) -> None:
         self._inbox = queue.Queue()
@@ -106,6 +111,41 @@ class ModelThread:
         self._inbox.put(("stop", None, None))
 
     # --- the model thread ----------------------------------------------------------------------------
+    def take_token(self, r: Running, c: Choice, logits: torch.Tensor) -> None:
+        """Choose ``c``'s next token from ``logits``, emit its text, and end the choice at an end-of-generation token,
+        a stop sequence or ``max_tokens``."""
+        token = c.choose(logits)
+        r.first_token_at = r.first_token_at or time.perf_counter()
+        if token in self.eos:
+            c.finish = "stop"
+        else:
+            c.accept(token, logits)
+            text, logprobs = c.piece(token)
+            if text or logprobs:
+                r.emit(("piece", c.index, text, logprobs))
+            if c.detok.stopped:
+                c.finish = "stop"
+            elif len(c.tokens) >= r.job.max_tokens:
+                c.finish = "length"
+        if c.finish is not None:
+            text, logprobs = c.finish_text()
+            if text or logprobs:
+                r.emit(("piece", c.index, text, logprobs))
+            r.emit(("finish", c.index, c.finish))
+
+    def end(self, r: Running) -> None:
+        """The request is over: out of the running set, its ``done`` event (with the stats the usage reports) sent."""
+        if r in self._running:
+            self._running.remove(r)
+        now = time.perf_counter()
+        r.emit(("done", {
+            "started": r.started, "first_token_at": r.first_token_at or now, "ended": now, "began": r.began,
+            "completion_tokens": sum(len(c.tokens) for c in r.choices),
+            "finish": [c.finish for c in r.choices],
+            "batch_size_mean": r.batch_rows / r.decode_steps if r.decode_steps else 1.0,
+            "cancelled": any(c.finish == "cancelled" for c in r.choices),
+        }))
+
     @staticmethod
     def _run_call(item: tuple, future: Future) -> None:
         """Run a ``call`` message's function and hand its result or exception to the caller's future."""
@@ -128,7 +168,7 @@ class Scheduler(ModelThread):
         self.on_step = on_step  # (rows, new tokens) after every forward, for metrics
         self.on_cancel = on_cancel  # a request dropped because its client went away
         self._waiting: list[tuple[Any, Emit]] = []
-        self._running: list[_Running] = []
+        self._running: list[Running] = []
         self._decoder = DecodeBatch(model)  # the decoding rows, stacked between steps
         self._stop = False
         self._start_thread("tokenzip-model")
@@ -186,7 +226,7 @@ class Scheduler(ModelThread):
         for r in running:
             for c in r.choices:
                 c.finish = c.finish or "cancelled"
-            self._end(r)
+            self.end(r)
         for _ in range(len(dropped) + len(running)):
             if self.on_cancel:
                 self.on_cancel()
@@ -204,10 +244,10 @@ class Scheduler(ModelThread):
             except Exception as exc:  # this request's error (a 400 when it is tokenzip's), not the others'
                 emit(("error", exc))
                 continue
-            self._running.append(_Running(job, emit, started, job.make_choices()))
+            self._running.append(Running(job, emit, started, job.make_choices()))
             used += width
 
-    def _feed(self, group: list[_Running]) -> None:
+    def _feed(self, group: list[Running]) -> None:
         logits = forward_rows(self.model, [r.started.row for r in group], [r.started.feed for r in group])
         if self.on_step:
             self.on_step(len(group), sum(len(r.started.feed) for r in group))
@@ -215,11 +255,11 @@ class Scheduler(ModelThread):
             row = r.started.row
             r.rows = [row] + [row.fork() for _ in r.choices[1:]]
             for c in r.choices:
-                self._take_token(r, c, row_logits)
+                self.take_token(r, c, row_logits)
             if not r.live():
-                self._end(r)
+                self.end(r)
 
-    def _decode(self, running: list[_Running]) -> None:
+    def _decode(self, running: list[Running]) -> None:
         slots = [(r, i) for r in running for i in r.live()]
         self._decoder.set_rows([r.rows[i] for r, i in slots])
         logits = self._decoder.step([r.choices[i].tokens[-1] for r, i in slots])
@@ -229,50 +269,18 @@ class Scheduler(ModelThread):
             r.decode_steps += 1
             r.batch_rows += len(slots)
         for (r, i), row_logits in zip(slots, logits):
-            self._take_token(r, r.choices[i], row_logits)
+            self.take_token(r, r.choices[i], row_logits)
             if r.choices[i].finish is not None:
                 r.rows[i] = None  # its cache can go
         for r in running:
             if not r.live():
-                self._end(r)
-
-    def _take_token(self, r: _Running, c: Choice, logits: torch.Tensor) -> None:
-        token = c.choose(logits)
-        r.first_token_at = r.first_token_at or time.perf_counter()
-        if token in self.eos:
-            c.finish = "stop"
-        else:
-            c.accept(token, logits)
-            text, logprobs = c.piece(token)
-            if text or logprobs:
-                r.emit(("piece", c.index, text, logprobs))
-            if c.detok.stopped:
-                c.finish = "stop"
-            elif len(c.tokens) >= r.job.max_tokens:
-                c.finish = "length"
-        if c.finish is not None:
-            text, logprobs = c.finish_text()
-            if text or logprobs:
-                r.emit(("piece", c.index, text, logprobs))
-            r.emit(("finish", c.index, c.finish))
-
-    def _end(self, r: _Running) -> None:
-        if r in self._running:
-            self._running.remove(r)
-        now = time.perf_counter()
-        r.emit(("done", {
-            "started": r.started, "first_token_at": r.first_token_at or now, "ended": now, "began": r.began,
-            "completion_tokens": sum(len(c.tokens) for c in r.choices),
-            "finish": [c.finish for c in r.choices],
-            "batch_size_mean": r.batch_rows / r.decode_steps if r.decode_steps else 1.0,
-            "cancelled": any(c.finish == "cancelled" for c in r.choices),
-        }))
+                self.end(r)
 
 
-def _by_length(running: list[_Running]) -> list[list[_Running]]:
+def _by_length(running: list[Running]) -> list[list[Running]]:
     """Requests still feeding their prompt, grouped so that no group pads a prompt to more than twice its length
     (plus 16 tokens): one forward per group."""
-    groups: list[list[_Running]] = []
+    groups: list[list[Running]] = []
     for r in sorted(running, key=lambda r: len(r.started.feed)):
         if groups and len(r.started.feed) <= 2 * len(groups[-1][0].started.feed) + 16:
             groups[-1].append(r)
