@@ -179,3 +179,30 @@ def test_a_layers_method_the_model_cannot_take_is_refused_up_front(client: Any) 
         client.completions.create(model=MODEL, prompt="a\n\nb", max_tokens=2,
                                   extra_body={"compression": "layers:tome@0.3"})
     assert "tome does not support" in err.value.body["message"]
+
+
+@pytest.mark.parametrize("spec", ["kv:snapkv@0.5", "layers:fastv@0.5 | kv:snapkv@0.5"])
+def test_a_served_answer_is_the_torch_engines_own(client: Any, tiny_objects: tuple[Any, Any], spec: str) -> None:
+    """A completion with a ``context`` at temperature 0 gives the text the torch engine gives alone from the context
+    the pipeline compressed (``Pipeline.compress_context``, the one composition path), the prompt fed after the
+    context's original positions; the second request answers from the cached context, alike."""
+    import torch
+
+    import tokenzip as tz
+    from tokenzip.engines.answer import answer_from
+    from tokenzip.engines.torch import TorchEngine
+
+    prompt = "\nQuestion: Which key opens the blue house?\nAnswer:"
+    context = DOC.replace("blue", "red")  # a context no other test cached
+    served = [client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0,
+                                        extra_body={"context": context, "compression": spec}) for _ in range(2)]
+    model, tok = tiny_objects
+    engine = TorchEngine(model, tok)
+    ids = torch.tensor([engine.tokenize(context, True)])
+    pre, compressed, records = tz.pipeline(spec).compress_context(model, tok, ids)
+    alone = answer_from(engine, engine.hold(compressed), engine.tokenize(prompt, False), 12).text
+    assert [r.choices[0].text for r in served] == [alone, alone] and alone.strip()
+    first, second = (_usage(r)["compression"] for r in served)
+    assert (first["cache"], second["cache"]) == ("miss", "hit")
+    assert [row["after"] for row in first["stages"]] == [r.after for r in records]
+    assert first["kv_bytes_held"] == compressed.bytes and first["kv_bytes_dense"] == pre.bytes

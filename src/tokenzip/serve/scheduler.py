@@ -10,6 +10,15 @@ forward, then decode as ``n`` rows. Each row has its own cache and validity mask
 so a sequence's tokens are the ones it gets alone, whatever else shares its batch; a request leaves the batch
 as soon as its last choice ends, and a waiting one takes its place at the next step.
 
+**Why a path of its own** beside the runtime engine (:class:`tokenzip.engines.torch.TorchEngine`, whose
+``generate`` decodes one sequence greedily from one compressed context, and which the torch backend uses for that,
+for tokenizing, and to hold its compressed contexts): this path runs *several* sequences in one forward pass, each
+with its own cache and masks, left-padded (:func:`~tokenzip.models.rows.forward_rows`,
+:class:`~tokenzip.models.decode_batch.DecodeBatch`); it forks a prompt's row into ``n`` choices; it samples from the
+logits (temperature, top-p, penalties, seeds, log-probabilities; the engine protocol yields greedy ids only); and it
+steps every sequence one token at a time under the server's control, so requests join and leave between steps and a
+cancelled one stops at the next. The engine protocol has none of these (one context, one sequence, no sampling).
+
 Events go back through each request's ``emit`` (called on this thread): ``("piece", index, text, logprobs)``,
 ``("finish", index, reason)``, ``("done", stats)`` or ``("error", exception)``.
 """
