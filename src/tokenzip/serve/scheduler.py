@@ -1,7 +1,7 @@
 """The model thread: requests that arrive together decode together (iteration-level batching).
 
 One thread owns the model. It loops: take the requests that arrived, *start* each while there is room in
-the batch (the engine builds or reuses its compressed context and returns a :class:`~tokenzip.models.rows.Row`
+the batch (the backend builds or reuses its compressed context and returns a :class:`~tokenzip.models.rows.Row`
 and the tokens to feed: the question after a cached context, or a whole short prompt), then run one forward
 over every request still feeding its prompt (grouped by length, so padding stays small), then one forward
 over every sequence that is decoding (one new token each; :class:`~tokenzip.models.decode_batch.DecodeBatch`
@@ -43,7 +43,7 @@ Emit = Callable[[tuple], None]
 
 
 class Startable(Protocol):
-    """What the scheduler needs of a planned request (the engine's ``Job``)."""
+    """What the scheduler needs of a planned request (the backend's ``Job``)."""
 
     cancel: threading.Event
     max_tokens: int
@@ -54,7 +54,7 @@ class Startable(Protocol):
 
 @dataclass
 class Started:
-    """A request ready to run: its prompt row, the tokens to feed it, and what the engine reports about it."""
+    """A request ready to run: its prompt row, the tokens to feed it, and what the backend reports about it."""
 
     row: Row
     feed: list[int]
