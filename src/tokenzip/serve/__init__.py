@@ -6,8 +6,8 @@ compressed context cache, batching, and a compressing proxy (needs the ``serve``
     app = build_app("gemma-3-270m", compression="kv:kvzip@0.5")   # an ASGI app for uvicorn
 
 The routes (:mod:`tokenzip.serve.app`) call one backend protocol (:mod:`tokenzip.serve.protocol`): the torch
-backend (:mod:`tokenzip.serve.backend`), the same in llama.cpp (:mod:`tokenzip.serve.llamacpp`, ``--engine llamacpp``)
-or the proxy (:mod:`tokenzip.serve.proxy`).
+backend (:mod:`tokenzip.serve.torch_backend`), the same in llama.cpp (:mod:`tokenzip.serve.llamacpp`,
+``--engine llamacpp``) or the proxy (:mod:`tokenzip.serve.proxy`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def build_app(model: str, compression: str | None = None, cache_bytes: int = 2 <
         objects = model_objects or load_served_model(scorer)
         backend = ProxyBackend(upstream, *objects, name=upstream_model or model, compression=compression)
     else:
-        from tokenzip.serve.backend import TorchBackend
+        from tokenzip.serve.torch_backend import TorchBackend
 
         objects = model_objects or load_served_model(model)
         backend = TorchBackend(*objects, name=model, default_spec=compression, cache_bytes=cache_bytes,

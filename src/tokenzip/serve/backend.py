@@ -1,10 +1,10 @@
 r"""Model backends: a runtime engine (:mod:`tokenzip.engines`) behind the server, with compression per request and a
-compressed context cache. :class:`TorchBackend` (a transformers model on :class:`~tokenzip.engines.torch.TorchEngine`,
-batched) is here; :class:`~tokenzip.serve.llamacpp.LlamaCppBackend` shares :class:`ModelBackend` with it.
+compressed context cache. :class:`ModelBackend` is what the torch backend (:mod:`tokenzip.serve.torch_backend`) and the
+llama.cpp one (:mod:`tokenzip.serve.llamacpp`) share: planning a request, the context cache, streaming, the usage.
 
 A request is *prepared* (checked and tokenized, off the model thread: any error is a 4xx before model work),
 then run on the model thread (the torch backend's :class:`~tokenzip.serve.scheduler.Scheduler`, batched with the
-requests that arrive with it).
+requests that arrive with it; llama.cpp's runner, one at a time).
 
 **Where compression pays.** The pipeline (the request's ``compression``, else the server default) applies to
 the reusable part of a request, its *context* (:mod:`tokenzip.serve.split`: documents, system text, earlier
@@ -14,32 +14,22 @@ with the same context. A shorter prompt is answered whole, exactly as with ``com
 compression step on it costs more than it saves, and there is nothing worth caching. A request that names a
 ``compression`` itself gets it whatever the length. ``usage.compression`` says which happened (``spec``:
 what was applied; ``requested`` and ``source``: what was asked; ``skipped``: why it was not applied).
-
-The context is compressed through :meth:`tokenzip.pipeline.Pipeline.compress_prompt` (each document) and
-:meth:`tokenzip.pipeline.Pipeline.compress_context` (the prefill with the layers method, then the kv method), the
-same steps ``tz.pipeline(...).run`` takes; the rows reported are their :class:`~tokenzip.pipeline.StageRecord`\ s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import os
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from starlette.concurrency import run_in_threadpool
 
 from tokenzip import spec as specs
 from tokenzip.engines.base import Compressed
-from tokenzip.engines.torch import TorchEngine
 from tokenzip.errors import TokenzipError
-from tokenzip.kv.answer import eos_ids
-from tokenzip.models.rows import Row
 from tokenzip.ops.sampling import SamplingParams
 from tokenzip.pipeline import Pipeline, StageRecord
 from tokenzip.serve.cache import ContextCache, Entry
@@ -47,8 +37,8 @@ from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.generate import Choice, Detokenizer
 from tokenzip.serve.metrics import Metrics
 from tokenzip.serve.responses import Shape, assemble
-from tokenzip.serve.scheduler import Scheduler, Started
-from tokenzip.serve.schemas import ChatRequest, CompletionRequest, CompressRequest, parse
+from tokenzip.serve.scheduler import Started
+from tokenzip.serve.schemas import ChatRequest, CompletionRequest, parse
 from tokenzip.serve.split import TURN_MARKERS, Prompt, chat_prompt, completion_prompt
 
 DEFAULT_MIN_CONTEXT_TOKENS = 512
@@ -305,84 +295,6 @@ class ModelBackend:
 
     def shutdown(self) -> None:
         self.scheduler.shutdown()
-
-
-class TorchBackend(ModelBackend):
-    """A transformers model on :class:`~tokenzip.engines.torch.TorchEngine`, its context cache, and the batching
-    model thread (see the module docstring)."""
-
-    def __init__(self, model: Any, tokenizer: Any, name: str, default_spec: str | None = None,
-                 cache_bytes: int = 2 << 30, max_batch: int = 8, min_context_tokens: int = DEFAULT_MIN_CONTEXT_TOKENS,
-                 metrics: Metrics | None = None, chat_max_tokens: int = 256) -> None:
-        from tokenzip.models.decoders import DecoderAdapter
-
-        self.model = model
-        self.engine = TorchEngine(model, tokenizer)
-        front = TorchEngine(model, copy.deepcopy(tokenizer))  # preparing tokenizes off the model thread, own copy
-        limit = DecoderAdapter(model).max_positions or getattr(model.config, "max_position_embeddings", 0)
-        super().__init__(tokenizer, name, front, limit, model.get_output_embeddings().weight.shape[0],
-                         default_spec=default_spec, cache_bytes=cache_bytes, max_batch=max_batch,
-                         min_context_tokens=min_context_tokens, metrics=metrics, chat_max_tokens=chat_max_tokens)
-        self.eos = self.end_ids(eos_ids(model))
-        self.scheduler = Scheduler(model, self.start, self.eos, max_batch, on_step=self._on_step,
-                                   on_cancel=self.metrics.cancelled.inc)
-
-    def check_servable(self, spec: specs.PipelineSpec, param: str = "compression") -> None:
-        """A layers method the served model cannot take (e.g. an encoder method on a decoder) is a 400."""
-        if spec.get("layers") is not None:
-            try:
-                Pipeline(spec.without("prompt", "kv")).check(self.model)
-            except TokenzipError as exc:
-                raise bad_request(f"{spec.get('layers')}: {exc}", param=param,
-                                  code="unsupported_compression") from None
-
-    async def explain(self, body: Any) -> dict[str, Any]:
-        from tokenzip.serve.page import explain
-
-        req = parse(CompressRequest, body)
-        if req.model is not None and req.model != self.name:
-            raise APIError(404, f"The model {req.model!r} does not exist: this server serves {self.name!r}",
-                           param="model", code="model_not_found")
-        spec = parse_spec(req.compression, self.default_spec)
-        self.check_servable(spec)
-        try:
-            return await asyncio.wrap_future(self.scheduler.call(explain, self, req, spec))
-        except TokenzipError as exc:
-            raise bad_request(str(exc), param="text") from None
-
-    def describe(self) -> dict[str, Any]:
-        return {"model": self.name, "mode": "local", "pid": os.getpid(), "compression": str(self.default_spec),
-                "min_context_tokens": self.min_context_tokens, "max_batch": self.max_batch,
-                "cache_entries": len(self.cache), "cache_bytes": self.cache.bytes,
-                "cache_max_bytes": self.cache.max_bytes, "max_positions": self.limit}
-
-    # --- the model thread -------------------------------------------------------------------------------
-    def start(self, job: Job) -> Started:
-        """The row a request runs in and the tokens to feed it: after its (cached or new) compressed context, or
-        an empty row fed the whole prompt."""
-        compressed, feed, info = self.open(job)
-        if compressed is None:
-            return Started(Row.empty(self.model), feed, info)
-        c = compressed.state
-        return Started(Row.after(c.cache, c.masks, c.seen), feed, info)
-
-    def build(self, spec: specs.PipelineSpec, ids: list[int], prompt: Prompt | None = None) -> Entry:
-        """The pipeline on a context: the prompt stage on ``prompt``'s documents (question-aware), then the prefill
-        (the layers method pruning inside the model) and the kv method's compression (query-agnostic)."""
-        pipe = Pipeline(spec)
-        records: list[StageRecord] = []
-        if pipe.method("prompt") is not None and prompt is not None and prompt.documents:
-            docs, record = compress_documents(self.model, self.tok, prompt.documents, prompt.question, pipe)
-            context_text, _ = prompt.render(docs)
-            ids = self.engine.tokenize(context_text, not prompt.templated)
-            records.append(record)
-        pre, compressed, model_records = pipe.compress_context(self.model, self.tok,
-                                                               torch.tensor([ids], device=self.engine.device))
-        held = self.engine.hold(compressed)
-        return Entry(held, len(ids), held.bytes, pre.bytes, records + model_records, pre.seconds)
-
-    def _on_step(self, rows: int, tokens: int) -> None:
-        self.metrics.batch_rows.observe(rows)
 
 
 def compress_documents(model: Any, tok: Any, docs: list[str], question: str | None,

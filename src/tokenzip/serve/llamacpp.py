@@ -1,7 +1,7 @@
 """``tokenzip serve --engine llamacpp``: the server's backend (:mod:`tokenzip.serve.protocol`) on llama.cpp's runtime
 engine.
 
-Requests are planned exactly as :class:`~tokenzip.serve.backend.TorchBackend` plans them (the same
+Requests are planned exactly as :class:`~tokenzip.serve.torch_backend.TorchBackend` plans them (the same
 :class:`~tokenzip.serve.backend.ModelBackend`: the chat template, where compression applies, the context cache keyed
 by the exact context ids and spec, every 4xx before any work) and streamed by the same code; only the model work
 differs. A context is prefilled, compressed and saved in llama.cpp once

@@ -10,7 +10,7 @@ Two layers, two protocols:
 
 Why two: a proxy is a backend with no runtime at all (its model is upstream: nothing to prefill, no cache to
 keep), and batching several requests' sequences in one forward pass is a server concern that a one-context
-runtime does not have. :class:`tokenzip.serve.backend.TorchBackend` runs on a
+runtime does not have. :class:`tokenzip.serve.torch_backend.TorchBackend` runs on a
 :class:`~tokenzip.engines.torch.TorchEngine`, :class:`tokenzip.serve.llamacpp.LlamaCppBackend` on a
 :class:`~tokenzip.engines.llamacpp.engine.LlamaCppEngine`, :class:`tokenzip.serve.proxy.ProxyBackend` on an
 upstream server.
