@@ -260,3 +260,23 @@ def test_generate_refuses_no_new_tokens_before_loading_the_model(tmp_path, capsy
     assert main(["generate", "--model", "gemma-3-270m", "--context", str(context), "--question", "Q?",
                  "--max-new-tokens", "-1"]) == 2
     assert "max_new_tokens is the number of tokens to generate, an integer >= 1; got -1" in capsys.readouterr().err
+
+
+def test_run_is_the_prompt_step_then_compress_context(tiny):
+    """``run`` composes ``compress_prompt`` and ``compress_context`` (the steps the server and its page take): the same
+    records, cache and text; ``StageRecord.to_dict`` is the report's row form."""
+    model, tok = tiny("gemma3")
+    pipe = tz.pipeline("prompt:extractive@0.5 | layers:fastv@0.3 | kv:snapkv@0.5", prompt_scorer=(model, tok))
+    compressed, report = pipe.run(model, tok, TEXT, QUESTION)
+    result, prompt_record = pipe.compress_prompt(model, tok, TEXT, QUESTION)
+    assert result.text == pipe.compress_text(model, tok, TEXT, QUESTION)[0] and result.kept_spans
+    pre, again, records = pipe.compress_context(model, tok, result.text)
+    assert [r.stage for r in records] == ["layers", "kv"] and pre.n_tokens == len(tok(result.text).input_ids)
+    rows = [r.to_dict() for r in [prompt_record, *records]]
+    keep = ("stage", "method", "unit", "before", "after", "removed", "bytes_after", "entries_after")
+    assert [{k: row[k] for k in keep} for row in rows] == [{k: row[k] for k in keep} for row in
+                                                          report.to_dict()["stages"]]
+    assert set(rows[0]) == set(report.to_dict()["stages"][0]) == {*keep, "seconds"}
+    assert again.bytes == compressed.bytes and records[-1].after == report.entries_held
+    none_pre, none_compressed, none_records = tz.pipeline("none").compress_context(model, tok, TEXT)
+    assert none_records == [] and none_compressed.bytes == none_pre.bytes

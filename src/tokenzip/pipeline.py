@@ -29,6 +29,7 @@ from tokenzip.hooks import attach_method
 from tokenzip.kv.answer import CompressedCache, Prefill, answer_from, check_context, check_max_new_tokens, prefill
 from tokenzip.method import Method
 from tokenzip.models.cache_layers import dense_cache_bytes, dense_cache_entries, held_entries
+from tokenzip.prompt.result import PromptResult
 from tokenzip.spec import PIPELINE_STAGES, PipelineSpec, from_methods, parse
 
 
@@ -57,6 +58,12 @@ class StageRecord:
     def removed(self) -> float:
         """Fraction of its input this stage removed."""
         return 1.0 - self.after / self.before if self.before else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's one dict form (JSON: the bench's rows, the server's ``usage.compression.stages``, the page)."""
+        return {"stage": self.stage, "method": self.method, "unit": self.unit, "before": self.before,
+                "after": self.after, "removed": self.removed, "seconds": self.seconds, "bytes_after": self.bytes_after,
+                "entries_after": self.entries_after}
 
 
 @dataclass
@@ -113,10 +120,7 @@ class PipelineReport:
             "prefill_seconds": self.prefill_seconds, "dense_prefill_seconds": self.dense_prefill_seconds,
             "token_layers": self.token_layers, "dense_token_layers": self.dense_token_layers,
             "compute_saved": self.compute_saved,
-            "stages": [{"stage": s.stage, "method": s.method, "unit": s.unit, "before": s.before, "after": s.after,
-                        "removed": s.removed, "seconds": s.seconds, "bytes_after": s.bytes_after,
-                        "entries_after": s.entries_after}
-                       for s in self.stages],
+            "stages": [s.to_dict() for s in self.stages],
         }
 
     def table(self) -> str:
@@ -200,19 +204,26 @@ class Pipeline:
                                         "tokens); give the kv method no chunk_size")
 
     # --- the stages ----------------------------------------------------------------------------
-    def compress_text(self, model: Any, tok: Any, context: str, question: str | None) -> tuple[str, StageRecord | None]:
-        """The prompt stage: the compressed context and its record (token counts on the model's tokenizer)."""
+    def compress_prompt(self, model: Any, tok: Any, context: str, question: str | None
+                        ) -> tuple[PromptResult | None, StageRecord | None]:
+        """The prompt stage: its whole result (kept spans, notes; None without a prompt method) and its record (token
+        counts on the model's tokenizer)."""
         method = self.methods.get("prompt")
         if method is None:
-            return context, None
+            return None, None
         from tokenzip.prompt.api import compress
 
         start = time.perf_counter()
         result = compress(context, question=question, method=method, scorer=self.prompt_scorer or (model, tok),
                           target_tokenizer=tok)
         seconds = time.perf_counter() - start
-        return result.text, StageRecord("prompt", str(self.spec.get("prompt")), "tokens", _dense_tokens(tok, context),
-                                        _dense_tokens(tok, result.text), seconds)
+        return result, StageRecord("prompt", str(self.spec.get("prompt")), "tokens", _dense_tokens(tok, context),
+                                   _dense_tokens(tok, result.text), seconds)
+
+    def compress_text(self, model: Any, tok: Any, context: str, question: str | None) -> tuple[str, StageRecord | None]:
+        """The prompt stage: the compressed context and its record (see :meth:`compress_prompt`)."""
+        result, record = self.compress_prompt(model, tok, context, question)
+        return (context if result is None else result.text), record
 
     def prefill(self, model: Any, tok: Any, context: str | torch.Tensor, capture: Sequence[Method] = ()
                 ) -> tuple[Prefill, StageRecord | None]:
@@ -244,6 +255,15 @@ class Pipeline:
         return compressed, StageRecord("kv", str(self.spec.get("kv")), "entries", before, after,
                                        compressed.compress_seconds, compressed.bytes, after)
 
+    def compress_context(self, model: Any, tok: Any, context: str | torch.Tensor
+                         ) -> tuple[Prefill, CompressedCache, list[StageRecord]]:
+        """The model's stages on a context (text, or token ids as given): the prefill with the layers method pruning
+        inside the model, then the kv method's compression. Returns the prefill, the compressed cache and the layers
+        and kv stages' records (those that ran). :meth:`run`, the server and its page all compose through here."""
+        pre, layers_record = self.prefill(model, tok, context)
+        compressed, kv_record = self.compress_cache(pre)
+        return pre, compressed, [r for r in (layers_record, kv_record) if r is not None]
+
     # --- whole runs ----------------------------------------------------------------------------
     def run(self, model: Any, tok: Any, context: str, question: str | None = None,
             baseline: bool = False) -> tuple[CompressedCache, PipelineReport]:
@@ -252,10 +272,8 @@ class Pipeline:
         records: list[StageRecord] = []
         text, record = self.compress_text(model, tok, context, question)
         records += [record] if record else []
-        pre, record = self.prefill(model, tok, text)
-        records += [record] if record else []
-        compressed, record = self.compress_cache(pre)
-        records += [record] if record else []
+        pre, compressed, model_records = self.compress_context(model, tok, text)
+        records += model_records
         return compressed, self.report(model, tok, context, pre, compressed, records, baseline)
 
     def answer(self, model: Any, tok: Any, context: str, questions: str | Sequence[str], query_aware: bool = False,
@@ -283,9 +301,8 @@ class Pipeline:
         for q in questions:
             text, record = self.compress_text(model, tok, context, q)
             ids = torch.cat([_ids(tok, text, True, model), _ids(tok, q + answer_prefix, False, model)], dim=1)
-            pre, layers_record = self.prefill(model, tok, ids[:, :-1])
-            compressed, kv_record = self.compress_cache(pre)
-            records = [r for r in (record, layers_record, kv_record) if r is not None]
+            pre, compressed, model_records = self.compress_context(model, tok, ids[:, :-1])
+            records = ([record] if record else []) + model_records
             reports.append(self.report(model, tok, context + q, pre, compressed, records, baseline))
             out, n, seconds = answer_from(model, tok, compressed, ids[:, -1:], max_new_tokens)
             answers.append(PipelineAnswer(q, out, n, seconds))

@@ -63,3 +63,16 @@ def test_nll_is_the_teacher_forced_loss(engine):
 def test_load_engine_refuses_unknown_names():
     with pytest.raises(TokenzipError, match="unknown engine 'vllm'"):
         load_engine("vllm")
+
+
+def test_hold_makes_a_kv_compressed_cache_the_engines_own(engine):
+    """``hold`` (what the server uses on a pipeline's kv stage) gives what ``compress`` gives: the same counts, bytes
+    and answer."""
+    method = tz.get_method("snapkv", ratio=0.5)
+    pre = engine.prefill(TEXT, [method])
+    compressed = engine.compress(pre, method)
+    held = engine.hold(pre.state.compress(method))
+    assert (held.n_tokens, held.kept, held.bytes, held.label) == (compressed.n_tokens, compressed.kept,
+                                                                  compressed.bytes, compressed.label)
+    assert held.kept < held.n_tokens
+    assert answer_from(engine, held, QUESTIONS[0], 6).text == answer_from(engine, compressed, QUESTIONS[0], 6).text

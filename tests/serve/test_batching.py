@@ -102,7 +102,7 @@ def one_at_a_time() -> Iterator[tuple[str, Any]]:
 
 def _together(url: str, app: Any) -> list[tuple[list[str], Any]]:
     """All of WORK at once, the model thread held for a second so that every request is waiting when it returns."""
-    app.state.engine.scheduler.call(time.sleep, 1.0)
+    app.state.backend.scheduler.call(time.sleep, 1.0)
     with ThreadPoolExecutor(len(WORK)) as pool:
         return list(pool.map(lambda w: _ask(url, *w), WORK))
 

@@ -94,8 +94,8 @@ def test_a_short_prompt_under_the_default_spec_is_answered_as_with_none(tiny_ser
         # Asked for by the request, the spec applies whatever the length.
         asked = httpx.post(f"{tiny_server}/v1/{path}", json=dict(body, compression="kv:snapkv@0.5"),
                            timeout=120).json()["usage"]["compression"]
-        assert asked["spec"] == "kv:snapkv@0.5" and asked["stages"][-1]["entries_after"] < \
-            asked["stages"][-1]["entries_before"]
+        assert asked["spec"] == "kv:snapkv@0.5" and asked["stages"][-1]["after"] < \
+            asked["stages"][-1]["before"]
 
 
 def test_a_long_context_gets_the_default_spec_and_the_cache(tiny_server: str) -> None:

@@ -35,8 +35,11 @@ def test_needle_from_the_compressed_context_cache(gemma_server: str, needle_doc:
     assert "4817" in first.choices[0].text, first.choices[0].text
     u = first.usage.model_dump()
     kv = u["compression"]["stages"][-1]
-    assert u["compression"]["cache"] == "miss" and kv["bytes_after"] < kv["bytes_before"]
-    assert kv["entries_after"] <= 0.55 * kv["entries_before"]  # the global layers (sliding ones are bounded)
+    comp = u["compression"]
+    assert comp["cache"] == "miss" and comp["kv_bytes_held"] == kv["bytes_after"] < comp["kv_bytes_dense"]
+    # kvzip compresses the 3 global layers of Gemma 3 270M's 18 (the sliding ones keep their window): of their
+    # 3 x context_tokens entries, at least 45% are gone
+    assert kv["before"] - kv["after"] >= 0.45 * 3 * comp["context_tokens"]
 
     def ask(q: str) -> tuple[str, int]:
         r = client.completions.create(model="gemma-3-270m", prompt=f"{needle_doc}\n\n{q}", max_tokens=6,

@@ -52,9 +52,9 @@ def test_the_compressed_context_is_cached_and_reported(llamacpp_server: tuple[st
     u1, u2, u3 = (r.usage.model_dump() for r in (first, again, other))
     assert u1["compression"]["cache"] == "miss" and u1["prompt_tokens_details"]["cached_tokens"] == 0
     kv = u1["compression"]["stages"][-1]
-    assert kv["engine"] == "llamacpp" and kv["method"] == SPEC
+    assert kv["stage"] == "kv" and kv["method"] == SPEC and kv["unit"] == "entries"
     n = u1["compression"]["context_tokens"]
-    assert kv["entries_before"] == n and kv["entries_after"] == n - n // 2 and kv["bytes_after"] < kv["bytes_before"]
+    assert kv["before"] == n and kv["after"] == n - n // 2 and kv["bytes_after"] < u1["compression"]["kv_bytes_dense"]
     for u in (u2, u3):  # later questions about the same context restore it: no prefill
         assert u["compression"]["cache"] == "hit" and u["prompt_tokens_details"]["cached_tokens"] == n > 0
         assert u["compression"]["stages"][-1]["cached"] is True

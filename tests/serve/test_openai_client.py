@@ -40,8 +40,9 @@ def test_completion_usage_and_stream_agree(client: Any) -> None:
     assert comp["spec"] == "kv:snapkv@0.5"
     assert comp["context_tokens"] + comp["question_tokens"] == usage["prompt_tokens"]
     kv = comp["stages"][-1]
-    assert kv["stage"] == "kv" and kv["entries_after"] < kv["entries_before"]
-    assert comp["kv_bytes_held"] == kv["bytes_after"] < kv["bytes_before"] == comp["kv_bytes_dense"]
+    assert kv["stage"] == "kv" and kv["unit"] == "entries" and kv["after"] < kv["before"]
+    assert kv["removed"] == 1 - kv["after"] / kv["before"]
+    assert comp["kv_bytes_held"] == kv["bytes_after"] < comp["kv_bytes_dense"]
     pieces = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=6, stream=True, temperature=0))
     assert "".join(p.choices[0].text for p in pieces) == resp.choices[0].text
     assert pieces[-1].choices[0].finish_reason == resp.choices[0].finish_reason
@@ -78,11 +79,11 @@ def test_extra_body_compression_overrides_default(client: Any) -> None:
     assert comp["spec"] == "kv:streaming_llm@0.75"
     kv = comp["stages"][-1]
     assert kv["method"] == "kv:streaming_llm@0.75"
-    assert 0.70 <= 1 - kv["entries_after"] / kv["entries_before"] <= 0.76
+    assert 0.70 <= 1 - kv["after"] / kv["before"] <= 0.76
     none = client.completions.create(model=MODEL, prompt=DOC + "\n\nWhich key?", max_tokens=3,
                                      extra_body={"compression": "none"})
-    kv = _usage(none)["compression"]["stages"][-1]
-    assert kv["method"] == "none" and kv["entries_after"] == kv["entries_before"]
+    comp = _usage(none)["compression"]  # no stage ran: the context is cached as it was prefilled
+    assert comp["stages"] == [] and comp["kv_bytes_held"] == comp["kv_bytes_dense"] > 0
 
 
 def test_second_question_hits_the_cache_and_answers_as_a_fresh_prefill(client: Any, tiny_server: str,
@@ -106,7 +107,7 @@ def test_second_question_hits_the_cache_and_answers_as_a_fresh_prefill(client: A
     metrics = httpx.get(f"{tiny_server}/metrics").text
     assert "tokenzip_cache_hits_total" in metrics and 'tokenzip_tokens_removed_total{stage="kv"}' in metrics
     # The same question with the cache emptied (a fresh prefill) gives the same answer.
-    tiny_app.state.engine.cache.clear()
+    tiny_app.state.backend.cache.clear()
     again = client.completions.create(model=MODEL, prompt=doc + "\n\nWhat is by the river?", max_tokens=5,
                                       temperature=0)
     assert _usage(again)["compression"]["cache"] == "miss"
@@ -120,13 +121,14 @@ def test_page_endpoint_reports_what_each_stage_kept_and_both_answers(tiny_server
     assert r.status_code == 200, r.text
     data = r.json()
     prompt, kv = data["stages"]
-    assert prompt["tokens_after"] < prompt["tokens_before"] and kv["entries_after"] < kv["entries_before"]
+    assert prompt["after"] < prompt["before"] and kv["after"] < kv["before"]
     assert data["kept_spans"] and all(0 <= a < b <= len(text) for a, b in data["kept_spans"])
     # The kv stage, per token: the kept fractions average to the stage's own count of entries kept.
     heat = data["kv"]
     fractions = [f for _, _, f in heat["tokens"]]
-    assert len(fractions) == kv["tokens"] and heat["note"] is None
-    assert abs(sum(fractions) / len(fractions) - kv["entries_after"] / kv["entries_before"]) < 1e-3
+    # one fraction per token the kv stage read: its entries on every (compressed) layer of the tiny llama
+    assert len(fractions) * len(heat["layers"]) == kv["before"] and heat["note"] is None
+    assert abs(sum(fractions) / len(fractions) - kv["after"] / kv["before"]) < 1e-3
     assert min(fractions) == 0.0 and max(fractions) == 1.0  # some tokens evicted everywhere, some kept everywhere
     assert all(0 <= a <= b <= len(heat["text"]) for a, b, _ in heat["tokens"])
     assert heat["text"].startswith(data["compressed_text"].rstrip())
@@ -157,7 +159,7 @@ def test_page_endpoint_heat_map_leaves_out_layers_that_lost_entries_during_the_p
     assert chunked.status_code == 200, chunked.text
     data = chunked.json()
     assert data["kv"] is None and any(n.startswith("no kv heat map") for n in data["notes"])
-    assert data["stages"][-1]["entries_after"] < data["stages"][-1]["entries_before"]
+    assert data["stages"][-1]["after"] < data["stages"][-1]["before"]
 
 
 def test_layers_stage_is_served_with_kv(client: Any) -> None:
@@ -166,8 +168,8 @@ def test_layers_stage_is_served_with_kv(client: Any) -> None:
                                      extra_body={"compression": "layers:fastv@0.5 | kv:snapkv@0.5"})
     assert _usage(resp)["compression"]["source"] == "request"
     layers, kv = _usage(resp)["compression"]["stages"][-2:]
-    assert layers["stage"] == "layers" and layers["tokens_after"] < layers["tokens_before"]
-    assert kv["stage"] == "kv" and kv["entries_after"] < kv["entries_before"]
+    assert layers["stage"] == "layers" and layers["after"] < layers["before"]
+    assert kv["stage"] == "kv" and kv["after"] < kv["before"]
 
 
 def test_a_layers_method_the_model_cannot_take_is_refused_up_front(client: Any) -> None:
@@ -177,3 +179,30 @@ def test_a_layers_method_the_model_cannot_take_is_refused_up_front(client: Any) 
         client.completions.create(model=MODEL, prompt="a\n\nb", max_tokens=2,
                                   extra_body={"compression": "layers:tome@0.3"})
     assert "tome does not support" in err.value.body["message"]
+
+
+@pytest.mark.parametrize("spec", ["kv:snapkv@0.5", "layers:fastv@0.5 | kv:snapkv@0.5"])
+def test_a_served_answer_is_the_torch_engines_own(client: Any, tiny_objects: tuple[Any, Any], spec: str) -> None:
+    """A completion with a ``context`` at temperature 0 gives the text the torch engine gives alone from the context
+    the pipeline compressed (``Pipeline.compress_context``, the one composition path), the prompt fed after the
+    context's original positions; the second request answers from the cached context, alike."""
+    import torch
+
+    import tokenzip as tz
+    from tokenzip.engines.answer import answer_from
+    from tokenzip.engines.torch import TorchEngine
+
+    prompt = "\nQuestion: Which key opens the blue house?\nAnswer:"
+    context = DOC.replace("blue", "red")  # a context no other test cached
+    served = [client.completions.create(model=MODEL, prompt=prompt, max_tokens=12, temperature=0,
+                                        extra_body={"context": context, "compression": spec}) for _ in range(2)]
+    model, tok = tiny_objects
+    engine = TorchEngine(model, tok)
+    ids = torch.tensor([engine.tokenize(context, True)])
+    pre, compressed, records = tz.pipeline(spec).compress_context(model, tok, ids)
+    alone = answer_from(engine, engine.hold(compressed), engine.tokenize(prompt, False), 12).text
+    assert [r.choices[0].text for r in served] == [alone, alone] and alone.strip()
+    first, second = (_usage(r)["compression"] for r in served)
+    assert (first["cache"], second["cache"]) == ("miss", "hit")
+    assert [row["after"] for row in first["stages"]] == [r.after for r in records]
+    assert first["kv_bytes_held"] == compressed.bytes and first["kv_bytes_dense"] == pre.bytes

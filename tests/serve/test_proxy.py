@@ -50,7 +50,7 @@ def test_proxy_compresses_forwards_and_reports(proxied: tuple[str, str]) -> None
     resp = client.chat.completions.create(model="tiny-llama", messages=messages, max_tokens=4, temperature=0)
     comp = resp.usage.model_dump()["compression"]
     row = comp["stages"][0]
-    assert comp["spec"] == "prompt:head@0.5" and row["tokens_after"] <= 0.55 * row["tokens_before"]
+    assert comp["spec"] == "prompt:head@0.5" and row["after"] <= 0.55 * row["before"]
     full = direct.chat.completions.create(model="tiny-llama", messages=messages, max_tokens=4, temperature=0)
     assert resp.usage.prompt_tokens < full.usage.prompt_tokens  # the upstream really got fewer tokens
     # The upstream's own usage is kept: here a tokenzip server, whose compression block moves to .upstream.
@@ -69,7 +69,7 @@ def test_proxy_compresses_forwards_and_reports(proxied: tuple[str, str]) -> None
     r = client.completions.create(model="tiny-llama", prompt="Where is the red lamp?", max_tokens=3,
                                   extra_body={"context": DOC + "\n\n", "compression": "prompt:tail@0.75"})
     row = r.usage.model_dump()["compression"]["stages"][0]
-    assert row["method"] == "prompt:tail@0.75" and row["tokens_after"] <= 0.3 * row["tokens_before"]
+    assert row["method"] == "prompt:tail@0.75" and row["after"] <= 0.3 * row["before"]
     metrics = httpx.get(f"{proxy}/metrics").text
     assert 'tokenzip_tokens_removed_total{stage="prompt"}' in metrics and "tokenzip_upstream_prompt_tokens" in metrics
 
@@ -141,7 +141,7 @@ def test_proxy_in_front_of_llama_cpp(llama_cpp: str, needle_doc: str) -> None:
         row = r.usage.model_dump()["compression"]["stages"][0]
         assert "4817" in r.choices[0].text, r.choices[0].text
         assert r.usage.prompt_tokens < 0.65 * plain.usage.prompt_tokens  # tokens the upstream really read
-        assert row["tokens_after"] < 0.6 * row["tokens_before"]
+        assert row["after"] < 0.6 * row["before"]
         chunks = list(client.completions.create(model="gemma-3-270m", prompt=prompt, max_tokens=6, temperature=0,
                                                 stream=True))
         assert "4817" in "".join(c.choices[0].text for c in chunks if c.choices)

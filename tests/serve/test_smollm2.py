@@ -87,7 +87,7 @@ def test_eight_clients_at_once_get_their_answers_alone(smol_server: tuple[str, A
         assert min(margins) > 1e-3, "a near-tie decides a token: choose other questions"
         alone.append(r.choices[0].message.content)
     assert "4817" in alone[0]
-    app.state.engine.scheduler.call(time.sleep, 1.0)  # all eight are waiting when the model thread comes back
+    app.state.backend.scheduler.call(time.sleep, 1.0)  # all eight are waiting when the model thread comes back
     with ThreadPoolExecutor(len(work)) as pool:
         together = list(pool.map(ask, work))
     assert [r.choices[0].message.content for r in together] == alone

@@ -62,8 +62,12 @@ class TorchEngine:
                          peak_entries=pre.n_tokens if pre.chunk_size is None else 0)
 
     def compress(self, prefilled: Prefilled, method: KVMethod | None) -> Compressed:
-        comp = prefilled.state.compress(method)
-        n = prefilled.n_tokens
+        return self.hold(prefilled.state.compress(method))
+
+    def hold(self, comp: CompressedCache) -> Compressed:
+        """A compressed cache made by :mod:`tokenzip.kv` (or a pipeline's kv stage) as this engine's
+        :class:`~tokenzip.engines.base.Compressed`."""
+        n = comp.seen
         return Compressed(self.name, n, n * (1 - comp.achieved_ratio), comp.bytes, comp.compress_seconds, comp,
                           comp.method)
 

@@ -5,9 +5,9 @@ compressed context cache, batching, and a compressing proxy (needs the ``serve``
     from tokenzip.serve import build_app
     app = build_app("gemma-3-270m", compression="kv:kvzip@0.5")   # an ASGI app for uvicorn
 
-The routes (:mod:`tokenzip.serve.app`) call one engine protocol (:mod:`tokenzip.serve.protocol`): the local
-engine (:mod:`tokenzip.serve.engine`), the same in llama.cpp (:mod:`tokenzip.serve.llamacpp`, ``--engine llamacpp``) or
-the proxy (:mod:`tokenzip.serve.proxy`).
+The routes (:mod:`tokenzip.serve.app`) call one backend protocol (:mod:`tokenzip.serve.protocol`): the torch
+backend (:mod:`tokenzip.serve.torch_backend`), the same in llama.cpp (:mod:`tokenzip.serve.llamacpp`,
+``--engine llamacpp``) or the proxy (:mod:`tokenzip.serve.proxy`).
 """
 
 from __future__ import annotations
@@ -49,22 +49,22 @@ def build_app(model: str, compression: str | None = None, cache_bytes: int = 2 <
     if engine == "llamacpp":
         if upstream:
             raise TokenzipError("--engine llamacpp serves a model in-process; --upstream proxies another server")
-        from tokenzip.serve.llamacpp import LlamaCppServeEngine
+        from tokenzip.serve.llamacpp import LlamaCppBackend
 
-        served: Any = LlamaCppServeEngine.load(model, n_ctx=n_ctx, threads=threads, default_spec=compression,
-                                               cache_bytes=cache_bytes, min_context_tokens=min_context_tokens)
-        return create_app(served, max_queue=max_queue, max_body=max_body)
+        backend: Any = LlamaCppBackend.load(model, n_ctx=n_ctx, threads=threads, default_spec=compression,
+                                             cache_bytes=cache_bytes, min_context_tokens=min_context_tokens)
+        return create_app(backend, max_queue=max_queue, max_body=max_body)
     if n_ctx is not None or threads is not None:
         raise TokenzipError("n_ctx and threads size llama.cpp's context: add --engine llamacpp")
     if upstream:
-        from tokenzip.serve.proxy import ProxyEngine
+        from tokenzip.serve.proxy import ProxyBackend
 
         objects = model_objects or load_served_model(scorer)
-        engine: Any = ProxyEngine(upstream, *objects, name=upstream_model or model, compression=compression)
+        backend = ProxyBackend(upstream, *objects, name=upstream_model or model, compression=compression)
     else:
-        from tokenzip.serve.engine import LocalEngine
+        from tokenzip.serve.torch_backend import TorchBackend
 
         objects = model_objects or load_served_model(model)
-        engine = LocalEngine(*objects, name=model, default_spec=compression, cache_bytes=cache_bytes,
-                             max_batch=max_batch, min_context_tokens=min_context_tokens)
-    return create_app(engine, max_queue=max_queue, max_body=max_body)
+        backend = TorchBackend(*objects, name=model, default_spec=compression, cache_bytes=cache_bytes,
+                               max_batch=max_batch, min_context_tokens=min_context_tokens)
+    return create_app(backend, max_queue=max_queue, max_body=max_body)

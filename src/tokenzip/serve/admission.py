@@ -1,6 +1,6 @@
 """Admission: how many requests the server holds at once, and when a refused client should come back.
 
-Written once for every engine. A request is admitted when fewer than ``max_queue`` are waiting or running,
+Written once for every backend. A request is admitted when fewer than ``max_queue`` are waiting or running,
 else refused with 429 and ``Retry-After``: the seconds the requests ahead need to drain, estimated from the
 measured pace of the server, i.e. the busy seconds per completed request over the last completions (busy:
 at least one request held). That pace already reflects batching (8 requests answered together in 4 s make

@@ -1,7 +1,7 @@
-"""The FastAPI application: OpenAI endpoints, health, metrics and the page, around any engine.
+"""The FastAPI application: OpenAI endpoints, health, metrics and the page, around any backend.
 
-``create_app(engine)`` serves an :class:`~tokenzip.serve.protocol.Engine` (the local model, or the proxy).
-The routes are written once for every engine: body limit, JSON, admission (429 with ``Retry-After``),
+``create_app(backend)`` serves an :class:`~tokenzip.serve.protocol.Backend` (a model run in-process, or the proxy).
+The routes are written once for every backend: body limit, JSON, admission (429 with ``Retry-After``),
 Prometheus metrics, server-sent events, client disconnects, and OpenAI-shaped errors on every route
 (unknown routes and methods included).
 """
@@ -25,7 +25,7 @@ from tokenzip.errors import TokenzipError
 from tokenzip.serve.admission import Admission, Ticket
 from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.limits import DEFAULT_MAX_BODY, BodyLimit
-from tokenzip.serve.protocol import Engine
+from tokenzip.serve.protocol import Backend
 from tokenzip.textio import InvalidText, check_text
 
 ROUTES = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, GET /"
@@ -52,7 +52,7 @@ async def read_json(request: Request) -> Any:
 
 
 async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
-    """Await ``work``; if the client goes away first, cancel it (the engine stops) and raise :class:`ClientGone`."""
+    """Await ``work``; if the client goes away first, cancel it (the backend stops) and raise :class:`ClientGone`."""
     task = asyncio.ensure_future(work)
     try:
         while True:
@@ -82,24 +82,24 @@ def _has_text(chunk: dict[str, Any]) -> bool:
 
 
 class Routes:
-    """The server's routes around one engine."""
+    """The server's routes around one backend."""
 
-    def __init__(self, engine: Engine, admission: Admission) -> None:
-        self.engine, self.admission, self.metrics = engine, admission, engine.metrics
+    def __init__(self, backend: Backend, admission: Admission) -> None:
+        self.backend, self.admission, self.metrics = backend, admission, backend.metrics
 
     async def health(self) -> dict[str, Any]:
-        return {"status": "ok", **self.engine.describe(), "queue": self.admission.pending,
+        return {"status": "ok", **self.backend.describe(), "queue": self.admission.pending,
                 "max_queue": self.admission.max_queue}
 
     def _model(self) -> dict[str, Any]:
-        return {"id": self.engine.name, "object": "model", "created": 0, "owned_by": "tokenzip"}
+        return {"id": self.backend.name, "object": "model", "created": 0, "owned_by": "tokenzip"}
 
     async def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [self._model()]}
 
     async def model(self, model_id: str) -> dict[str, Any]:
-        if model_id != self.engine.name:
-            raise APIError(404, f"The model {model_id!r} does not exist: this server serves {self.engine.name!r}",
+        if model_id != self.backend.name:
+            raise APIError(404, f"The model {model_id!r} does not exist: this server serves {self.backend.name!r}",
                            param="model", code="model_not_found")
         return self._model()
 
@@ -109,50 +109,24 @@ class Routes:
     async def page(self) -> HTMLResponse:
         from tokenzip.serve.page import html
 
-        return HTMLResponse(html(self.engine.name, str(self.engine.describe().get("compression", "none"))))
+        return HTMLResponse(html(self.backend.name, str(self.backend.describe().get("compression", "none"))))
 
     async def completions(self, request: Request) -> Response:
-        return await self._generate(request, "completions")
+        return await self._counted("completions", self._generate(request, "completions"))
 
     async def chat(self, request: Request) -> Response:
-        return await self._generate(request, "chat")
+        return await self._counted("chat", self._generate(request, "chat"))
 
     async def compress(self, request: Request) -> Response:
         """The page's call, admitted and counted like any request."""
-        start, status = time.perf_counter(), "500"
-        try:
-            body = await read_json(request)
-            ticket = self.admission.enter()
-            try:
-                result = await until_disconnect(request, self.engine.explain(body))
-            except BaseException:
-                ticket.release(False)
-                raise
-            ticket.release(True)
-            self.metrics.latency.labels("compress").observe(time.perf_counter() - start)
-            status = "200"
-            return JSONResponse(result)
-        except APIError as exc:
-            status = str(exc.status)
-            raise
-        except ClientGone:
-            status = "499"
-            return Response(status_code=499)
-        finally:
-            self.metrics.requests.labels("compress", status).inc()
+        return await self._counted("compress", self._explain(request))
 
-    # --- generation -----------------------------------------------------------------------------------
-    async def _generate(self, request: Request, endpoint: str) -> Response:
-        start, status = time.perf_counter(), "500"
+    async def _counted(self, endpoint: str, answer: Awaitable[Response]) -> Response:
+        """A route's answer, counted in ``tokenzip_requests_total`` under its status (an OpenAI error's, 499 when the
+        client went away, 500 for anything else raised)."""
+        status = "500"
         try:
-            job = await self.engine.prepare(endpoint, await read_json(request))
-            ticket = self.admission.enter()
-            try:
-                response = await (self._stream(request, endpoint, job, ticket, start) if job.stream
-                                  else self._whole(request, endpoint, job, ticket, start))
-            except BaseException:
-                ticket.release(False)
-                raise
+            response = await answer
             status = str(response.status_code)
             return response
         except APIError as exc:
@@ -164,8 +138,33 @@ class Routes:
         finally:
             self.metrics.requests.labels(endpoint, status).inc()
 
+    async def _explain(self, request: Request) -> Response:
+        start = time.perf_counter()
+        body = await read_json(request)
+        ticket = self.admission.enter()
+        try:
+            result = await until_disconnect(request, self.backend.explain(body))
+        except BaseException:
+            ticket.release(False)
+            raise
+        ticket.release(True)
+        self.metrics.latency.labels("compress").observe(time.perf_counter() - start)
+        return JSONResponse(result)
+
+    # --- generation -----------------------------------------------------------------------------------
+    async def _generate(self, request: Request, endpoint: str) -> Response:
+        start = time.perf_counter()
+        job = await self.backend.prepare(endpoint, await read_json(request))
+        ticket = self.admission.enter()
+        try:
+            return await (self._stream(request, endpoint, job, ticket, start) if job.stream
+                          else self._whole(request, endpoint, job, ticket, start))
+        except BaseException:
+            ticket.release(False)
+            raise
+
     async def _whole(self, request: Request, endpoint: str, job: Any, ticket: Ticket, start: float) -> Response:
-        body = await until_disconnect(request, self.engine.complete(job))
+        body = await until_disconnect(request, self.backend.complete(job))
         ticket.release(True)
         self._count(endpoint, body.get("usage"))
         ttft = ((body.get("usage") or {}).get("compression") or {}).get("time_to_first_token_seconds")
@@ -175,7 +174,7 @@ class Routes:
         return JSONResponse(body, headers=job.headers)
 
     async def _stream(self, request: Request, endpoint: str, job: Any, ticket: Ticket, start: float) -> Response:
-        chunks = aiter(self.engine.stream(job))
+        chunks = aiter(self.backend.stream(job))
         first = await until_disconnect(request, anext(chunks))  # errors before any output keep their HTTP status
         return StreamingResponse(self._events(endpoint, job, chunks, first, ticket, start),
                                  media_type="text/event-stream", headers=job.headers,
@@ -217,12 +216,12 @@ class Routes:
             self.metrics.record_stages(compression.get("stages") or [])
 
 
-def create_app(engine: Engine, max_queue: int = 16, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
-    """The server's application around ``engine``: at most ``max_queue`` requests held (beyond, 429), bodies of at
+def create_app(backend: Backend, max_queue: int = 16, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The server's application around ``backend``: at most ``max_queue`` requests held (beyond, 429), bodies of at
     most ``max_body`` bytes (beyond, 413, before the body is read)."""
-    routes = Routes(engine, Admission(max_queue, engine.metrics))
+    routes = Routes(backend, Admission(max_queue, backend.metrics))
     app = FastAPI(title="tokenzip serve", version="0.1.0")
-    app.state.engine, app.state.metrics, app.state.admission = engine, engine.metrics, routes.admission
+    app.state.backend, app.state.metrics, app.state.admission = backend, backend.metrics, routes.admission
     app.add_middleware(BodyLimit, max_bytes=max_body)
     app.add_api_route("/health", routes.health, methods=["GET"])
     app.add_api_route("/v1/models", routes.models, methods=["GET"])

@@ -3,7 +3,7 @@
 Keys are ``(model, exact context token ids, canonical spec[, question])``. A request takes the entry
 itself (a Python reference) when it looks it up, so evicting the entry from the LRU while the request
 still decodes from it only drops the LRU's reference: the request goes on with its copy, and the memory
-is freed when the request ends. ``bytes`` counts what the LRU holds (``CompressedCache.bytes``).
+is freed when the request ends. ``bytes`` counts what the LRU holds (``Compressed.bytes``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import Any
 class Entry:
     """One cached context: its compressed cache and what it cost to build."""
 
-    compressed: Any  # tokenzip.kv.CompressedCache
+    compressed: Any  # the runtime engine's tokenzip.engines.Compressed
     n_tokens: int  # context tokens (before compression)
     bytes: int  # bytes the compressed cache holds
     dense_bytes: int  # bytes the uncompressed prefill held
-    stages: list[dict[str, Any]] = field(default_factory=list)  # how it was built (kv stage row)
+    stages: list[Any] = field(default_factory=list)  # how it was built: tokenzip.pipeline.StageRecord per stage
+    prefill_seconds: float = 0.0  # the context's prefill (the kv stage's seconds are its compression)
     hits: int = 0
 
 

@@ -1,13 +1,15 @@
-"""``tokenzip serve --engine llamacpp``: the server's engine protocol (:mod:`tokenzip.serve.protocol`) over llama.cpp.
+"""``tokenzip serve --engine llamacpp``: the server's backend (:mod:`tokenzip.serve.protocol`) on llama.cpp's runtime
+engine.
 
-Requests are planned exactly as :class:`~tokenzip.serve.engine.LocalEngine` plans them (the chat template, where
-compression applies, the context cache keyed by the exact context ids and spec, every 4xx before any work) and
-streamed by the same code; only the model work differs. A context is prefilled, compressed and saved in llama.cpp
-once (:class:`tokenzip.engines.llamacpp.engine.LlamaCppEngine`: scores from llama.cpp's own tensors, one set of
-positions evicted from every layer, the kept cells saved with ``llama_state_seq_get_data``), kept in the context
-cache as those bytes, and restored for every later request about it; such a request reports the context's tokens
-in ``usage.prompt_tokens_details.cached_tokens``. The pipeline may hold one kv method that llama.cpp can run (a
-prompt or layers stage, or another kv method, is a 400 naming the ones it can).
+Requests are planned exactly as :class:`~tokenzip.serve.torch_backend.TorchBackend` plans them (the same
+:class:`~tokenzip.serve.backend.ModelBackend`: the chat template, where compression applies, the context cache keyed
+by the exact context ids and spec, every 4xx before any work) and streamed by the same code; only the model work
+differs. A context is prefilled, compressed and saved in llama.cpp once
+(:class:`tokenzip.engines.llamacpp.engine.LlamaCppEngine`: scores from llama.cpp's own tensors, one set of positions
+evicted from every layer, the kept cells saved with ``llama_state_seq_get_data``), kept in the context cache as those
+bytes, and restored for every later request about it; such a request reports the context's tokens in
+``usage.prompt_tokens_details.cached_tokens``. The pipeline may hold one kv method that llama.cpp can run (a prompt or
+layers stage, or another kv method, is a 400 naming the ones it can).
 
 One thread owns the llama.cpp context and answers one request at a time (no batching: ``max_batch`` is 1); a
 request's ``n`` choices run one after the other, each from the restored context, sampled by the server's own
@@ -17,8 +19,6 @@ request's ``n`` choices run one after the other, each from the restored context,
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,14 +27,15 @@ import torch
 from tokenzip import spec as specs
 from tokenzip.engines.base import Compressed
 from tokenzip.errors import TokenzipError
-from tokenzip.serve.cache import ContextCache, Entry
-from tokenzip.serve.engine import DEFAULT_MIN_CONTEXT_TOKENS, Job, LocalEngine, parse_spec
+from tokenzip.pipeline import StageRecord
+from tokenzip.serve.backend import DEFAULT_MIN_CONTEXT_TOKENS, Job, ModelBackend, parse_spec
+from tokenzip.serve.cache import Entry
 from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.metrics import Metrics
-from tokenzip.serve.scheduler import Emit, ModelThread, Scheduler, Started, _Running
+from tokenzip.serve.scheduler import Emit, ModelThread, Running, Started
 
 
-class LlamaCppServeEngine(LocalEngine):
+class LlamaCppBackend(ModelBackend):
     """A GGUF in llama.cpp behind the server (see the module docstring). ``engine``: a
     :class:`tokenzip.engines.llamacpp.engine.LlamaCppEngine`; ``tokenizer``: the model's Hugging Face tokenizer
     (its chat template, and the text of each token for streaming and log-probabilities; its ids are the GGUF's)."""
@@ -42,25 +43,16 @@ class LlamaCppServeEngine(LocalEngine):
     def __init__(self, engine: Any, tokenizer: Any, name: str, default_spec: str | None = None,
                  cache_bytes: int = 2 << 30, min_context_tokens: int = DEFAULT_MIN_CONTEXT_TOKENS,
                  metrics: Metrics | None = None, chat_max_tokens: int = 256) -> None:
-        self.engine, self.tok, self.name = engine, tokenizer, name
-        self.front_lock = threading.Lock()
-        self.default_spec = parse_spec(default_spec, specs.PipelineSpec(), param="--compression")
-        self.check_servable(self.default_spec, "--compression")
-        self.cache = ContextCache(cache_bytes)
-        self.metrics = metrics or Metrics()
-        self.max_batch, self.min_context_tokens, self.chat_max_tokens = 1, min_context_tokens, chat_max_tokens
-        self.limit = engine.limit
-        self.vocab_size = engine.model.n_vocab
-        self.max_token_chars = max((len(piece) for piece in tokenizer.get_vocab()), default=1)
-        self.templated = bool(getattr(tokenizer, "chat_template", None))
-        eos = {t for t in range(self.vocab_size) if engine.model.is_end(t)}
-        if self.templated and tokenizer.eos_token_id is not None:
-            eos.add(tokenizer.eos_token_id)  # the template's end of turn
-        self.scheduler = Runner(self.begin, self.engine, eos, on_cancel=self.metrics.cancelled.inc)
+        self.engine = engine
+        super().__init__(tokenizer, name, engine, engine.limit, engine.model.n_vocab, default_spec=default_spec,
+                         cache_bytes=cache_bytes, max_batch=1, min_context_tokens=min_context_tokens, metrics=metrics,
+                         chat_max_tokens=chat_max_tokens)
+        self.eos = self.end_ids({t for t in range(self.vocab_size) if engine.model.is_end(t)})
+        self.scheduler = Runner(self.begin, self.engine, self.eos, on_cancel=self.metrics.cancelled.inc)
 
     @classmethod
     def load(cls, model: str, n_ctx: int | None = None, threads: int | None = None, **options: Any
-             ) -> LlamaCppServeEngine:
+             ) -> LlamaCppBackend:
         """The packaged GGUF of ``model`` (``gemma-3-270m``, ``smollm2-135m``) and its tokenizer."""
         from tokenzip.engines import load_engine
         from tokenzip.models.loading import load_tokenizer
@@ -77,39 +69,21 @@ class LlamaCppServeEngine(LocalEngine):
     def check_servable(self, spec: specs.PipelineSpec, param: str = "compression") -> None:
         check_servable(spec, param)
 
-    def encode(self, text: str, special: bool) -> list[int]:
-        """llama.cpp's own tokens (special tokens written in the text read as such, as the template writes them)."""
-        if not text:
-            return []
-        with self.front_lock:
-            return self.engine.tokenize(text, special)
-
     # --- the llama.cpp thread ------------------------------------------------------------------------------
     def begin(self, job: Job) -> tuple[Started, Compressed | None]:
-        """What a request starts from: its compressed context (cached or built now; None: an empty one) and the
-        tokens to feed after it, with what the usage reports."""
-        if job.mode == "whole":
-            return Started(None, job.context_ids + job.question_ids, {"cache": "none"}), None
-        entry, outcome = self._context(job)
-        cached = outcome == "hit"
-        stages = [dict(row, cached=cached, **({"seconds": 0.0} if cached else {})) for row in entry.stages]
-        self.metrics.cache_bytes.set(self.cache.bytes)
-        self.metrics.cache_entries.set(len(self.cache))
-        feed = job.question_ids if job.mode == "context" else job.question_ids[-1:]
-        info = {"cache": outcome, "stages": stages, "kv_bytes_held": entry.bytes, "kv_bytes_dense": entry.dense_bytes}
-        return Started(None, feed, info), entry.compressed
+        """What a request starts from (:meth:`~tokenzip.serve.backend.ModelBackend.open`), for the runner."""
+        compressed, feed, info = self.open(job)
+        return Started(None, feed, info), compressed
 
     def build(self, spec: specs.PipelineSpec, ids: list[int], prompt: Any = None) -> Entry:
         """The kv method on a context in llama.cpp: prefilled (reading what the method scores), compressed, saved."""
         method = spec.build("kv")
-        start = time.perf_counter()
         pre = self.engine.prefill(ids, [method] if method is not None else [])
         compressed = self.engine.compress(pre, method)
-        row = {"stage": "kv", "method": str(spec.get("kv") or "none"), "engine": "llamacpp",
-               "entries_before": pre.n_tokens, "entries_after": int(compressed.kept), "bytes_before": pre.bytes,
-               "bytes_after": compressed.bytes, "prefill_seconds": pre.seconds,
-               "compress_seconds": compressed.compress_seconds, "seconds": time.perf_counter() - start}
-        return Entry(compressed, len(ids), compressed.bytes, pre.bytes, [row])
+        records = [] if method is None else [StageRecord("kv", str(spec.get("kv")), "entries", pre.n_tokens,
+                                                         compressed.kept, compressed.compress_seconds,
+                                                         compressed.bytes, compressed.kept)]
+        return Entry(compressed, len(ids), compressed.bytes, pre.bytes, records, pre.seconds)
 
     async def explain(self, body: Any) -> dict[str, Any]:
         raise APIError(501, "the compression page runs the torch engine: start tokenzip serve without --engine "
@@ -138,17 +112,13 @@ def check_servable(spec: specs.PipelineSpec, param: str = "compression") -> None
 
 class Runner(ModelThread):
     """The llama.cpp thread, with the scheduler's interface (``submit``, ``call``, ``shutdown``) and events: one
-    request at a time, each choice started from the request's context and sampled token by token. A token is
-    taken, and a choice or request ended, by the scheduler's own code (:meth:`Scheduler._take_token`,
-    :meth:`Scheduler._end`), so both engines report them alike."""
-
-    _take_token = Scheduler._take_token
-    _end = Scheduler._end
+    request at a time, each choice started from the request's context and sampled token by token (a token taken, a
+    request ended by :class:`~tokenzip.serve.scheduler.ModelThread`'s code, as in the scheduler)."""
 
     def __init__(self, begin: Callable[[Any], tuple[Started, Compressed | None]], engine: Any, eos: set[int],
                  on_cancel: Callable[[], None] | None = None) -> None:
         self.begin, self.engine, self.eos, self.on_cancel = begin, engine, eos, on_cancel
-        self._running: list[_Running] = []
+        self._running: list[Running] = []
         self._start_thread("tokenzip-llamacpp")
 
     def _loop(self) -> None:
@@ -172,14 +142,14 @@ class Runner(ModelThread):
                 self.on_cancel()
             return
         started, compressed = self.begin(job)
-        r = _Running(job, emit, started, job.make_choices())
+        r = Running(job, emit, started, job.make_choices())
         self._running.append(r)
         for c in r.choices:
             if c.finish is not None:
                 continue
             logits = self.engine.start(compressed, started.feed, job.max_tokens)
             while True:
-                self._take_token(r, c, torch.from_numpy(logits))
+                self.take_token(r, c, torch.from_numpy(logits))
                 if c.finish is not None:
                     break
                 if job.cancel.is_set():  # the client went away: this choice and those not run yet end here
@@ -191,4 +161,4 @@ class Runner(ModelThread):
                 r.decode_steps += 1
                 r.batch_rows += 1
                 logits = self.engine.step(c.tokens[-1])
-        self._end(r)
+        self.end(r)

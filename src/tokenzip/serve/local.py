@@ -36,6 +36,6 @@ def live_server(app: Any, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        for backend in (getattr(app.state, "engine", None), getattr(app.state, "proxy", None)):
-            if backend is not None:
-                backend.shutdown()
+        backend = getattr(app.state, "backend", None)
+        if backend is not None:
+            backend.shutdown()

@@ -37,9 +37,9 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
 
     def record_stages(self, stages: list[dict[str, Any]]) -> None:
+        """Count what each stage removed (rows: :meth:`tokenzip.pipeline.StageRecord.to_dict`; a cached one: 0)."""
         for row in stages:
-            before = row.get("tokens_before", row.get("entries_before"))
-            after = row.get("tokens_after", row.get("entries_after"))
+            before, after = row.get("before"), row.get("after")
             if before is not None and after is not None and not row.get("cached"):
                 self.removed.labels(row["stage"]).inc(max(0.0, float(before) - float(after)))
 

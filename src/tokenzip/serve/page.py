@@ -12,8 +12,8 @@ outside.
 
 from __future__ import annotations
 
+import contextlib
 import html as _html
-import time
 from importlib import resources
 from typing import Any
 
@@ -21,12 +21,9 @@ import torch
 
 from tokenzip.kv.base import target_layers
 from tokenzip.kv.cache import layer_at, layer_entries
-from tokenzip.models.decode_batch import DecodeBatch
-from tokenzip.models.rows import Row, forward_rows
 from tokenzip.ops.kept import kept_entries
-from tokenzip.ops.sampling import SamplingParams
-from tokenzip.pipeline import Pipeline
-from tokenzip.serve.generate import Choice, Detokenizer
+from tokenzip.pipeline import Pipeline, StageRecord
+from tokenzip.serve.generate import Detokenizer
 from tokenzip.serve.schemas import CompressRequest
 from tokenzip.serve.split import TURN_MARKERS, chat_prompt
 from tokenzip.spec import PipelineSpec
@@ -54,72 +51,58 @@ def _merge(spans: list[tuple[int, int]]) -> list[list[int]]:
     return out
 
 
-def prompt_stage(model: Any, tok: Any, text: str, question: str | None, spec: PipelineSpec
-                 ) -> tuple[str, list[list[int]], list[dict[str, Any]]]:
-    """The spec's prompt stage on ``text``: the text left, its kept character spans (in the original), the stage row."""
-    import tokenzip as tz
-
-    pm = spec.get("prompt")
-    if pm is None:
-        return text, [[0, len(text)]], []
-    r = tz.prompt.compress(text, ratio=pm.ratio if pm.budget is None else None, budget=pm.budget,
-                           question=question, method=pm.method, scorer=(model, tok), **pm.kwargs)
-    row = {"stage": "prompt", "method": str(pm), "tokens_before": r.tokens_before, "tokens_after": r.tokens_after,
-           "ratio": r.ratio, "seconds": r.seconds, "notes": r.notes}
-    return r.text, _merge([(s.start, s.end) for s in r.kept_spans]), [row]  # original order (methods may reorder)
+def prompt_stage(model: Any, tok: Any, text: str, question: str | None, pipe: Pipeline
+                 ) -> tuple[str, list[list[int]], list[StageRecord], list[str]]:
+    """The pipeline's prompt stage on ``text`` (:meth:`~tokenzip.pipeline.Pipeline.compress_prompt`): the text left,
+    its kept character spans (in the original), the stage's record, the method's notes."""
+    result, record = pipe.compress_prompt(model, tok, text, question)
+    if result is None or record is None:
+        return text, [[0, len(text)]], [], []
+    spans = _merge([(s.start, s.end) for s in result.kept_spans])  # original order (methods may reorder)
+    return result.text, spans, [record], list(result.notes)
 
 
 def explain_prompt(model: Any, tok: Any, req: CompressRequest, spec: PipelineSpec) -> dict[str, Any]:
     """The prompt stage only (proxy mode: the model that answers is upstream)."""
-    text, spans, rows = prompt_stage(model, tok, req.text, req.question, spec)
-    return {"spec": str(spec), "text": req.text, "compressed_text": text, "kept_spans": spans, "stages": rows,
-            "kv": None, "answers": None, "notes": ["proxy mode: the upstream server owns the model, so the page "
-                                                    "shows the prompt stage only"]}
+    text, spans, records, notes = prompt_stage(model, tok, req.text, req.question, Pipeline(spec))
+    return {"spec": str(spec), "text": req.text, "compressed_text": text, "kept_spans": spans,
+            "stages": [r.to_dict() for r in records], "kv": None, "answers": None,
+            "notes": notes + ["proxy mode: the upstream server owns the model, so the page shows the prompt stage "
+                              "only"]}
 
 
-def explain(engine: Any, req: CompressRequest, spec: PipelineSpec) -> dict[str, Any]:
-    """What each stage of ``spec`` keeps of ``req.text``, and the answers to ``req.question`` (model thread)."""
-    model, tok = engine.model, engine.tok
-    text, spans, stages = prompt_stage(model, tok, req.text, req.question, spec)
+def explain(backend: Any, req: CompressRequest, spec: PipelineSpec) -> dict[str, Any]:
+    """What each stage of ``spec`` keeps of ``req.text``, and the answers to ``req.question`` (model thread): the
+    stages composed by :class:`~tokenzip.pipeline.Pipeline`'s steps, as the server composes a request's context."""
+    model, tok = backend.model, backend.tok
+    pipe = Pipeline(spec)
+    text, spans, records, notes = prompt_stage(model, tok, req.text, req.question, pipe)
     out: dict[str, Any] = {"spec": str(spec), "text": req.text, "compressed_text": text, "kept_spans": spans,
-                           "stages": stages, "kv": None, "answers": None, "notes": []}
-    context, question = _context_and_question(engine, text, req.question)
-    pipe = Pipeline(spec.without("prompt"))
-    if pipe.method("kv") is None and pipe.method("layers") is None and not req.question:
-        return out
-    ids = _ids(engine, context)
-    start = time.perf_counter()
-    pre, layers = pipe.prefill(model, tok, torch.tensor([ids], device=next(model.parameters()).device))
-    if layers is not None:
-        stages.append({"stage": "layers", "method": layers.method, "tokens_before": layers.before,
-                       "tokens_after": layers.after, "seconds": layers.seconds})
-    compressed = pre.compress(pipe.method("kv"))
-    if pipe.method("kv") is not None:
-        stages.append({"stage": "kv", "method": str(spec.get("kv")),
-                       "entries_before": compressed.counts.get("entries_before", 0),
-                       "entries_after": compressed.counts.get("entries_after", 0), "ratio": compressed.achieved_ratio,
-                       "bytes_before": pre.bytes, "bytes_after": compressed.bytes, "tokens": pre.n_tokens,
-                       "seconds": time.perf_counter() - start})
-        out["kv"] = kv_heat_map(engine, context, pre, compressed)
-        if out["kv"] is None:
-            out["notes"].append(f"no kv heat map: with {spec.without('prompt')} no compressed layer held every "
-                                "token's entry before the kv stage (entries leave during the prefill with a chunk_size "
-                                "or a layers method), so there is nothing to compare the kept entries with")
-    if req.question:
-        q_ids = _ids(engine, question, first=False)
-        answer = _answer(engine, compressed, q_ids, req.max_tokens)
-        if spec:
-            full = Pipeline(PipelineSpec()).prefill(model, tok, torch.tensor(
-                [_ids(engine, _context_and_question(engine, req.text, req.question)[0])],
-                device=next(model.parameters()).device))[0].compress(None)
-            whole = _answer(engine, full, q_ids, req.max_tokens)
-        else:
+                           "stages": [], "kv": None, "answers": None, "notes": notes}
+    context, question = _context_and_question(backend, text, req.question)
+    if pipe.method("kv") is not None or pipe.method("layers") is not None or req.question:
+        pre, compressed, model_records = pipe.compress_context(model, tok, _tensor(backend, _ids(backend, context)))
+        records += model_records
+        if pipe.method("kv") is not None:
+            out["kv"] = kv_heat_map(backend, context, pre, compressed)
+            if out["kv"] is None:
+                notes.append(f"no kv heat map: with {spec.without('prompt')} no compressed layer held every token's "
+                             "entry before the kv stage (entries leave during the prefill with a chunk_size or a "
+                             "layers method), so there is nothing to compare the kept entries with")
+        if req.question:
+            q_ids = _ids(backend, question, first=False)
+            answer = _answer(backend, compressed, q_ids, req.max_tokens)
             whole = answer
-        out["answers"] = {"prompt": question, "compressed": answer, "uncompressed": whole}
+            if spec:
+                whole_ids = _ids(backend, _context_and_question(backend, req.text, req.question)[0])
+                _, full, _ = Pipeline(PipelineSpec()).compress_context(model, tok, _tensor(backend, whole_ids))
+                whole = _answer(backend, full, q_ids, req.max_tokens)
+            out["answers"] = {"prompt": question, "compressed": answer, "uncompressed": whole}
+    out["stages"] = [r.to_dict() for r in records]
     return out
 
 
-def kv_heat_map(engine: Any, context: str, pre: Any, compressed: Any) -> dict[str, Any] | None:
+def kv_heat_map(backend: Any, context: str, pre: Any, compressed: Any) -> dict[str, Any] | None:
     """Per token of ``context``: the fraction of the compressed layers' KV heads that still hold its entry, over the
     compressed layers that held every token's entry before the kv stage (a layers method, or a kv method given a
     chunk_size, removes entries during the prefill: those layers are left out, and None when no layer is left)."""
@@ -142,7 +125,7 @@ def kv_heat_map(engine: Any, context: str, pre: Any, compressed: Any) -> dict[st
         kept += layer_kept.float().sum(0).cpu()
         heads += layer_kept.shape[0]
     fraction = (kept / max(1, heads)).tolist()
-    enc = engine.tok(context, add_special_tokens=not engine.templated, return_offsets_mapping=True)
+    enc = backend.tok(context, add_special_tokens=not backend.templated, return_offsets_mapping=True)
     offsets = enc["offset_mapping"]
     tokens = [[int(a), int(b), round(f, 4)] for (a, b), f in zip(offsets, fraction)]
     notes = []
@@ -156,35 +139,34 @@ def kv_heat_map(engine: Any, context: str, pre: Any, compressed: Any) -> dict[st
     return {"text": context, "tokens": tokens, "layers": layers, "mean_kept": sum(fraction) / max(1, n), "note": note}
 
 
-def _context_and_question(engine: Any, text: str, question: str | None) -> tuple[str, str]:
+def _context_and_question(backend: Any, text: str, question: str | None) -> tuple[str, str]:
     """How the server reads a document and a question: the chat template (instruct models), else completion style."""
     if not question:
         return text, ""
-    if engine.templated:
-        return chat_prompt([{"role": "user", "content": f"{text.rstrip()}\n\n{question}"}], engine.tok).render()
+    if backend.templated:
+        return chat_prompt([{"role": "user", "content": f"{text.rstrip()}\n\n{question}"}], backend.tok).render()
     return f"{text.rstrip()}\n\n", f"Question: {question}\nAnswer:"
 
 
-def _ids(engine: Any, text: str, first: bool = True) -> list[int]:
-    return list(engine.tok(text, add_special_tokens=first and not engine.templated).input_ids)
+def _ids(backend: Any, text: str, first: bool = True) -> list[int]:
+    return backend.engine.tokenize(text, first and not backend.templated)
 
 
-def _answer(engine: Any, compressed: Any, question_ids: list[int], max_tokens: int) -> str:
-    """The greedy answer after a compressed context (the model thread, between the scheduler's steps)."""
-    stops = [] if engine.templated else _ANSWER_STOPS  # an instruct model ends its turn; a base model goes on
-    choice = Choice.make(0, SamplingParams(temperature=0.0), Detokenizer(engine.tok, stops, TURN_MARKERS), 0, None)
-    row = Row.after(compressed.cache, compressed.masks, compressed.seen)
-    logits = forward_rows(engine.model, [row], [question_ids])[0]
-    decoder = DecodeBatch(engine.model)  # decoding as the server decodes
-    decoder.set_rows([row])
-    for _ in range(max_tokens):
-        token = choice.choose(logits)
-        if token in engine.scheduler.eos:
-            break
-        choice.accept(token, logits)
-        choice.piece(token)
-        if choice.detok.stopped:
-            break
-        logits = decoder.step([token])[0]
-    choice.finish_text()
-    return choice.text.strip()
+def _tensor(backend: Any, ids: list[int]) -> torch.Tensor:
+    return torch.tensor([ids], device=backend.engine.device)
+
+
+def _answer(backend: Any, compressed: Any, question_ids: list[int], max_tokens: int) -> str:
+    """The greedy answer after a compressed context (:meth:`tokenzip.engines.torch.TorchEngine.generate`, on the model
+    thread between the scheduler's steps), cut as the server cuts a chat answer."""
+    stops = [] if backend.templated else _ANSWER_STOPS  # an instruct model ends its turn; a base model goes on
+    detok = Detokenizer(backend.tok, stops, TURN_MARKERS)
+    with contextlib.closing(backend.engine.generate(backend.engine.hold(compressed), question_ids, max_tokens)) as gen:
+        for token in gen:
+            if token in backend.eos:
+                break
+            detok.push(token)
+            if detok.stopped:
+                break
+    detok.flush()
+    return detok.text.strip()

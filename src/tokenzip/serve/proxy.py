@@ -1,9 +1,9 @@
 """Proxy mode: the prompt stage in front of any OpenAI-compatible server (vLLM, SGLang, llama.cpp, a hosted API).
 
-An :class:`~tokenzip.serve.protocol.Engine` whose model is upstream. The request's documents (the context, by
-the rule in :mod:`tokenzip.serve.split`) are compressed question-aware with a local scorer (the question is
-the last paragraph of the last user message), the request is forwarded with the compressed documents and
-every other field as the client sent it (the upstream implements sampling, tools, ...), and the upstream's
+A :class:`~tokenzip.serve.protocol.Backend` with no runtime engine: its model is upstream. The request's documents
+(the context, by the rule in :mod:`tokenzip.serve.split`) are compressed question-aware with a local scorer
+(the question is the last paragraph of the last user message), the request is forwarded with the compressed documents
+and every other field as the client sent it (the upstream implements sampling, tools, ...), and the upstream's
 answer comes back as it was, its ``usage`` kept with tokenzip's ``compression`` block added (the upstream's
 own ``usage.compression``, when it is a tokenzip server, moves to ``compression.upstream``). The block is also
 sent as the ``x-tokenzip-compression`` header, so a stream without usage still reports it. Token counts are on
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from tokenzip import spec as specs
 from tokenzip.errors import TokenzipError
 from tokenzip.pipeline import Pipeline
-from tokenzip.serve.engine import compress_documents, parse_spec
+from tokenzip.serve.backend import compress_documents, parse_spec
 from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.metrics import Metrics
 from tokenzip.serve.schemas import ChatMessage, CompressRequest, error_param, parse
@@ -46,7 +46,7 @@ class ProxyJob:
     block: dict[str, Any] = field(default_factory=dict)
 
 
-class ProxyEngine:
+class ProxyBackend:
     """Compresses documents locally with ``model``/``tokenizer``, forwards to ``upstream`` (a base URL ending in
     ``/v1``)."""
 
@@ -152,7 +152,7 @@ class ProxyEngine:
                                                Pipeline(job.spec))
             except TokenzipError as exc:
                 raise bad_request(str(exc), param="compression") from None
-            block["stages"].append(row)
+            block["stages"].append(row.to_dict())
         if job.prompt.kind == "chat":
             job.body["messages"] = job.prompt.chat_messages(docs)
         else:

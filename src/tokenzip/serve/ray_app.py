@@ -19,7 +19,7 @@ def deployment(options: dict[str, Any], replicas: int, num_cpus: float = 0.5) ->
 
     @serve.ingress()
     class TokenzipReplica:
-        """One replica: its own model, engine and context cache."""
+        """One replica: its own model, backend and context cache."""
 
         def __init__(self, options: dict[str, Any]) -> None:
             self.options = options

@@ -3,7 +3,7 @@
 :class:`Shape` knows how one endpoint writes a choice (``chat.completion`` puts text in ``message`` /
 ``delta.content`` and log-probabilities in ``logprobs.content``; the legacy ``text_completion`` in ``text``
 and the ``tokens``/``token_logprobs``/``top_logprobs``/``text_offset`` lists). :func:`assemble` turns the chunks
-of any engine into the response a non-streaming client gets, so an engine writes its output once, as chunks.
+of any backend into the response a non-streaming client gets, so a backend writes its output once, as chunks.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The model thread: requests that arrive together decode together (iteration-level batching).
 
 One thread owns the model. It loops: take the requests that arrived, *start* each while there is room in
-the batch (the engine builds or reuses its compressed context and returns a :class:`~tokenzip.models.rows.Row`
+the batch (the backend builds or reuses its compressed context and returns a :class:`~tokenzip.models.rows.Row`
 and the tokens to feed: the question after a cached context, or a whole short prompt), then run one forward
 over every request still feeding its prompt (grouped by length, so padding stays small), then one forward
 over every sequence that is decoding (one new token each; :class:`~tokenzip.models.decode_batch.DecodeBatch`
@@ -9,6 +9,15 @@ keeps their entries stacked from one step to the next). A request's ``n`` choice
 forward, then decode as ``n`` rows. Each row has its own cache and validity masks (:mod:`tokenzip.models.rows`),
 so a sequence's tokens are the ones it gets alone, whatever else shares its batch; a request leaves the batch
 as soon as its last choice ends, and a waiting one takes its place at the next step.
+
+**Why a path of its own** beside the runtime engine (:class:`tokenzip.engines.torch.TorchEngine`, whose
+``generate`` decodes one sequence greedily from one compressed context, and which the torch backend uses for that,
+for tokenizing, and to hold its compressed contexts): this path runs *several* sequences in one forward pass, each
+with its own cache and masks, left-padded (:func:`~tokenzip.models.rows.forward_rows`,
+:class:`~tokenzip.models.decode_batch.DecodeBatch`); it forks a prompt's row into ``n`` choices; it samples from the
+logits (temperature, top-p, penalties, seeds, log-probabilities; the engine protocol yields greedy ids only); and it
+steps every sequence one token at a time under the server's control, so requests join and leave between steps and a
+cancelled one stops at the next. The engine protocol has none of these (one context, one sequence, no sampling).
 
 Events go back through each request's ``emit`` (called on this thread): ``("piece", index, text, logprobs)``,
 ``("finish", index, reason)``, ``("done", stats)`` or ``("error", exception)``.
@@ -34,7 +43,7 @@ Emit = Callable[[tuple], None]
 
 
 class Startable(Protocol):
-    """What the scheduler needs of a planned request (the engine's ``Job``)."""
+    """What the scheduler needs of a planned request (the backend's ``Job``)."""
 
     cancel: threading.Event
     max_tokens: int
@@ -45,7 +54,7 @@ class Startable(Protocol):
 
 @dataclass
 class Started:
-    """A request ready to run: its prompt row, the tokens to feed it, and what the engine reports about it."""
+    """A request ready to run: its prompt row, the tokens to feed it, and what the backend reports about it."""
 
     row: Row
     feed: list[int]
@@ -53,7 +62,9 @@ class Started:
 
 
 @dataclass
-class _Running:
+class Running:
+    """A request on the model thread: its events' ``emit``, what it started from, its choices and their rows."""
+
     job: Any
     emit: Emit
     started: Started
@@ -79,9 +90,12 @@ class _Running:
 
 class ModelThread:
     """One thread owns the model; other threads hand it requests (``submit``) and other work (``call``) through one
-    queue of ``(kind, item, extra)`` messages that its ``_loop`` reads (the scheduler; llama.cpp's runner)."""
+    queue of ``(kind, item, extra)`` messages that its ``_loop`` reads (the scheduler; llama.cpp's runner). A token is
+    taken (:meth:`take_token`) and a request ended (:meth:`end`) by the same code in both, so both report alike."""
 
     _inbox: queue.Queue
+    _running: list[Running]
+    eos: set[int]
 
     def _start_thread(self, name: str) -> None:
         self._inbox = queue.Queue()
@@ -106,6 +120,41 @@ class ModelThread:
         self._inbox.put(("stop", None, None))
 
     # --- the model thread ----------------------------------------------------------------------------
+    def take_token(self, r: Running, c: Choice, logits: torch.Tensor) -> None:
+        """Choose ``c``'s next token from ``logits``, emit its text, and end the choice at an end-of-generation token,
+        a stop sequence or ``max_tokens``."""
+        token = c.choose(logits)
+        r.first_token_at = r.first_token_at or time.perf_counter()
+        if token in self.eos:
+            c.finish = "stop"
+        else:
+            c.accept(token, logits)
+            text, logprobs = c.piece(token)
+            if text or logprobs:
+                r.emit(("piece", c.index, text, logprobs))
+            if c.detok.stopped:
+                c.finish = "stop"
+            elif len(c.tokens) >= r.job.max_tokens:
+                c.finish = "length"
+        if c.finish is not None:
+            text, logprobs = c.finish_text()
+            if text or logprobs:
+                r.emit(("piece", c.index, text, logprobs))
+            r.emit(("finish", c.index, c.finish))
+
+    def end(self, r: Running) -> None:
+        """The request is over: out of the running set, its ``done`` event (with the stats the usage reports) sent."""
+        if r in self._running:
+            self._running.remove(r)
+        now = time.perf_counter()
+        r.emit(("done", {
+            "started": r.started, "first_token_at": r.first_token_at or now, "ended": now, "began": r.began,
+            "completion_tokens": sum(len(c.tokens) for c in r.choices),
+            "finish": [c.finish for c in r.choices],
+            "batch_size_mean": r.batch_rows / r.decode_steps if r.decode_steps else 1.0,
+            "cancelled": any(c.finish == "cancelled" for c in r.choices),
+        }))
+
     @staticmethod
     def _run_call(item: tuple, future: Future) -> None:
         """Run a ``call`` message's function and hand its result or exception to the caller's future."""
@@ -128,7 +177,7 @@ class Scheduler(ModelThread):
         self.on_step = on_step  # (rows, new tokens) after every forward, for metrics
         self.on_cancel = on_cancel  # a request dropped because its client went away
         self._waiting: list[tuple[Any, Emit]] = []
-        self._running: list[_Running] = []
+        self._running: list[Running] = []
         self._decoder = DecodeBatch(model)  # the decoding rows, stacked between steps
         self._stop = False
         self._start_thread("tokenzip-model")
@@ -186,7 +235,7 @@ class Scheduler(ModelThread):
         for r in running:
             for c in r.choices:
                 c.finish = c.finish or "cancelled"
-            self._end(r)
+            self.end(r)
         for _ in range(len(dropped) + len(running)):
             if self.on_cancel:
                 self.on_cancel()
@@ -204,10 +253,10 @@ class Scheduler(ModelThread):
             except Exception as exc:  # this request's error (a 400 when it is tokenzip's), not the others'
                 emit(("error", exc))
                 continue
-            self._running.append(_Running(job, emit, started, job.make_choices()))
+            self._running.append(Running(job, emit, started, job.make_choices()))
             used += width
 
-    def _feed(self, group: list[_Running]) -> None:
+    def _feed(self, group: list[Running]) -> None:
         logits = forward_rows(self.model, [r.started.row for r in group], [r.started.feed for r in group])
         if self.on_step:
             self.on_step(len(group), sum(len(r.started.feed) for r in group))
@@ -215,11 +264,11 @@ class Scheduler(ModelThread):
             row = r.started.row
             r.rows = [row] + [row.fork() for _ in r.choices[1:]]
             for c in r.choices:
-                self._take_token(r, c, row_logits)
+                self.take_token(r, c, row_logits)
             if not r.live():
-                self._end(r)
+                self.end(r)
 
-    def _decode(self, running: list[_Running]) -> None:
+    def _decode(self, running: list[Running]) -> None:
         slots = [(r, i) for r in running for i in r.live()]
         self._decoder.set_rows([r.rows[i] for r, i in slots])
         logits = self._decoder.step([r.choices[i].tokens[-1] for r, i in slots])
@@ -229,50 +278,18 @@ class Scheduler(ModelThread):
             r.decode_steps += 1
             r.batch_rows += len(slots)
         for (r, i), row_logits in zip(slots, logits):
-            self._take_token(r, r.choices[i], row_logits)
+            self.take_token(r, r.choices[i], row_logits)
             if r.choices[i].finish is not None:
                 r.rows[i] = None  # its cache can go
         for r in running:
             if not r.live():
-                self._end(r)
-
-    def _take_token(self, r: _Running, c: Choice, logits: torch.Tensor) -> None:
-        token = c.choose(logits)
-        r.first_token_at = r.first_token_at or time.perf_counter()
-        if token in self.eos:
-            c.finish = "stop"
-        else:
-            c.accept(token, logits)
-            text, logprobs = c.piece(token)
-            if text or logprobs:
-                r.emit(("piece", c.index, text, logprobs))
-            if c.detok.stopped:
-                c.finish = "stop"
-            elif len(c.tokens) >= r.job.max_tokens:
-                c.finish = "length"
-        if c.finish is not None:
-            text, logprobs = c.finish_text()
-            if text or logprobs:
-                r.emit(("piece", c.index, text, logprobs))
-            r.emit(("finish", c.index, c.finish))
-
-    def _end(self, r: _Running) -> None:
-        if r in self._running:
-            self._running.remove(r)
-        now = time.perf_counter()
-        r.emit(("done", {
-            "started": r.started, "first_token_at": r.first_token_at or now, "ended": now, "began": r.began,
-            "completion_tokens": sum(len(c.tokens) for c in r.choices),
-            "finish": [c.finish for c in r.choices],
-            "batch_size_mean": r.batch_rows / r.decode_steps if r.decode_steps else 1.0,
-            "cancelled": any(c.finish == "cancelled" for c in r.choices),
-        }))
+                self.end(r)
 
 
-def _by_length(running: list[_Running]) -> list[list[_Running]]:
+def _by_length(running: list[Running]) -> list[list[Running]]:
     """Requests still feeding their prompt, grouped so that no group pads a prompt to more than twice its length
     (plus 16 tokens): one forward per group."""
-    groups: list[list[_Running]] = []
+    groups: list[list[Running]] = []
     for r in sorted(running, key=lambda r: len(r.started.feed)):
         if groups and len(r.started.feed) <= 2 * len(groups[-1][0].started.feed) + 16:
             groups[-1].append(r)

@@ -1,4 +1,4 @@
-"""Request bodies of the OpenAI endpoints the local engine answers, checked field by field.
+"""Request bodies of the OpenAI endpoints a model backend answers, checked field by field.
 
 Every field of OpenAI's chat and legacy completion requests is either implemented (sampling: ``temperature``,
 ``top_p``, ``seed``, ``frequency_penalty``, ``presence_penalty``, ``logit_bias``, ``n``, ``stop``,

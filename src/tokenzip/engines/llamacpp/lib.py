@@ -42,7 +42,20 @@ def llama() -> Any:
     return module
 
 
-class LlamaModel:
+class Freed:
+    """An owner of llama.cpp memory: :meth:`close` frees it (idempotent), and so does garbage collection."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+class LlamaModel(Freed):
     """A GGUF file loaded by llama.cpp: its shape, metadata and tokenizer."""
 
     def __init__(self, path: str | Path) -> None:
@@ -115,14 +128,8 @@ class LlamaModel:
             llama().llama_model_free(self.handle)
             self.handle = None
 
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
 
-
-class LlamaContext:
+class LlamaContext(Freed):
     """A llama.cpp context (its own KV cache of ``n_ctx`` cells) over :data:`SEQ`, with :data:`PROBE` as scratch.
 
     ``on_tensor(tensor, ask)`` is called for every node of every pass (llama.cpp's ``cb_eval``): with
@@ -238,12 +245,6 @@ class LlamaContext:
             llama().llama_batch_free(self.batch)
             llama().llama_free(self.handle)
             self.handle = None
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
 
 
 def runs(positions: list[int]) -> list[tuple[int, int]]:

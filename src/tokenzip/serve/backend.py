@@ -1,8 +1,10 @@
-"""The local engine: a transformers model with compression per request, a compressed context cache, batching.
+r"""Model backends: a runtime engine (:mod:`tokenzip.engines`) behind the server, with compression per request and a
+compressed context cache. :class:`ModelBackend` is what the torch backend (:mod:`tokenzip.serve.torch_backend`) and the
+llama.cpp one (:mod:`tokenzip.serve.llamacpp`) share: planning a request, the context cache, streaming, the usage.
 
 A request is *prepared* (checked and tokenized, off the model thread: any error is a 4xx before model work),
-then run by the :class:`~tokenzip.serve.scheduler.Scheduler` on the model thread, batched with the requests
-that arrive with it.
+then run on the model thread (the torch backend's :class:`~tokenzip.serve.scheduler.Scheduler`, batched with the
+requests that arrive with it; llama.cpp's runner, one at a time).
 
 **Where compression pays.** The pipeline (the request's ``compression``, else the server default) applies to
 the reusable part of a request, its *context* (:mod:`tokenzip.serve.split`: documents, system text, earlier
@@ -17,30 +19,26 @@ what was applied; ``requested`` and ``source``: what was asked; ``skipped``: why
 from __future__ import annotations
 
 import asyncio
-import copy
-import os
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from starlette.concurrency import run_in_threadpool
 
 from tokenzip import spec as specs
+from tokenzip.engines.base import Compressed
 from tokenzip.errors import TokenzipError
-from tokenzip.kv.answer import eos_ids
-from tokenzip.models.rows import Row
 from tokenzip.ops.sampling import SamplingParams
-from tokenzip.pipeline import Pipeline
+from tokenzip.pipeline import Pipeline, StageRecord
 from tokenzip.serve.cache import ContextCache, Entry
 from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.generate import Choice, Detokenizer
 from tokenzip.serve.metrics import Metrics
 from tokenzip.serve.responses import Shape, assemble
-from tokenzip.serve.scheduler import Scheduler, Started
-from tokenzip.serve.schemas import ChatRequest, CompletionRequest, CompressRequest, parse
+from tokenzip.serve.scheduler import Started
+from tokenzip.serve.schemas import ChatRequest, CompletionRequest, parse
 from tokenzip.serve.split import TURN_MARKERS, Prompt, chat_prompt, completion_prompt
 
 DEFAULT_MIN_CONTEXT_TOKENS = 512
@@ -95,42 +93,42 @@ class Job:
                             self.top_logprobs) for i in range(self.n)]
 
 
-class LocalEngine:
-    """One model and its tokenizer, the context cache, and the model thread (see the module docstring)."""
+class ModelBackend:
+    """What the backends that run a model in-process share (see the module docstring): planning a request, the
+    context cache, the events of the model thread as OpenAI chunks, and the usage. A subclass gives the runtime
+    (``engine``, an :class:`tokenzip.engines.base.Engine`), :meth:`build` (a context compressed) and the model
+    thread (``scheduler``, with ``eos``)."""
 
-    def __init__(self, model: Any, tokenizer: Any, name: str, default_spec: str | None = None,
-                 cache_bytes: int = 2 << 30, max_batch: int = 8, min_context_tokens: int = DEFAULT_MIN_CONTEXT_TOKENS,
-                 metrics: Metrics | None = None, chat_max_tokens: int = 256) -> None:
-        from tokenzip.models.decoders import DecoderAdapter
+    engine: Any
+    scheduler: Any
+    eos: set[int]
 
-        self.model, self.tok, self.name = model, tokenizer, name
-        self.front_tok = copy.deepcopy(tokenizer)  # preparing tokenizes off the model thread, with its own copy
+    def __init__(self, tokenizer: Any, name: str, front: Any, limit: int, vocab_size: int,
+                 default_spec: str | None = None, cache_bytes: int = 2 << 30, max_batch: int = 8,
+                 min_context_tokens: int = DEFAULT_MIN_CONTEXT_TOKENS, metrics: Metrics | None = None,
+                 chat_max_tokens: int = 256) -> None:
+        self.tok, self.name = tokenizer, name
+        self.front = front  # the engine that tokenizes a request off the model thread (``encode``)
         self.front_lock = threading.Lock()
         self.default_spec = parse_spec(default_spec, specs.PipelineSpec(), param="--compression")
         self.check_servable(self.default_spec, "--compression")
         self.cache = ContextCache(cache_bytes)
         self.metrics = metrics or Metrics()
         self.max_batch, self.min_context_tokens, self.chat_max_tokens = max_batch, min_context_tokens, chat_max_tokens
-        self.limit = DecoderAdapter(model).max_positions or getattr(model.config, "max_position_embeddings", 0)
-        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        self.limit, self.vocab_size = limit, vocab_size
         # the longest text one token can stand for: a prompt longer than limit * this cannot fit, untokenized
         self.max_token_chars = max((len(piece) for piece in tokenizer.get_vocab()), default=1)
         self.templated = bool(getattr(tokenizer, "chat_template", None))
-        eos = eos_ids(model)
-        if self.templated and tokenizer.eos_token_id is not None:
-            eos.add(tokenizer.eos_token_id)  # the template's end of turn
-        self.scheduler = Scheduler(model, self.start, eos, max_batch, on_step=self._on_step,
-                                   on_cancel=self.metrics.cancelled.inc)
+
+    def end_ids(self, eos: set[int]) -> set[int]:
+        """The runtime's end-of-generation ids, with the chat template's end of turn."""
+        if self.templated and self.tok.eos_token_id is not None:
+            eos = eos | {self.tok.eos_token_id}
+        return eos
 
     # --- preparing (the event loop, and a worker thread for tokenizing) ------------------------------
     def check_servable(self, spec: specs.PipelineSpec, param: str = "compression") -> None:
-        """A layers method the served model cannot take (e.g. an encoder method on a decoder) is a 400."""
-        if spec.get("layers") is not None:
-            try:
-                Pipeline(spec.without("prompt", "kv")).check(self.model)
-            except TokenzipError as exc:
-                raise bad_request(f"{spec.get('layers')}: {exc}", param=param,
-                                  code="unsupported_compression") from None
+        """A pipeline this backend cannot run is a 400 (raised before any work)."""
 
     async def prepare(self, endpoint: str, body: Any) -> Job:
         req = parse(ChatRequest if endpoint == "chat" else CompletionRequest, body)
@@ -143,10 +141,11 @@ class LocalEngine:
         return await run_in_threadpool(self.plan, endpoint, req, spec)
 
     def encode(self, text: str, special: bool) -> list[int]:
+        """The runtime's token ids of ``text`` (``special``: as a prompt starts)."""
         if not text:
             return []
         with self.front_lock:
-            return list(self.front_tok(text, add_special_tokens=special).input_ids)
+            return self.front.tokenize(text, special)
 
     def plan(self, endpoint: str, req: ChatRequest | CompletionRequest, spec: specs.PipelineSpec) -> Job:
         """Tokenize a request, decide where compression applies, check the lengths; raises :class:`APIError`."""
@@ -250,6 +249,7 @@ class LocalEngine:
             "context_tokens": len(job.context_ids), "question_tokens": len(job.question_ids),
             "cache": info.get("cache", "none"), "stages": info.get("stages", []),
             "kv_bytes_held": info.get("kv_bytes_held", 0), "kv_bytes_dense": info.get("kv_bytes_dense", 0),
+            "prefill_seconds": info.get("prefill_seconds", 0.0),
             "time_to_first_token_seconds": stats["first_token_at"] - job.started,
             "queue_seconds": stats["began"] - job.started, "seconds": stats["ended"] - job.started,
             "batch_size_mean": stats["batch_size_mean"],
@@ -259,45 +259,22 @@ class LocalEngine:
                 "prompt_tokens_details": {"cached_tokens": len(job.context_ids) if cached else 0},
                 "compression": compression}
 
-    async def explain(self, body: Any) -> dict[str, Any]:
-        from tokenzip.serve.page import explain
-
-        req = parse(CompressRequest, body)
-        if req.model is not None and req.model != self.name:
-            raise APIError(404, f"The model {req.model!r} does not exist: this server serves {self.name!r}",
-                           param="model", code="model_not_found")
-        spec = parse_spec(req.compression, self.default_spec)
-        self.check_servable(spec)
-        try:
-            return await asyncio.wrap_future(self.scheduler.call(explain, self, req, spec))
-        except TokenzipError as exc:
-            raise bad_request(str(exc), param="text") from None
-
-    def describe(self) -> dict[str, Any]:
-        return {"model": self.name, "mode": "local", "pid": os.getpid(), "compression": str(self.default_spec),
-                "min_context_tokens": self.min_context_tokens, "max_batch": self.max_batch,
-                "cache_entries": len(self.cache), "cache_bytes": self.cache.bytes,
-                "cache_max_bytes": self.cache.max_bytes, "max_positions": self.limit}
-
-    def shutdown(self) -> None:
-        self.scheduler.shutdown()
-
     # --- the model thread -------------------------------------------------------------------------------
-    def start(self, job: Job) -> Started:
-        """The row a request runs in and the tokens to feed it: after its (cached or new) compressed context, or
-        an empty row fed the whole prompt."""
+    def open(self, job: Job) -> tuple[Compressed | None, list[int], dict[str, Any]]:
+        """What a request starts from: its compressed context (cached or built now; None: nothing, the whole prompt
+        is fed), the tokens to feed after it, and what its usage reports."""
         if job.mode == "whole":
-            return Started(Row.empty(self.model), job.context_ids + job.question_ids, {"cache": "none"})
+            return None, job.context_ids + job.question_ids, {"cache": "none"}
         entry, outcome = self._context(job)
         cached = outcome == "hit"
-        stages = [dict(row, cached=cached, **({"seconds": 0.0} if cached else {})) for row in entry.stages]
+        stages = [dict(record.to_dict(), cached=cached, **({"seconds": 0.0} if cached else {}))
+                  for record in entry.stages]
         self.metrics.cache_bytes.set(self.cache.bytes)
         self.metrics.cache_entries.set(len(self.cache))
-        c = entry.compressed
         feed = job.question_ids if job.mode == "context" else job.question_ids[-1:]
-        return Started(Row.after(c.cache, c.masks, c.seen), feed,
-                       {"cache": outcome, "stages": stages, "kv_bytes_held": entry.bytes,
-                        "kv_bytes_dense": entry.dense_bytes})
+        return entry.compressed, feed, {"cache": outcome, "stages": stages, "kv_bytes_held": entry.bytes,
+                                        "kv_bytes_dense": entry.dense_bytes,
+                                        "prefill_seconds": 0.0 if cached else entry.prefill_seconds}
 
     def _context(self, job: Job) -> tuple[Entry, str]:
         """The compressed context (a cache hit, or built now) and the cache outcome: hit, miss, off or none."""
@@ -313,43 +290,22 @@ class LocalEngine:
         return entry, "miss" if self.cache.put(job.key, entry) else "off"
 
     def build(self, spec: specs.PipelineSpec, ids: list[int], prompt: Prompt | None = None) -> Entry:
-        """The pipeline on a context: the prompt stage on ``prompt``'s documents (question-aware), then the prefill
-        (the layers method pruning inside the model) and the kv method's compression (query-agnostic)."""
-        pipe = Pipeline(spec)
-        rows: list[dict[str, Any]] = []
-        if pipe.method("prompt") is not None and prompt is not None and prompt.documents:
-            docs, row = compress_documents(self.model, self.tok, prompt.documents, prompt.question, pipe)
-            context_text, _ = prompt.render(docs)
-            ids = list(self.tok(context_text, add_special_tokens=not prompt.templated).input_ids)
-            rows.append(dict(row, context_tokens_after=len(ids)))
-        start = time.perf_counter()
-        device = next(self.model.parameters()).device
-        pre, layers = pipe.prefill(self.model, self.tok, torch.tensor([ids], device=device))
-        if layers is not None:  # in-model pruning during the prefill: tokens leaving the last reduction layer
-            rows.append({"stage": "layers", "method": layers.method, "tokens_before": layers.before,
-                         "tokens_after": layers.after, "bytes_after": pre.bytes, "seconds": layers.seconds})
-        compressed = pre.compress(pipe.method("kv"))
-        rows.append({"stage": "kv", "method": str(spec.get("kv") or "none"),
-                     "entries_before": compressed.counts.get("entries_before", 0),
-                     "entries_after": compressed.counts.get("entries_after", 0),
-                     "bytes_before": pre.bytes, "bytes_after": compressed.bytes, "prefill_seconds": pre.seconds,
-                     "compress_seconds": compressed.compress_seconds, "seconds": time.perf_counter() - start})
-        return Entry(compressed, len(ids), compressed.bytes, pre.bytes, rows)
+        """The pipeline on a context's ids (``prompt``: its documents, for a prompt stage), as a cache entry."""
+        raise NotImplementedError
 
-    def _on_step(self, rows: int, tokens: int) -> None:
-        self.metrics.batch_rows.observe(rows)
+    def shutdown(self) -> None:
+        self.scheduler.shutdown()
 
 
 def compress_documents(model: Any, tok: Any, docs: list[str], question: str | None,
-                       pipe: Pipeline) -> tuple[list[str], dict[str, Any]]:
-    """The prompt stage on each document, question-aware; returns the new documents and the stage's row."""
-    start = time.perf_counter()
-    out, before, after = [], 0.0, 0.0
+                       pipe: Pipeline) -> tuple[list[str], StageRecord]:
+    """The prompt stage on each document, question-aware; returns the new documents and the stage's record (the
+    documents' counts and seconds summed)."""
+    out, before, after, seconds = [], 0.0, 0.0, 0.0
     for doc in docs:
-        text, record = pipe.compress_text(model, tok, doc, question)
+        result, record = pipe.compress_prompt(model, tok, doc, question)
+        text = doc if result is None else result.text
         out.append(text.rstrip() + doc[len(doc.rstrip()):])  # keep the separator before the question
         if record is not None:
-            before, after = before + record.before, after + record.after
-    row = {"stage": "prompt", "method": str(pipe.spec.get("prompt")), "tokens_before": before, "tokens_after": after,
-           "seconds": time.perf_counter() - start}
-    return out, row
+            before, after, seconds = before + record.before, after + record.after, seconds + record.seconds
+    return out, StageRecord("prompt", str(pipe.spec.get("prompt")), "tokens", before, after, seconds)
