@@ -85,7 +85,7 @@ def _names() -> dict[str, Any]:
     from tokenzip.method import method_class
     from tokenzip.params import _hints, _simple_types
 
-    out: dict[str, Any] = {"prompt": [], "layers": [], "kv": [], "by_kind": {}}
+    out: dict[str, Any] = {"prompt": [], "layers": [], "kv": [], "by_type": {}}
     for row in tz.methods():
         if row["stage"] not in ("prompt", "layers", "kv"):
             continue
@@ -94,8 +94,8 @@ def _names() -> dict[str, Any]:
         hints = _hints(cls)
         for field in dataclasses.fields(cls):
             simple = _simple_types(hints.get(field.name)) if field.init else None
-            kind = simple[0][0].__name__ if simple else "object"
-            out["by_kind"].setdefault(kind, []).append((row["stage"], row["name"], field.name))
+            type_name = simple[0][0].__name__ if simple else "object"
+            out["by_type"].setdefault(type_name, []).append((row["stage"], row["name"], field.name))
     return out
 
 
@@ -121,8 +121,8 @@ ANY_JSON = st.recursive(st.one_of(st.none(), st.booleans(), NUMBER, TEXT),
 @st.composite
 def perturbed(draw: Any) -> str:
     """A real method with one parameter (of a kind drawn first, see :func:`_names`) given a value of any kind."""
-    kind = draw(st.sampled_from(sorted(NAMES["by_kind"])))
-    stage, name, param = draw(st.sampled_from(NAMES["by_kind"][kind]))
+    type_name = draw(st.sampled_from(sorted(NAMES["by_type"])))
+    stage, name, param = draw(st.sampled_from(NAMES["by_type"][type_name]))
     ratio = draw(st.sampled_from(["", "@0.5", "@auto", "@0"]))
     return f"{stage}:{name}:{param}={draw(VALUE)}{ratio}"
 

@@ -123,10 +123,10 @@ class Runner(ModelThread):
 
     def _loop(self) -> None:
         while True:
-            kind, item, extra = self._inbox.get()
-            if kind == "stop":
+            verb, item, extra = self._inbox.get()
+            if verb == "stop":
                 return
-            if kind == "call":
+            if verb == "call":
                 self._run_call(item, extra)
                 continue
             try:

@@ -153,7 +153,7 @@ class ProxyBackend:
             except TokenzipError as exc:
                 raise bad_request(str(exc), param="compression") from None
             block["stages"].append(row.to_dict())
-        if job.prompt.kind == "chat":
+        if job.prompt.endpoint == "chat":
             job.body["messages"] = job.prompt.chat_messages(docs)
         else:
             job.body.pop("context", None)

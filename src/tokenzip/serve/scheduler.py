@@ -90,7 +90,7 @@ class Running:
 
 class ModelThread:
     """One thread owns the model; other threads hand it requests (``submit``) and other work (``call``) through one
-    queue of ``(kind, item, extra)`` messages that its ``_loop`` reads (the scheduler; llama.cpp's runner). A token is
+    queue of ``(verb, item, extra)`` messages that its ``_loop`` reads (the scheduler; llama.cpp's runner). A token is
     taken (:meth:`take_token`) and a request ended (:meth:`end`) by the same code in both, so both report alike."""
 
     _inbox: queue.Queue
@@ -214,14 +214,14 @@ class Scheduler(ModelThread):
     def _take(self, block: bool) -> None:
         while True:
             try:
-                kind, item, extra = self._inbox.get(block=block, timeout=None)
+                verb, item, extra = self._inbox.get(block=block, timeout=None)
             except queue.Empty:
                 return
             block = False
-            if kind == "stop":
+            if verb == "stop":
                 self._stop = True
                 return
-            if kind == "job":
+            if verb == "job":
                 self._waiting.append((item, extra))
             else:
                 self._run_call(item, extra)

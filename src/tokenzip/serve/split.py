@@ -66,14 +66,14 @@ class Prompt:
 
     documents: list[str]
     question: str  # the question's own text (given to question-aware prompt methods)
-    kind: str  # "chat" or "completion"
+    endpoint: str  # "chat" or "completion": the OpenAI endpoint it came from
     messages: list[dict[str, str]] = field(default_factory=list)
     templated: bool = False  # rendered text carries its own special tokens (chat template)
     tokenizer: Any = None
 
     def render(self, documents: list[str] | None = None) -> tuple[str, str]:
         docs = self.documents if documents is None else documents
-        if self.kind == "completion":
+        if self.endpoint == "completion":
             return (docs[0] if docs else ""), self.question
         return _render_chat(self, docs)
 

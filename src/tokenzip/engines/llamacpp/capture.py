@@ -22,7 +22,7 @@ import torch
 from tokenzip.engines.llamacpp.layout import Layout
 from tokenzip.errors import TokenzipError
 
-KINDS = {b"Qcur": ("queries", b"ROPE"), b"Kcur": ("keys", b"ROPE"), b"Vcur": ("values", b"RESHAPE")}
+TENSORS = {b"Qcur": ("queries", b"ROPE"), b"Kcur": ("keys", b"ROPE"), b"Vcur": ("values", b"RESHAPE")}
 GGML_TYPE_F32 = 0
 
 
@@ -76,8 +76,8 @@ class TensorReader:
             got, self.layers, self.got = self.got, set(), {}
         if self.error is not None:
             raise self.error
-        for kind, by_layer in got.items():
-            out[kind] = {i: torch.cat(parts, dim=2) for i, parts in by_layer.items()}
+        for name, by_layer in got.items():
+            out[name] = {i: torch.cat(parts, dim=2) for i, parts in by_layer.items()}
         missing = [i for i in layers if i not in out["keys"] or i not in out["values"]]
         if missing:
             raise TokenzipError(f"llama.cpp's graph named no Kcur/Vcur tensors for layers {missing}: this llama.cpp "
@@ -95,10 +95,10 @@ class TensorReader:
     def _on_tensor(self, tensor: int, ask: bool) -> bool:
         name = ggml().ggml_get_name(tensor) or b""
         base, _, layer = name.partition(b"-")
-        kind = KINDS.get(base)
-        if kind is None or not layer.isdigit() or int(layer) not in self.layers:
+        wanted = TENSORS.get(base)
+        if wanted is None or not layer.isdigit() or int(layer) not in self.layers:
             return False
-        field, op = kind
+        field, op = wanted
         if ggml().ggml_op_desc(tensor) != op:
             return False
         if field == "queries" and self.window == 0:
