@@ -5,8 +5,9 @@
     python benchmarks/serve_bench.py --part proxy --out benchmarks/serve/proxy.json
     python benchmarks/serve_bench.py --part batch --out benchmarks/serve/batch.json
 
-One ~4k-token document (Gemma 3 270M tokens) holds 8 facts; 8 questions ask for them. Every request goes
-through the official openai client, streaming, so the time to the first token is measured at the client.
+One ~4k-token document (the served model's tokens; Gemma 3 270M unless ``--model``) holds 8 facts; 8 questions
+ask for them. Every request goes through the official openai client, streaming, so the time to the first token is
+measured at the client.
 
 - ``cache``: questions 1..8 on a server without a context cache (``--cache-bytes 0``: every question
   prefills the document) and with it, for the given specs; TTFT and total time of questions 2..8, bytes
@@ -270,6 +271,7 @@ def part_batch(model_objects: Any, doc: str, qa: list, spec: str, clients: tuple
 
 
 def main() -> int:
+    global MODEL
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["cache", "load", "proxy", "batch"], required=True)
     parser.add_argument("--specs", nargs="+", default=["none", "kv:kvzip@0.5"])
@@ -279,7 +281,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=16, help="batch part: requests per configuration")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the machine has 2 cores)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", default=MODEL, help="tz.load_model's name (smollm2-135m: all layers full attention)")
     args = parser.parse_args()
+    MODEL = args.model  # the served name and the model the document is measured in
     import torch
 
     import tokenzip as tz
