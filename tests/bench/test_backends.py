@@ -19,6 +19,7 @@ def reference(tmp_path_factory, tiny_llama):
     return comparable(tz.bench.run(out=tmp_path_factory.mktemp("inprocess"), loaded=tiny_llama, **SWEEP))
 
 
+@pytest.mark.slow  # two spawned processes, each importing torch and transformers and loading the model
 def test_local_pool_gives_the_same_rows(tmp_path, reference):
     rows = tz.bench.run(out=tmp_path / "pool", workers=2, **SWEEP)
     # measured in pool processes (which of the two takes which job is up to the pool: one may take both)
@@ -26,6 +27,7 @@ def test_local_pool_gives_the_same_rows(tmp_path, reference):
     assert comparable(rows) == reference
 
 
+@pytest.mark.slow  # a local Ray cluster (its own processes)
 @pytest.mark.xdist_group("ray")  # one Ray instance at a time when the suite runs in parallel (pytest -n)
 def test_ray_gives_the_same_rows(tmp_path, reference):
     ray = pytest.importorskip("ray")

@@ -7,10 +7,12 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from tokenzip.serve.local import free_port
 
 
+@pytest.mark.slow  # a real server process (imports torch and transformers, then serves)
 def test_serve_command_starts_answers_and_stops() -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tokenzip.cli", "serve", "--model", "tiny-llama", "--port",
