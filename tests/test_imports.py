@@ -147,3 +147,53 @@ def test_no_module_hides_an_import_of_the_package_behind_type_checking():
     assert hidden == {}
     sample = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from tokenzip.kv import base\n"
     assert len(list(type_checking_imports(ast.parse(sample).body))) == 1  # the check sees them
+
+
+REASONS = ("# lazy:", "# cycle:")
+
+
+def unexplained_function_imports(source: str) -> list[int]:
+    """Lines of the imports of tokenzip modules inside functions that give no reason on their line (or the line
+    before): ``# lazy: ...`` (deferred for start-up time or an optional extra) or ``# cycle: ...``."""
+    lines = source.splitlines()
+    found = set()
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if not getattr(node, "level", 0) and not any(n.split(".")[0] == "tokenzip" for n in names):
+                continue  # a third-party package (transformers, matplotlib, ray...): lazy by nature, no note needed
+            said = lines[max(node.lineno - 2, 0): node.end_lineno]
+            if not any(reason in line for line in said for reason in REASONS):
+                found.add(node.lineno)
+    return sorted(found)
+
+
+def test_every_function_level_import_of_the_package_says_why():
+    """An import of a tokenzip module belongs at the top of the module, unless it must wait: for start-up time or an
+    optional extra (``# lazy: keeps the CLI's argument parsing free of torch``) or a cycle (``# cycle: ...``), said
+    on its line or the line before (issue 25: 127 such imports, none with a reason, some pointless)."""
+    unexplained = {str(path.relative_to(SRC)): lines for path in sorted(SRC.rglob("*.py"))
+                   if (lines := unexplained_function_imports(path.read_text(encoding="utf-8")))}
+    assert unexplained == {}, "move these imports to the module's top, or say why they wait (# lazy: / # cycle:)"
+
+
+def test_the_check_finds_a_function_level_import_without_a_reason():
+    sample = ("import os\n"
+              "def f():\n"
+              "    import json\n"                                    # third-party or stdlib: no note needed
+              "    from tokenzip import spec\n"                      # 4: no reason
+              "    from tokenzip.kv import base  # lazy: torch\n"
+              "    # cycle: pipeline imports this module\n"
+              "    from tokenzip import pipeline\n"
+              "    if os.sep:\n"
+              "        from . import sibling\n"                      # 9: relative, no reason
+              "    from tokenzip.bench import (\n"                   # 10: the reason on its last line counts
+              "        runner,\n"
+              "    )  # lazy: transformers\n"
+              "    print(runner)\n"
+              "    import tokenzip.models\n")                        # 14: no reason
+    assert unexplained_function_imports(sample) == [4, 9, 14]
