@@ -70,9 +70,9 @@ def needle_prompt(tokenizer, n_tokens: int, number: int = 482913, seed: int = 0)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokenzip.bench.cli import _floats, _ints  # lazy: keeps the CLI's argument parsing free of torch
-    from tokenzip.bench.report import write_report  # lazy: keeps the CLI's argument parsing free of torch
-    from tokenzip.bench.runner import run as bench  # lazy: keeps the CLI's argument parsing free of torch
+    from tokenzip.bench.cli import _floats, _ints  # lazy: keeps tokenzip.demo free of torch
+    from tokenzip.bench.report import write_report  # lazy: keeps tokenzip.demo free of torch
+    from tokenzip.bench.runner import run as bench  # lazy: keeps tokenzip.demo free of torch
 
     start = time.perf_counter()
     methods = args.methods or (FULL["methods"] if args.full else METHODS)
@@ -106,7 +106,7 @@ def _needle(tok, tokens: int, number: int) -> tuple[str, str]:
 def show_kv(model_name: str, tokens: int = 1500, number: int = 739104) -> None:
     """Answer one needle question from the uncompressed cache and from caches compressed at each ratio of
     :data:`SHOWN`, printing the bytes each really holds."""
-    from tokenzip.models.cache_layers import dense_cache_bytes  # lazy: keeps the CLI's argument parsing free of torch
+    from tokenzip.models.cache_layers import dense_cache_bytes  # lazy: keeps tokenzip.demo free of torch
 
     name, ratios = SHOWN
     model, tok = tz.load_model(model_name)
