@@ -147,3 +147,121 @@ def test_no_module_hides_an_import_of_the_package_behind_type_checking():
     assert hidden == {}
     sample = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from tokenzip.kv import base\n"
     assert len(list(type_checking_imports(ast.parse(sample).body))) == 1  # the check sees them
+
+
+REASONS = ("# lazy:", "# cycle:")
+
+
+def unexplained_function_imports(source: str) -> list[int]:
+    """Lines of the imports of tokenzip modules inside functions that give no reason on their line (or the line
+    before): ``# lazy: ...`` (deferred for start-up time or an optional extra) or ``# cycle: ...``."""
+    lines = source.splitlines()
+    found = set()
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if not getattr(node, "level", 0) and not any(n.split(".")[0] == "tokenzip" for n in names):
+                continue  # a third-party package (transformers, matplotlib, ray...): lazy by nature, no note needed
+            said = lines[max(node.lineno - 2, 0): node.end_lineno]
+            if not any(reason in line for line in said for reason in REASONS):
+                found.add(node.lineno)
+    return sorted(found)
+
+
+def test_every_function_level_import_of_the_package_says_why():
+    """An import of a tokenzip module belongs at the top of the module, unless it must wait: for start-up time or an
+    optional extra (``# lazy: keeps tokenzip.demo free of torch``) or a cycle (``# cycle: ...``), said
+    on its line or the line before (issue 25: 127 such imports, none with a reason, some pointless)."""
+    unexplained = {str(path.relative_to(SRC)): lines for path in sorted(SRC.rglob("*.py"))
+                   if (lines := unexplained_function_imports(path.read_text(encoding="utf-8")))}
+    assert unexplained == {}, "move these imports to the module's top, or say why they wait (# lazy: / # cycle:)"
+
+
+def test_the_check_finds_a_function_level_import_without_a_reason():
+    sample = ("import os\n"
+              "def f():\n"
+              "    import json\n"                                    # third-party or stdlib: no note needed
+              "    from tokenzip import spec\n"                      # 4: no reason
+              "    from tokenzip.kv import base  # lazy: torch\n"
+              "    # cycle: pipeline imports this module\n"
+              "    from tokenzip import pipeline\n"
+              "    if os.sep:\n"
+              "        from . import sibling\n"                      # 9: relative, no reason
+              "    from tokenzip.bench import (\n"                   # 10: the reason on its last line counts
+              "        runner,\n"
+              "    )  # lazy: transformers\n"
+              "    print(runner)\n"
+              "    import tokenzip.models\n")                        # 14: no reason
+    assert unexplained_function_imports(sample) == [4, 9, 14]
+
+
+def load_time_imports(body: list[ast.stmt]):
+    """The import statements that run when a module loads: module level and class bodies, not function bodies,
+    not ``if TYPE_CHECKING:``."""
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If) and _type_checking(node.test):
+            yield from load_time_imports(node.orelse)
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.stmt, ast.excepthandler, ast.match_case)):
+                    yield from load_time_imports([child])
+
+
+def loads(root: Path, module: str, skip: frozenset[str] = frozenset()) -> set[str]:
+    """The top-level names of the outside packages that loading ``module`` imports, following the package's own
+    modules (and their parent packages, which load first) except those in ``skip``."""
+    modules = module_names(root)
+    seen, todo, outside = {module}, [module], set()
+    while todo:
+        name = todo.pop()
+        path = modules[name]
+        targets = {name.rsplit(".", 1)[0]} if "." in name else set()
+        for node in load_time_imports(ast.parse(path.read_text(encoding="utf-8"), str(path)).body):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                source = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                source = node.module if isinstance(node, ast.ImportFrom) else None
+            dotted = [source] if source else [a.name for a in node.names]
+            for full in dotted:
+                if full.split(".")[0] != root.name:
+                    outside.add(full.split(".")[0])
+                    continue
+                parts = full.split(".")
+                targets |= {".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in modules}
+                if isinstance(node, ast.ImportFrom):
+                    targets |= {f"{full}.{a.name}" for a in node.names if f"{full}.{a.name}" in modules}
+        for target in sorted(targets - seen - skip):
+            seen.add(target)
+            todo.append(target)
+    return outside
+
+
+# What the ``# lazy:`` notes keep out: each module, loaded on its own, imports none of these packages. The package
+# root is left out: tokenzip/__init__.py imports hooks, models and pipeline, so today ``import tokenzip`` (and with
+# it ``tokenzip --help``) loads torch and transformers whatever these modules do.
+KEPT_LIGHT = {
+    "tokenzip.cli": {"torch", "transformers"}, "tokenzip.cli_info": {"torch", "transformers"},
+    "tokenzip.demo": {"torch", "transformers"}, "tokenzip.hooks": {"torch", "transformers"},
+    "tokenzip.prompt.api": {"torch", "transformers"}, "tokenzip.tokenizers.cli": {"torch", "transformers"},
+    "tokenzip.serve.cli": {"torch", "transformers", "fastapi", "ray"},
+    "tokenzip.serve": {"torch", "transformers", "fastapi", "ray"},
+    "tokenzip.serve.app": {"torch", "transformers"},
+    "tokenzip.layers.runtime": {"transformers"}, "tokenzip.models.encoders": {"transformers"},
+    "tokenzip.models.vision": {"transformers"}, "tokenzip.bench.runner": {"transformers"},
+    "tokenzip.bench.worker": {"transformers"},
+}
+
+
+def test_the_lazy_imports_keep_their_modules_light():
+    heavy = {module: sorted(loads(SRC, module, skip=frozenset({"tokenzip"})) & packages)
+             for module, packages in KEPT_LIGHT.items()}
+    assert heavy == {module: [] for module in KEPT_LIGHT}
+    assert {"torch", "transformers"} <= loads(SRC, "tokenzip.cli")  # through the package root, today
+    assert "transformers" in loads(SRC, "tokenzip.kv.cli", skip=frozenset({"tokenzip"}))  # the check sees them

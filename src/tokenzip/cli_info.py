@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "models":
-        from tokenzip.models import list_models
+        from tokenzip.models import list_models  # lazy: keeps tokenzip.cli_info free of torch
 
         rows = list_models()
         columns = ["name", "architecture", "params", "installed", "install", "purpose"]

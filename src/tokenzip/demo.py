@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+import tokenzip as tz
+
 MODEL = "smollm2-135m"
 METHODS = ["streaming_llm", "snapkv", "compactor"]
 RATIOS = ["0.5", "0.75"]
@@ -68,9 +70,9 @@ def needle_prompt(tokenizer, n_tokens: int, number: int = 482913, seed: int = 0)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokenzip.bench.cli import _floats, _ints
-    from tokenzip.bench.report import write_report
-    from tokenzip.bench.runner import run as bench
+    from tokenzip.bench.cli import _floats, _ints  # lazy: keeps tokenzip.demo free of torch
+    from tokenzip.bench.report import write_report  # lazy: keeps tokenzip.demo free of torch
+    from tokenzip.bench.runner import run as bench  # lazy: keeps tokenzip.demo free of torch
 
     start = time.perf_counter()
     methods = args.methods or (FULL["methods"] if args.full else METHODS)
@@ -104,8 +106,7 @@ def _needle(tok, tokens: int, number: int) -> tuple[str, str]:
 def show_kv(model_name: str, tokens: int = 1500, number: int = 739104) -> None:
     """Answer one needle question from the uncompressed cache and from caches compressed at each ratio of
     :data:`SHOWN`, printing the bytes each really holds."""
-    import tokenzip as tz
-    from tokenzip.models.cache_layers import dense_cache_bytes
+    from tokenzip.models.cache_layers import dense_cache_bytes  # lazy: keeps tokenzip.demo free of torch
 
     name, ratios = SHOWN
     model, tok = tz.load_model(model_name)
@@ -126,8 +127,6 @@ def show_kv(model_name: str, tokens: int = 1500, number: int = 739104) -> None:
 
 def show_pipelines(model_name: str, specs: list[str], tokens: int = 1500, number: int = 739104) -> None:
     """Answer one needle question through each pipeline and print where its savings came from."""
-    import tokenzip as tz
-
     pipes = [tz.pipeline(spec) for spec in specs]  # bad specs fail before the model loads
     model, tok = tz.load_model(model_name)
     context, question = _needle(tok, tokens, number)

@@ -22,10 +22,10 @@ def attach_method(model: Any, method: Method, tokenizer: Any = None) -> contextl
     methods that tokenize an instruction (KVzip's repeat prompt)."""
     check_hooked(method)
     if method.stage == "kv":
-        from tokenzip.kv.runtime import attach_kv
+        from tokenzip.kv.runtime import attach_kv  # lazy: keeps tokenzip.hooks' own imports free of torch
 
         return attach_kv(model, method, tokenizer)
-    from tokenzip.layers.runtime import attach_layers
+    from tokenzip.layers.runtime import attach_layers  # lazy: keeps tokenzip.hooks' own imports free of torch
 
     return attach_layers(model, method)
 
@@ -63,7 +63,7 @@ def compress(model: Any, *methods: Method, chunk_size: int | None = None, tokeni
         check_hooked(method)
     kv = [m.label() for m in methods if m.stage == "kv"]
     if len(kv) > 1:
-        from tokenzip.kv.attached import ONE_KV_METHOD
+        from tokenzip.kv.attached import ONE_KV_METHOD  # lazy: keeps tokenzip.hooks' own imports free of torch
 
         raise TokenzipError(f"compress() got {len(kv)} kv methods ({', '.join(kv)}). {ONE_KV_METHOD}")
     if chunk_size is not None:

@@ -25,10 +25,14 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.hooks import attach_method
+from tokenzip.hooks import attach_method, compress
 from tokenzip.kv.answer import CompressedCache, Prefill, answer_from, check_context, check_max_new_tokens, prefill
+from tokenzip.kv.attached import check_kv_model
 from tokenzip.method import Method
 from tokenzip.models.cache_layers import dense_cache_bytes, dense_cache_entries, held_entries
+from tokenzip.models.decoders import DecoderAdapter
+from tokenzip.models.inmodel import find_stack
+from tokenzip.prompt import api as prompt_api
 from tokenzip.prompt.result import PromptResult
 from tokenzip.spec import PIPELINE_STAGES, PipelineSpec, from_methods, parse
 
@@ -181,18 +185,12 @@ class Pipeline:
     # --- checks before any work ----------------------------------------------------------------
     def check(self, model: Any) -> None:
         """Refuse a model the layers or kv method cannot hook, before any text is compressed."""
-        from tokenzip.kv.attached import check_kv_model
-
         if "kv" in self.methods or "layers" in self.methods:
             check_kv_model(model)
         if "kv" in self.methods:
-            from tokenzip.models.decoders import DecoderAdapter
-
             DecoderAdapter(model)
         layers = self.methods.get("layers")
         if layers is not None:
-            from tokenzip.models.inmodel import find_stack
-
             stack = find_stack(model)
             layers.check_architecture(stack.architecture, stack.model_type)
             if stack.architecture not in ("decoder", "vlm"):
@@ -211,11 +209,9 @@ class Pipeline:
         method = self.methods.get("prompt")
         if method is None:
             return None, None
-        from tokenzip.prompt.api import compress
-
         start = time.perf_counter()
-        result = compress(context, question=question, method=method, scorer=self.prompt_scorer or (model, tok),
-                          target_tokenizer=tok)
+        result = prompt_api.compress(context, question=question, method=method,
+                                     scorer=self.prompt_scorer or (model, tok), target_tokenizer=tok)
         seconds = time.perf_counter() - start
         return result, StageRecord("prompt", str(self.spec.get("prompt")), "tokens", _dense_tokens(tok, context),
                                    _dense_tokens(tok, result.text), seconds)
@@ -312,8 +308,6 @@ class Pipeline:
     def attached(self, model: Any, tokenizer: Any = None) -> Iterator[Any]:
         """Hook the layers and kv methods into ``model`` (as ``tz.compress``) for ``model.generate``; pass the
         model's ``tokenizer`` for kv methods that tokenize an instruction (KVzip)."""
-        from tokenzip.hooks import compress
-
         hooked = [m for s, m in self.methods.items() if s != "prompt"]
         if not hooked:
             yield model
@@ -391,6 +385,4 @@ def _dense_tokens(tok: Any, text: str) -> int:
 
 
 def _num_layers(model: Any) -> int:
-    from tokenzip.models.decoders import DecoderAdapter
-
     return DecoderAdapter(model).num_layers

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from tokenzip.errors import unknown_name
 from tokenzip.models.families import family_named, family_names
 
 DECODER_FAMILIES = family_names()
@@ -118,8 +119,6 @@ def _decoder_config(family: str, vocab_size: int) -> Any:
 def tiny_model(family: str, seed: int = 0) -> tuple[Any, Any]:
     """A tiny random model of ``family`` and its tokenizer (or processor); see ``FAMILIES``."""
     import transformers as tf
-
-    from tokenzip.errors import unknown_name
 
     if family not in FAMILIES:
         raise unknown_name("tiny model family", family, FAMILIES)

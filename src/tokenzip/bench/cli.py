@@ -7,8 +7,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from tokenzip.bench import runner
+from tokenzip.bench.report import summary_table, write_report
+from tokenzip.bench.rows import load_rows
+from tokenzip.bench.stages import with_chunk_size
+from tokenzip.bench.tasks import list_tasks
 from tokenzip.errors import TokenzipError
-from tokenzip.textio import STDOUT
+from tokenzip.table import format_table
+from tokenzip.textio import STDOUT, out_dir
 
 
 def _floats(values: list[str]) -> list[float]:
@@ -94,12 +100,7 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.command == "report":
         return _report(args)
-    from tokenzip.bench import runner
-    from tokenzip.table import format_table
-
     if args.list_tasks:
-        from tokenzip.bench.tasks import list_tasks
-
         print(format_table(list_tasks()))
         return 0
     contexts = _ints(args.context)
@@ -110,8 +111,6 @@ def run(args: argparse.Namespace) -> int:
         where = "standard output" if args.export_tasks == STDOUT else args.export_tasks
         print(f"wrote {n} prompts to {where}", file=sys.stderr if args.export_tasks == STDOUT else sys.stdout)
         return 0
-    from tokenzip.bench.stages import with_chunk_size
-
     if args.pipeline and (args.stage or args.methods or args.ratios or args.chunk_size is not None):
         raise TokenzipError("--pipeline replaces --stage, --methods, --ratios and --chunk-size: a single stage is a "
                             "pipeline of one ('kv:snapkv@0.5'; chunk_size=N goes in the kv item)")
@@ -137,18 +136,12 @@ def _command_line() -> str | None:
 
 
 def _write(directory: Path, out: str | None, plots: bool) -> None:
-    from tokenzip.bench.report import write_report
-
     written = write_report(directory, out, with_plots=plots)
     print(f"report: {written['markdown']} and {written['html']}" +
           (f" (+ {len(written) - 2} plots)" if len(written) > 2 else ""), file=sys.stderr)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tokenzip.bench.report import summary_table
-    from tokenzip.bench.rows import load_rows
-    from tokenzip.textio import out_dir
-
     rows = load_rows(args.dir)
     if args.out:  # where the report goes, checked before anything is rendered
         out_dir(args.out, "--out")

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+import tokenzip
+
 
 def _vm_status(field: str = "VmHWM") -> int | None:
     try:
@@ -105,8 +107,6 @@ def synchronize(device: Any) -> None:
 
 @functools.cache
 def versions() -> dict[str, str]:
-    import tokenzip
-
     return {"tokenzip": tokenzip.__version__, "torch": torch.__version__, "transformers": version("transformers"),
             "tokenizers": version("tokenizers"), "python": platform.python_version()}
 

@@ -11,6 +11,7 @@ from typing import Any
 from tokenzip.errors import TokenzipError
 from tokenzip.models import loading
 from tokenzip.models.loading import max_positions
+from tokenzip.testing import tiny_model
 
 TINY = "tiny:"
 
@@ -19,8 +20,6 @@ def load(spec: str, dtype: str = "float32", device: str | None = None) -> tuple[
     """``(model, tokenizer)`` for a bench run."""
     if spec.startswith(TINY):
         import torch
-
-        from tokenzip.testing import tiny_model
 
         model, tok = tiny_model(spec[len(TINY):])
         names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

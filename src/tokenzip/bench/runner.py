@@ -19,16 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tokenzip.bench import backends
 from tokenzip.bench.kinds.base import ANSWERS, NLL, get_kind
+from tokenzip.bench.measure import git_commit
+from tokenzip.bench.models import TINY, config_positions, load, load_tokenizer, max_positions
 from tokenzip.bench.prompting import STYLES, format_sample
 from tokenzip.bench.report import summary_table
 from tokenzip.bench.rows import RowWriter, bench_rows, read_rows, write_rows
 from tokenzip.bench.stages import NONE, PIPELINE, STAGES, build_method, is_noop
 from tokenzip.bench.tasks.base import Sample, build_sample
+from tokenzip.bench.tasks.jsonl import read_tasks_file
 from tokenzip.bench.tasks.registry import get_task
 from tokenzip.bench.worker import Job, row_key
 from tokenzip.errors import TokenzipError
 from tokenzip.method import check_ratio
+from tokenzip.models.loading import check_model_name
+from tokenzip.spec import parse
 from tokenzip.textio import STDOUT, check_file, out_dir, out_file, write_atomic
 
 ROWS = "rows.jsonl"
@@ -94,9 +100,6 @@ class BenchConfig:
                 **({"engine": self.engine} if self.engine != "torch" else {})}  # torch runs: identities as before
 
     def validate(self) -> None:
-        from tokenzip.bench.models import TINY
-        from tokenzip.models.loading import check_model_name
-
         if isinstance(self.methods, str) or isinstance(self.tasks, str):
             raise TokenzipError("methods and tasks are lists of names, e.g. methods=['snapkv'], tasks=['vt']")
         if self.device is None:
@@ -112,7 +115,7 @@ class BenchConfig:
             check_model_name(self.model)
         if self.stage not in STAGES:
             raise TokenzipError(f"unknown stage {self.stage!r}; the bench runs: {', '.join(STAGES)}")
-        from tokenzip.engines import check_engine
+        from tokenzip.engines import check_engine  # lazy: keeps bench.runner's own imports free of transformers
 
         check_engine(self.engine)
         if self.engine != "torch" and self.stage != "kv":
@@ -129,6 +132,7 @@ class BenchConfig:
             for ratio in self.ratios:  # unknown methods, bad parameters: errors before any work
                 method = build_method(self.stage, spec, ratio)
                 if self.engine == "llamacpp":
+                    # lazy: keeps bench.runner's own imports free of transformers
                     from tokenzip.engines.llamacpp.engine import check_method
 
                     check_method(method)
@@ -186,8 +190,6 @@ def check_device(device: Any) -> str:
 
 def pipeline_specs(specs: Sequence[str]) -> list[str]:
     """Canonical pipeline spec texts (``tokenzip.spec``), each once; a bad spec raises the parser's message."""
-    from tokenzip.spec import parse
-
     out = []
     for spec in specs:
         try:
@@ -207,8 +209,6 @@ def _sha256(path: str) -> str:
 def make_samples(config: BenchConfig, tokenizer: Any) -> list[Sample]:
     """Every sample of the sweep, generated with the model's tokenizer (or read from the tasks file)."""
     if config.tasks_file:
-        from tokenzip.bench.tasks.jsonl import read_tasks_file
-
         return read_tasks_file(config.tasks_file)
 
     def count(text: str) -> int:
@@ -299,10 +299,6 @@ def run(config: BenchConfig | None = None, /, *, loaded: tuple[Any, Any] | None 
     ``loaded`` passes an already loaded ``(model, tokenizer)`` for a single in-process worker; ``progress``
     shows a progress bar and ``summary`` prints the summary table at the end.
     """
-    from tokenzip.bench import backends
-    from tokenzip.bench.measure import git_commit
-    from tokenzip.bench.models import config_positions, load, load_tokenizer, max_positions
-
     if config is None:
         if "context" in fields:
             fields["contexts"] = fields.pop("context")
@@ -367,8 +363,6 @@ def export_tasks(path: str | os.PathLike, model: str = "gemma-3-270m", tasks: Se
     ``max_new_tokens``, ``metric``, ``task``, ``length``, ``index``, ``id``, ``context_tokens`` (with the
     special tokens) and ``"formatted": true`` (so ``--tasks-file`` reads it back unchanged).
     """
-    from tokenzip.bench.models import load_tokenizer
-
     if str(path) != STDOUT:  # checked before any prompt is made
         path = out_file(path, "--export-tasks file")
     contexts = [context] if isinstance(context, int) else list(context)

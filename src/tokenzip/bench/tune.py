@@ -45,7 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tokenzip.bench import runner
 from tokenzip.bench.aggregate import removed_by_stage, stages_of
+from tokenzip.bench.models import load, load_tokenizer
+from tokenzip.bench.runner import BenchConfig, make_samples
 from tokenzip.bench.tasks.registry import get_task
 from tokenzip.errors import TokenzipError
 from tokenzip.spec import PIPELINE_STAGES, PipelineSpec, StageSpec, parse, parse_item
@@ -273,8 +276,6 @@ def _x(target: float) -> str:
 
 def sample_fingerprints(config: TuneConfig, seed: int, samples: int, tokenizer: Any) -> set[str]:
     """A hash of every sample's context and questions (``seed``'s sweep): tuning and report must not share one."""
-    from tokenzip.bench.runner import BenchConfig, make_samples
-
     bench = BenchConfig(model=config.model, tasks=config.tasks, contexts=config.contexts, samples=samples, seed=seed,
                         methods=["none"])
     return {hashlib.sha256(json.dumps([s.context, [q.text for q in s.questions]]).encode()).hexdigest()
@@ -283,9 +284,6 @@ def sample_fingerprints(config: TuneConfig, seed: int, samples: int, tokenizer: 
 
 def tune(config: TuneConfig, log: Any = sys.stderr) -> dict[str, Any]:
     """Run the search and the report; returns (and writes to ``OUT/tune.json``) the picks and their figures."""
-    from tokenzip.bench import runner
-    from tokenzip.bench.models import load, load_tokenizer
-
     config.validate()
     every = _products(config)
     specs = candidates(config)

@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tokenzip.bench.cli import _command_line, _floats, _ints
+from tokenzip.bench.report import write_report
+from tokenzip.bench.rows import load_rows
+from tokenzip.bench.savings import savings_table
+from tokenzip.bench.tune import TuneConfig, tune
 from tokenzip.errors import TokenzipError
+from tokenzip.table import format_table
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
@@ -53,8 +59,6 @@ def _methods(items: list[str] | None) -> dict[str, list[str]]:
 
 
 def _grid(items: list[str] | None) -> dict[str, list[float]]:
-    from tokenzip.bench.cli import _floats
-
     out: dict[str, list[float]] = {}
     for item in items or []:
         stage, _, ratios = item.partition("=")
@@ -69,9 +73,6 @@ def _grid(items: list[str] | None) -> dict[str, list[float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokenzip.bench.cli import _command_line, _ints
-    from tokenzip.bench.tune import TuneConfig, tune
-
     runner = {"workers": args.workers, "backend": args.backend, "ray_address": args.ray_address,
               "threads": args.threads, "max_new_tokens": args.max_new_tokens, "prompt_style": args.prompt_style,
               "query_aware": args.query_aware, "dtype": args.dtype, "command": _command_line()}
@@ -84,8 +85,6 @@ def run(args: argparse.Namespace) -> int:
                         out=args.out, run=runner)
     result = tune(config)
     print(render(result))
-    from tokenzip.bench.report import write_report
-
     write_report(Path(args.out) / "report")
     print(f"rows and report: {Path(args.out) / 'report'}; search: {Path(args.out) / 'tune.json'}", file=sys.stderr)
     return 0
@@ -93,10 +92,6 @@ def run(args: argparse.Namespace) -> int:
 
 def render(result: dict[str, Any]) -> str:
     """The picks per target, then the frontier of what was reported."""
-    from tokenzip.bench.rows import load_rows
-    from tokenzip.bench.savings import savings_table
-    from tokenzip.table import format_table
-
     config = result["config"]
     none = result["uncompressed"]["score"]
     lines = [f"tuned on seed {config['seed']} ({config['tune_samples']} samples per cell at most), reported on seed "

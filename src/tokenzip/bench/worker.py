@@ -16,10 +16,13 @@ import torch
 
 from tokenzip.bench.kinds.base import get_kind
 from tokenzip.bench.measure import bring_back_long_lived, environment, set_apart_long_lived
+from tokenzip.bench.models import load, load_tokenizer, max_positions
 from tokenzip.bench.prompting import Prompt, format_sample
 from tokenzip.bench.stages import adapter
 from tokenzip.bench.tasks.base import Sample, build_sample
 from tokenzip.bench.tasks.registry import get_task
+from tokenzip.models.encoders import encoder_stack
+from tokenzip.prompt.scorer import CausalScorer
 
 
 @dataclass
@@ -35,9 +38,8 @@ class Worker:
     """Loads the model once (and warms it up), then runs jobs."""
 
     def __init__(self, config: Any, loaded: tuple[Any, Any] | None = None) -> None:
-        from tokenzip.bench.models import load, load_tokenizer, max_positions
-        from tokenzip.engines import load_engine
-        from tokenzip.engines.torch import TorchEngine
+        from tokenzip.engines import load_engine  # lazy: keeps bench.worker's own imports free of transformers
+        from tokenzip.engines.torch import TorchEngine  # lazy: keeps bench.worker's own imports free of transformers
 
         self.config = config
         if config.threads is None:
@@ -72,8 +74,6 @@ class Worker:
     def scorer(self) -> Any:
         """The prompt stage's token scorer: the model under test."""
         if self._scorer is None:
-            from tokenzip.prompt.scorer import CausalScorer
-
             self._scorer = CausalScorer(self.model, self.tokenizer)
         return self._scorer
 
@@ -116,8 +116,6 @@ def row_key(sample: Sample, method: str, ratio: float) -> str:
 
 
 def _is_encoder(model: Any) -> bool:
-    from tokenzip.models.encoders import encoder_stack
-
     return encoder_stack(model) is not None
 
 

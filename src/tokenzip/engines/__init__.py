@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from tokenzip.engines.base import Compressed, Engine, Prefilled
+from tokenzip.engines.llamacpp.engine import LlamaCppEngine
+from tokenzip.engines.llamacpp.gguf import gguf_path
+from tokenzip.engines.torch import TorchEngine
 from tokenzip.errors import unknown_name
 
 ENGINES = ("torch", "llamacpp")
@@ -21,13 +24,8 @@ def load_engine(name: str, model: str = "gemma-3-270m", **options: Any) -> Engin
     or a ``.gguf`` path for ``llamacpp``). ``options`` go to the engine (``n_ctx=``, ``threads=`` for llama.cpp;
     ``dtype=``, ``device=`` for torch)."""
     if name == "torch":
-        from tokenzip.engines.torch import TorchEngine
-
         return TorchEngine.load(model, **options)
     if name == "llamacpp":
-        from tokenzip.engines.llamacpp.engine import LlamaCppEngine
-        from tokenzip.engines.llamacpp.gguf import gguf_path
-
         return LlamaCppEngine(gguf_path(model), **options)
     raise unknown_name("engine", name, ENGINES)
 

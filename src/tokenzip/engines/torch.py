@@ -17,6 +17,7 @@ from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import restore, snapshot
 from tokenzip.models.attachment import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
+from tokenzip.models.loading import load_model
 
 FORMAT = "tokenzip-torch/1"
 
@@ -33,8 +34,6 @@ class TorchEngine:
     @classmethod
     def load(cls, model: str = "gemma-3-270m", dtype: str = "float32", device: str | None = None) -> TorchEngine:
         """The engine on ``model`` (``tz.load_model``'s names, HF ids and paths)."""
-        from tokenzip.models.loading import load_model
-
         return cls(*load_model(model, dtype=dtype, device=device))
 
     @property

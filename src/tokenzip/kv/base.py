@@ -17,7 +17,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.context import DecodeContext, LayerContext, LayerResult, ReplayContext
-from tokenzip.method import Method
+from tokenzip.method import Method, get_method, methods
 from tokenzip.ops.topk import gather_tokens, keep_shared, keep_topk
 
 ALL_QUERIES = 1 << 30  # query_window() of methods that need every prefill query (Compactor's non-causal attention)
@@ -84,8 +84,6 @@ class KVMethod(Method):
         prefill chunks."""
         size = chunk_size if chunk_size is not None else self.chunk_size
         if size is not None and not self.supports_chunks():
-            from tokenzip.method import methods
-
             names = [row["name"] for row in methods(stage="kv") if _chunkable(row["name"])]
             raise TokenzipError(f"kv.{self.name} cannot compress while prefilling in chunks (chunk_size={size}); "
                                 f"methods that can: {', '.join(names)}")
@@ -270,8 +268,6 @@ def shared_refusal(method: KVMethod) -> str | None:
 
 def shared_methods() -> list[str]:
     """Names of the kv methods that accept ``positions="shared"``."""
-    from tokenzip.method import get_method, methods
-
     names = []
     for row in methods(stage="kv"):
         try:
@@ -286,8 +282,6 @@ def shared_methods() -> list[str]:
 
 
 def _chunkable(name: str) -> bool:
-    from tokenzip.method import get_method
-
     try:
         return get_method(name, stage="kv").supports_chunks()
     except TokenzipError:
@@ -298,7 +292,5 @@ def build_base(base: Any, ratio: float, budget: int | None, compress_sliding: bo
     """The wrapped method: a name (built with the wrapper's ratio or budget, whichever was set) or a method object."""
     if isinstance(base, KVMethod):
         return base
-    from tokenzip.method import get_method
-
     size: dict[str, Any] = {"budget": budget} if budget is not None else {"ratio": ratio}
     return get_method(str(base), stage="kv", compress_sliding=compress_sliding, **size)

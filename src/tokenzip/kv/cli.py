@@ -7,7 +7,14 @@ import json
 import sys
 from typing import Any
 
+import tokenzip as tz
+from tokenzip import engines
+from tokenzip.engines.answer import answer
+from tokenzip.engines.llamacpp.engine import check_method
 from tokenzip.errors import TokenzipError
+from tokenzip.kv.answer import check_max_new_tokens, one_chunk_size
+from tokenzip.method import method_class
+from tokenzip.params import from_text
 from tokenzip.textio import read_text
 
 
@@ -79,33 +86,22 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tokenzip as tz
-    from tokenzip.engines import load_engine
-    from tokenzip.engines.answer import answer
-
     options = engine_options(args)
     sizes = size_params(args.ratio, args.budget)
     context = read_text(args.context, "context file")
     method = None
     if args.method != "none":
-        from tokenzip.method import method_class
-        from tokenzip.params import from_text
-
         texts = parse_params(args.param)
         for name in ("ratio", "budget"):
             if name in texts:
                 raise TokenzipError(f"give {name} with --{name}, not as --param")
         params = from_text(method_class(args.method, "kv"), texts, "--param")
         method = tz.get_method(args.method, stage="kv", **params, **sizes)
-    from tokenzip.kv.answer import check_max_new_tokens, one_chunk_size
-
     check_max_new_tokens(args.max_new_tokens)  # what the model cannot do is refused before it is loaded
     one_chunk_size(args.chunk_size, [method] if method else [])
     if args.engine == "llamacpp":  # a method llama.cpp cannot run is refused before the model is loaded
-        from tokenzip.engines.llamacpp.engine import check_method
-
         check_method(method, args.chunk_size)
-    engine = load_engine(args.engine, args.model, **options)
+    engine = engines.load_engine(args.engine, args.model, **options)
     engine.check_method(method, args.chunk_size)
     answers = answer(engine, context, args.question, method, query_aware=args.query_aware,
                      max_new_tokens=args.max_new_tokens, answer_prefix=args.answer_prefix, chunk_size=args.chunk_size)

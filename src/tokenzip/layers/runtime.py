@@ -324,6 +324,7 @@ def attach_layers(model: Any, method: LayersMethod) -> Iterator[LayersRuntime]:
     """Find ``model``'s layer stack, check the method supports it, and hook a :class:`LayersRuntime` in (the layers
     stage's counterpart of :func:`tokenzip.kv.runtime.attach_kv`; both are reached through
     :func:`tokenzip.hooks.attach_method`)."""
+    # lazy: keeps layers.runtime's own imports free of transformers
     from tokenzip.models.inmodel import find_stack, hooked
 
     stack = find_stack(model)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import CacheLayerMixin
 
+from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.ops.packing import keep_newest, pack, right_aligned, segments, unpack
 from tokenzip.ops.quantize import dequantize, quantize, quantized_bytes
 
@@ -442,8 +443,6 @@ class QuantizedLayer(CompressedLayer):
 def dense_cache_entries(model: Any, n_tokens: int) -> int:
     """Entries an uncompressed dynamic cache holds after ``n_tokens``, summed over layers: every token on a
     global layer, the last ``window - 1`` on a sliding-window layer (what transformers' layers store)."""
-    from tokenzip.models.decoders import DecoderAdapter
-
     adapter = DecoderAdapter(model)
     window = adapter.sliding_window()
     total = 0
@@ -454,8 +453,6 @@ def dense_cache_entries(model: Any, n_tokens: int) -> int:
 
 def dense_cache_bytes(model: Any, n_tokens: int) -> int:
     """Bytes of keys and values an uncompressed dynamic cache holds after ``n_tokens`` (model dtype)."""
-    from tokenzip.models.decoders import DecoderAdapter
-
     adapter = DecoderAdapter(model)
     dtype = next(model.parameters()).dtype
     per_entry = 2 * adapter.num_kv_heads * adapter.head_dim * torch.empty((), dtype=dtype).element_size()

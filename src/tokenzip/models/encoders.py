@@ -51,7 +51,7 @@ def encoder_stack(model: Any) -> Any:
     """
     from transformers import PreTrainedModel
 
-    from tokenzip.models.stack import LayerStack
+    from tokenzip.models.stack import LayerStack  # lazy: models.stack loads transformers; this module needs only torch
 
     base = getattr(model, "base_model", model)
     layers = getattr(getattr(base, "encoder", None), "layer", None)

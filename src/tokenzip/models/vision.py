@@ -13,7 +13,7 @@ def vision_stack(model: Any) -> Any:
     """The layers-stage view of a ViT or DINOv2 model, else None."""
     from transformers import Dinov2Model, PreTrainedModel, ViTModel
 
-    from tokenzip.models.stack import LayerStack
+    from tokenzip.models.stack import LayerStack  # lazy: models.stack loads transformers; this module needs only torch
 
     base = getattr(model, "base_model", model)
     if not isinstance(base, PreTrainedModel):

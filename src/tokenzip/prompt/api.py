@@ -76,7 +76,7 @@ def compress(
     if mode == "code":
         check_python(text)
 
-    from tokenzip.prompt.counting import resolve_counter  # loads torch (the scorer's tokenizer)
+    from tokenzip.prompt.counting import resolve_counter  # lazy: keeps tokenzip.prompt free of torch
 
     count = resolve_counter(target_tokenizer, scorer)
     n_before = count(text)
@@ -92,7 +92,7 @@ def compress(
         why = "ratio 0" if budget is None else f"budget {budget} >= the text's {n_before} tokens"
         return unchanged(f"nothing to remove ({why}): returned unchanged")
 
-    from tokenzip.prompt.base import PromptJob  # loads torch
+    from tokenzip.prompt.base import PromptJob  # lazy: keeps tokenzip.prompt free of torch
 
     pieces = build_pieces(text, mode, patterns, protect if protect is not None else mode != "code")
     job = PromptJob(text, pieces, target, n_before, count, question, mode, scorer)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from tokenzip.method import Method
+from tokenzip.ops.spans import group_reduce, spans_reduce
+from tokenzip.prompt.scorer import get_scorer
 from tokenzip.prompt.segment import FIXED, SEP, WORD, Pieces, sentence_ids
 
 
@@ -39,8 +41,6 @@ class PromptJob:
     @property
     def scorer(self) -> Any:
         if self._scorer is None:
-            from tokenzip.prompt.scorer import get_scorer
-
             self._scorer = get_scorer(self.scorer_spec)
         return self._scorer
 
@@ -55,8 +55,6 @@ class PromptJob:
     def piece_scores(self, spans: np.ndarray, info: torch.Tensor, how: str = "mean") -> torch.Tensor:
         """Token self-information (with its character spans) reduced over every piece ``(P,)``;
         NaN for pieces no token overlaps."""
-        from tokenzip.ops.spans import spans_reduce
-
         out = torch.full((len(self.pieces),), float("nan"))
         if len(spans) == 0:
             return out
@@ -72,8 +70,6 @@ class PromptJob:
 
     def unit_scores(self, piece_values: torch.Tensor, how: str = "mean") -> np.ndarray:
         """Piece values reduced over each unit (NaN pieces ignored) ``(U,)``."""
-        from tokenzip.ops.spans import group_reduce
-
         groups = torch.from_numpy(self.pieces.unit.copy())
         groups[torch.isnan(piece_values)] = -1
         return group_reduce(torch.nan_to_num(piece_values), groups, self.pieces.n_units, how).numpy()

@@ -7,6 +7,8 @@ import dataclasses
 import json
 import sys
 
+from tokenzip.method import method_class
+from tokenzip.prompt import compress
 from tokenzip.textio import read_text
 
 
@@ -34,8 +36,6 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokenzip.prompt import compress
-
     text = read_text(args.file, "input file")
     params = {"reorder": "none"} if args.keep_order and _reorders(args.method) else {}
     result = compress(
@@ -59,6 +59,4 @@ def run(args: argparse.Namespace) -> int:
 
 def _reorders(method: str) -> bool:
     """Whether ``method`` has a ``reorder`` parameter (the others always keep the original order)."""
-    from tokenzip.method import method_class
-
     return "reorder" in {f.name for f in dataclasses.fields(method_class(method, stage="prompt"))}

@@ -7,6 +7,7 @@ from typing import Any
 
 from tokenzip.errors import TokenzipError
 from tokenzip.models.loading import load_tokenizer
+from tokenzip.prompt.scorer import CausalScorer
 
 
 class TokenCounter:
@@ -39,8 +40,6 @@ class TokenCounter:
 def resolve_counter(target_tokenizer: Any, scorer: Any) -> TokenCounter:
     """The target tokenizer's counter; the scorer's tokenizer when no target is given."""
     if target_tokenizer is None:
-        from tokenzip.prompt.scorer import CausalScorer
-
         if isinstance(scorer, CausalScorer):
             target_tokenizer = scorer.tokenizer
         elif isinstance(scorer, tuple) and len(scorer) == 2:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tokenzip.errors import TokenzipError
+from tokenzip.models.loading import load_model
 from tokenzip.ops.information import self_information
 
 
@@ -151,8 +152,6 @@ class CausalScorer:
 
 @functools.lru_cache(maxsize=4)
 def _load(name: str) -> CausalScorer:
-    from tokenzip.models.loading import load_model
-
     model, tokenizer = load_model(name)
     return CausalScorer(model, tokenizer)
 

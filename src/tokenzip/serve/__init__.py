@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import tokenzip as tz
 from tokenzip.errors import TokenzipError, require
 from tokenzip.serve.limits import DEFAULT_MAX_BODY
 
@@ -21,11 +22,9 @@ from tokenzip.serve.limits import DEFAULT_MAX_BODY
 def load_served_model(name: str) -> tuple[Any, Any]:
     """``tz.load_model(name)``, or a tiny random test model for ``tiny-<family>`` (e.g. ``tiny-llama``)."""
     if name.startswith("tiny-"):
-        from tokenzip.testing import tiny_model
+        from tokenzip.testing import tiny_model  # lazy: tokenzip.testing loads torch and transformers
 
         return tiny_model(name[len("tiny-"):])
-    import tokenzip as tz
-
     return tz.load_model(name)
 
 
@@ -42,13 +41,14 @@ def build_app(model: str, compression: str | None = None, cache_bytes: int = 2 <
     model's GGUF in llama.cpp (:mod:`tokenzip.serve.llamacpp`; ``n_ctx`` and ``threads`` are llama.cpp's)."""
     for module in ("fastapi", "uvicorn", "prometheus_client", "httpx"):
         require(module, "serve")
-    from tokenzip.engines import check_engine
-    from tokenzip.serve.app import create_app
+    from tokenzip.engines import check_engine  # lazy: keeps tokenzip.serve's own imports free of torch
+    from tokenzip.serve.app import create_app  # lazy: the serve extra (fastapi), checked by require() above
 
     check_engine(engine)
     if engine == "llamacpp":
         if upstream:
             raise TokenzipError("--engine llamacpp serves a model in-process; --upstream proxies another server")
+        # lazy: only the chosen backend loads (torch, the serve extra)
         from tokenzip.serve.llamacpp import LlamaCppBackend
 
         backend: Any = LlamaCppBackend.load(model, n_ctx=n_ctx, threads=threads, default_spec=compression,
@@ -57,11 +57,12 @@ def build_app(model: str, compression: str | None = None, cache_bytes: int = 2 <
     if n_ctx is not None or threads is not None:
         raise TokenzipError("n_ctx and threads size llama.cpp's context: add --engine llamacpp")
     if upstream:
-        from tokenzip.serve.proxy import ProxyBackend
+        from tokenzip.serve.proxy import ProxyBackend  # lazy: only the chosen backend loads (torch, the serve extra)
 
         objects = model_objects or load_served_model(scorer)
         backend = ProxyBackend(upstream, *objects, name=upstream_model or model, compression=compression)
     else:
+        # lazy: only the chosen backend loads (torch, the serve extra)
         from tokenzip.serve.torch_backend import TorchBackend
 
         objects = model_objects or load_served_model(model)

@@ -107,7 +107,7 @@ class Routes:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def page(self) -> HTMLResponse:
-        from tokenzip.serve.page import html
+        from tokenzip.serve.page import html  # lazy: the page loads torch and transformers; only this route needs them
 
         return HTMLResponse(html(self.backend.name, str(self.backend.describe().get("compression", "none"))))
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from tokenzip import spec
+from tokenzip.errors import TokenzipError, require
+from tokenzip.serve import build_app
+from tokenzip.serve.errors import APIError
+from tokenzip.serve.ray_app import run_ray
+
 DEFAULT_COMPRESSION = "kv:kvzip@0.5"
 DEFAULT_PROXY_COMPRESSION = "prompt:extractive@0.5"
 
@@ -49,14 +55,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokenzip.errors import require
-
     for module in ("fastapi", "uvicorn", "prometheus_client", "httpx"):
         require(module, "serve")
-    from tokenzip import spec
-    from tokenzip.errors import TokenzipError
-    from tokenzip.serve.errors import APIError
-
     compression = args.compression or (DEFAULT_PROXY_COMPRESSION if args.upstream else DEFAULT_COMPRESSION)
     spec.parse(compression)  # a bad spec fails here, before any model loads
     options = dict(model=args.model, compression=compression, cache_bytes=args.cache_bytes,
@@ -69,12 +69,8 @@ def run(args: argparse.Namespace) -> int:
             raise TokenzipError("--engine llamacpp serves the model in this process: drop --ray and --upstream")
         options.update(engine=args.engine, n_ctx=args.n_ctx, threads=args.threads)
     if args.ray:
-        from tokenzip.serve.ray_app import run_ray
-
         return run_ray(options, args.host, args.port, args.replicas)
     import uvicorn
-
-    from tokenzip.serve import build_app
 
     try:
         app = build_app(**options)

@@ -24,9 +24,12 @@ from typing import Any
 
 import torch
 
+from tokenzip import engines
 from tokenzip import spec as specs
 from tokenzip.engines.base import Compressed
+from tokenzip.engines.llamacpp.engine import check_method
 from tokenzip.errors import TokenzipError
+from tokenzip.models.loading import load_tokenizer
 from tokenzip.pipeline import StageRecord
 from tokenzip.serve.backend import DEFAULT_MIN_CONTEXT_TOKENS, Job, ModelBackend, parse_spec
 from tokenzip.serve.cache import Entry
@@ -54,15 +57,12 @@ class LlamaCppBackend(ModelBackend):
     def load(cls, model: str, n_ctx: int | None = None, threads: int | None = None, **options: Any
              ) -> LlamaCppBackend:
         """The packaged GGUF of ``model`` (``gemma-3-270m``, ``smollm2-135m``) and its tokenizer."""
-        from tokenzip.engines import load_engine
-        from tokenzip.models.loading import load_tokenizer
-
         check_servable(parse_spec(options.get("default_spec"), specs.PipelineSpec(), param="--compression"),
                        "--compression")  # before loading anything
         if str(model).endswith(".gguf"):
             raise TokenzipError("tokenzip serve --engine llamacpp serves a packaged model by its short name "
                                 "(gemma-3-270m, smollm2-135m): it needs the model's tokenizer and chat template too")
-        return cls(load_engine("llamacpp", model, n_ctx=n_ctx, threads=threads), load_tokenizer(model), model,
+        return cls(engines.load_engine("llamacpp", model, n_ctx=n_ctx, threads=threads), load_tokenizer(model), model,
                    **options)
 
     # --- preparing ----------------------------------------------------------------------------------------
@@ -98,8 +98,6 @@ class LlamaCppBackend(ModelBackend):
 
 def check_servable(spec: specs.PipelineSpec, param: str = "compression") -> None:
     """Only a kv method llama.cpp can run: anything else is a 400 that says what can."""
-    from tokenzip.engines.llamacpp.engine import check_method
-
     other = [s.stage for s in spec.stages if s.stage != "kv"]
     if other:
         raise bad_request(f"the llama.cpp engine runs the kv stage only, not {', '.join(other)}: send a kv method "

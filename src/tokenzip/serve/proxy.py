@@ -28,6 +28,7 @@ from tokenzip.pipeline import Pipeline
 from tokenzip.serve.backend import compress_documents, parse_spec
 from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.metrics import Metrics
+from tokenzip.serve.page import explain_prompt
 from tokenzip.serve.schemas import ChatMessage, CompressRequest, error_param, parse
 from tokenzip.serve.split import Prompt, chat_prompt, completion_prompt
 
@@ -128,8 +129,6 @@ class ProxyBackend:
             raise APIError(502, f"upstream {self.upstream} failed: {exc}", type="upstream_error") from None
 
     async def explain(self, body: Any) -> dict[str, Any]:
-        from tokenzip.serve.page import explain_prompt
-
         req = parse(CompressRequest, body)
         spec = parse_spec(req.compression, self.default_spec)
         self.check_servable(spec)

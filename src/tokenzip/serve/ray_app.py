@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from tokenzip.errors import require
+from tokenzip.serve import build_app
 
 
 def deployment(options: dict[str, Any], replicas: int, num_cpus: float = 0.5) -> Any:
@@ -25,8 +26,6 @@ def deployment(options: dict[str, Any], replicas: int, num_cpus: float = 0.5) ->
             self.options = options
 
         def __serve_build_asgi_app__(self) -> Any:
-            from tokenzip.serve import build_app
-
             return build_app(**self.options)
 
     return serve.deployment(TokenzipReplica, name="tokenzip", num_replicas=replicas,

@@ -26,12 +26,14 @@ from tokenzip import spec as specs
 from tokenzip.engines.torch import TorchEngine
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.answer import eos_ids
+from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.rows import Row
 from tokenzip.pipeline import Pipeline, StageRecord
 from tokenzip.serve.backend import DEFAULT_MIN_CONTEXT_TOKENS, Job, ModelBackend, compress_documents, parse_spec
 from tokenzip.serve.cache import Entry
 from tokenzip.serve.errors import APIError, bad_request
 from tokenzip.serve.metrics import Metrics
+from tokenzip.serve.page import explain
 from tokenzip.serve.scheduler import Scheduler, Started
 from tokenzip.serve.schemas import CompressRequest, parse
 from tokenzip.serve.split import Prompt
@@ -44,8 +46,6 @@ class TorchBackend(ModelBackend):
     def __init__(self, model: Any, tokenizer: Any, name: str, default_spec: str | None = None,
                  cache_bytes: int = 2 << 30, max_batch: int = 8, min_context_tokens: int = DEFAULT_MIN_CONTEXT_TOKENS,
                  metrics: Metrics | None = None, chat_max_tokens: int = 256) -> None:
-        from tokenzip.models.decoders import DecoderAdapter
-
         self.model = model
         self.engine = TorchEngine(model, tokenizer)
         front = TorchEngine(model, copy.deepcopy(tokenizer))  # preparing tokenizes off the model thread, own copy
@@ -67,8 +67,6 @@ class TorchBackend(ModelBackend):
                                   code="unsupported_compression") from None
 
     async def explain(self, body: Any) -> dict[str, Any]:
-        from tokenzip.serve.page import explain
-
         req = parse(CompressRequest, body)
         if req.model is not None and req.model != self.name:
             raise APIError(404, f"The model {req.model!r} does not exist: this server serves {self.name!r}",

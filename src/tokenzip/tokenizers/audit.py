@@ -19,8 +19,10 @@ from typing import Any
 from tqdm import tqdm
 
 from tokenzip.errors import TokenzipError
+from tokenzip.tokenizers.bpe import is_nested
 from tokenzip.tokenizers.load import LoadedTokenizer, load_tokenizer
 from tokenzip.tokenizers.metrics import measure, premium
+from tokenzip.tokenizers.nested import bytes_per_token_curve
 from tokenzip.tokenizers.parallel import ParallelText
 
 log = logging.getLogger(__name__)
@@ -107,9 +109,6 @@ def audit(
         if parallel is not None:
             result.language_rows += _languages(tok, parallel)
         if curves and corpus is not None and tok.fast is not None and tok.model_type == "BPE":
-            from tokenzip.tokenizers.bpe import is_nested
-            from tokenzip.tokenizers.nested import bytes_per_token_curve
-
             if is_nested(tok.fast):
                 result.curves[tok.name] = bytes_per_token_curve(tok.fast, corpus, points=curve_points,
                                                                 progress=progress)

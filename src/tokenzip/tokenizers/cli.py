@@ -9,6 +9,14 @@ import sys
 from pathlib import Path
 
 from tokenzip.errors import TokenzipError
+from tokenzip.table import format_table
+from tokenzip.textio import out_dir
+from tokenzip.tokenizers import corpus as corpora
+from tokenzip.tokenizers import parallel
+from tokenzip.tokenizers.audit import audit
+from tokenzip.tokenizers.load import load_tokenizer
+from tokenzip.tokenizers.report import CORPUS_COLUMNS, write_audit_report
+from tokenzip.tokenizers.train import check_arguments, evaluate, save, train_tokenizer
 
 _EPILOG_AUDIT = """examples:
   tokenzip tokenizers audit gemma-3-270m minilm-l6 --out reports/tok
@@ -76,8 +84,6 @@ def _languages(value: str) -> tuple[int, list[str] | None]:
 
 
 def _parallel(args: argparse.Namespace):
-    from tokenzip.tokenizers import parallel
-
     sources = args.parallel
     if sources == ["none"]:
         return None
@@ -92,22 +98,14 @@ def _parallel(args: argparse.Namespace):
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from tokenzip.table import format_table
-    from tokenzip.tokenizers.audit import audit
-    from tokenzip.tokenizers.corpus import corpus_from_files, default_corpus
-    from tokenzip.tokenizers.load import load_tokenizer
-    from tokenzip.tokenizers.report import CORPUS_COLUMNS, write_audit_report
-
     if args.out:  # where the report goes, checked before any work
-        from tokenzip.textio import out_dir
-
         out_dir(args.out, "--out")
     tokenizers = [load_tokenizer(t) for t in args.tokenizer]  # a wrong name fails before any corpus is read
     if args.corpus:
-        corpus = corpus_from_files(args.corpus, heldout=0.0)
+        corpus = corpora.corpus_from_files(args.corpus, heldout=0.0)
         texts, description = corpus.train, corpus.description
     else:
-        corpus = default_corpus()
+        corpus = corpora.default_corpus()
         texts, description = corpus.heldout, "held-out part of the default corpus (" + corpus.description + ")"
     par = _parallel(args)
     result = audit(tokenizers, texts, par, curves=not args.no_curves)
@@ -137,17 +135,13 @@ def run_audit(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from tokenzip.table import format_table
-    from tokenzip.tokenizers.corpus import corpus_from_files, default_corpus
-    from tokenzip.tokenizers.train import check_arguments, evaluate, save, train_tokenizer
-
     check_arguments(args.algo, args.vocab, args.transition)  # fail before reading any corpus
     if args.files:
-        corpus = corpus_from_files(args.files, heldout=args.heldout, heldout_files=args.heldout_files)
+        corpus = corpora.corpus_from_files(args.files, heldout=args.heldout, heldout_files=args.heldout_files)
     else:
         if args.corpus_mb <= 0:
             raise TokenzipError("--corpus-mb must be positive")
-        corpus = default_corpus(max_bytes=int(args.corpus_mb * 1_000_000))
+        corpus = corpora.default_corpus(max_bytes=int(args.corpus_mb * 1_000_000))
     trained = train_tokenizer(corpus.train, args.algo, args.vocab, args.transition, max_words=args.max_words,
                               progress=not args.no_progress)
     evaluation = evaluate(trained, corpus.heldout)

@@ -158,6 +158,7 @@ def build_default_corpus(packages: Sequence[str] = DEFAULT_PACKAGES, max_bytes: 
 
 
 def _cache_path(packages: Sequence[str], max_bytes: int, heldout: float) -> Path:
+    # lazy: keeps tokenzip.tokenizers free of torch (tokenzip.models loads it)
     from tokenzip.models.paths import cache_dir
 
     key = json.dumps({"p": {n: _version(n) for n in packages}, "m": max_bytes, "h": heldout, "f": _FORMAT},

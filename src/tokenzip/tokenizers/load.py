@@ -84,7 +84,7 @@ def _plain(fast: Any) -> Any:
 def _gemma_tokenizer_file() -> Path:
     """Gemma's cached tokenizer.json: checked against the cache manifest alone (hashing the 1 GB of
     weights is not needed to read the tokenizer); a missing or altered copy rebuilds the cache."""
-    from tokenzip.models import gemma
+    from tokenzip.models import gemma  # lazy: keeps tokenzip.tokenizers free of torch (tokenzip.models loads it)
 
     directory = gemma.gemma_dir()
     path = directory / "tokenizer.json"
@@ -146,6 +146,7 @@ def load_tokenizer(spec: Any, name: str | None = None) -> LoadedTokenizer:
 
 
 def _from_transformers(spec: str, name: str, local: bool) -> LoadedTokenizer:
+    # lazy: keeps tokenzip.tokenizers free of torch (tokenzip.models loads it)
     from tokenzip.models.loading import auto_tokenizer
 
     try:

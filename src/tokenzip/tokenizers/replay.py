@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tokenzip.tokenizers.bpe import bpe_state
 from tokenzip.tokenizers.pretokenize import BYTE_TO_CHAR, SUBWORD_PATTERN, SUPERWORD_PATTERN
 
 
@@ -62,8 +63,6 @@ def replay_encode(text: str, vocab: dict[str, int], merges: Sequence[tuple[str, 
 
 def check_against_stock(tok: Any, texts: Sequence[str], stage1_merges: int, superwords: bool = True) -> dict:
     """Encode ``texts`` with the stock tokenizer and by replay; count the texts and tokens that differ."""
-    from tokenzip.tokenizers.bpe import bpe_state
-
     vocab, merges = bpe_state(tok)
     differ = tokens = 0
     first = None

@@ -32,6 +32,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from tokenzip.tokenizers.bpe import SPECIAL_TOKENS, bpe_state, build_bpe, train_bpe
+from tokenzip.tokenizers.pretokenize import BYTE_TO_CHAR, splitter, token_bytes
+
 log = logging.getLogger(__name__)
 
 MAX_WORDS = 4
@@ -241,9 +244,6 @@ def train_superbpe(
     Returns the stock ``tokenizers.Tokenizer`` (byte-level BPE whose pre-tokenizer keeps words
     together, see ``pretokenize.py``) and a dict describing both stages.
     """
-    from tokenzip.tokenizers.bpe import SPECIAL_TOKENS, bpe_state, build_bpe, train_bpe
-    from tokenzip.tokenizers.pretokenize import BYTE_TO_CHAR, splitter, token_bytes
-
     specials = tuple(SPECIAL_TOKENS if special_tokens is None else special_tokens)
     stage1 = train_bpe(texts, transition, specials, min_frequency=min_count, progress=progress)
     vocab, merges = bpe_state(stage1)

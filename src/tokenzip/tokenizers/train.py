@@ -26,6 +26,10 @@ from tokenzip.errors import TokenzipError, unknown_name
 from tokenzip.table import format_table
 from tokenzip.textio import out_dir
 from tokenzip.tokenizers.bpe import SPECIAL_TOKENS, alphabet, train_bpe, train_unigram
+from tokenzip.tokenizers.load import LoadedTokenizer
+from tokenzip.tokenizers.metrics import measure
+from tokenzip.tokenizers.nested import bytes_per_token_curve, default_sizes
+from tokenzip.tokenizers.report import write_json
 from tokenzip.tokenizers.superbpe import MAX_WORDS, train_superbpe
 
 log = logging.getLogger(__name__)
@@ -134,10 +138,6 @@ def train_tokenizer(
 
 def evaluate(trained: Trained, heldout: Sequence[str], curve_points: int = 8) -> dict[str, Any]:
     """Held-out efficiency, exact round trip, and (BPE family) bytes per token at smaller sizes."""
-    from tokenzip.tokenizers.load import LoadedTokenizer
-    from tokenzip.tokenizers.metrics import measure
-    from tokenzip.tokenizers.nested import bytes_per_token_curve, default_sizes
-
     heldout = [t for t in heldout if t]
     if not heldout:
         return {"heldout": None}
@@ -178,8 +178,6 @@ def report_markdown(report: dict[str, Any]) -> str:
 def save(trained: Trained, out: str | Path, corpus: Any, evaluation: dict[str, Any], command: str = "") -> dict:
     """Write ``out/tokenizer.json``, ``out/training_report.json`` and ``out/training_report.md``."""
     import tokenizers
-
-    from tokenzip.tokenizers.report import write_json
 
     out = out_dir(out, "--out")
     trained.tokenizer.save(str(out / "tokenizer.json"))

@@ -25,6 +25,7 @@ from tokenzip.bench.scoring import embedding_fidelity, mean_nll
 from tokenzip.bench.stages import build_method, measurement
 from tokenzip.kv.cache import cache_bytes
 from tokenzip.models.calling import cache_kwargs, call_cache, new_cache, output_cache
+from tokenzip.models.encoders import embed
 
 
 class ForwardClock:
@@ -135,8 +136,6 @@ def _perplexity(worker: Any, sample: Any, prompt: Any, methods: list) -> Iterato
 
 @torch.no_grad()
 def _embedding(worker: Any, sample: Any, methods: list) -> Iterator[dict]:
-    from tokenzip.models.encoders import embed
-
     model, tok, device = worker.model, worker.tokenizer, worker.device
     tokens_in = sum(len(ids) for ids in tok(sample.texts, truncation=True, max_length=worker.max_length).input_ids)
     reference = None

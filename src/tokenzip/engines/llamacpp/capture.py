@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from tokenzip.engines.llamacpp.layout import Layout
+from tokenzip.engines.llamacpp.lib import llama
 from tokenzip.errors import TokenzipError
 
 TENSORS = {b"Qcur": ("queries", b"ROPE"), b"Kcur": ("keys", b"ROPE"), b"Vcur": ("values", b"RESHAPE")}
@@ -36,8 +37,6 @@ class _Head(ctypes.Structure):
 @functools.cache
 def ggml() -> Any:
     """ggml's base library, as loaded by llama-cpp-python, with the few functions read here."""
-    from tokenzip.engines.llamacpp.lib import llama
-
     lib = ctypes.CDLL(str(Path(llama().__file__).parent / "lib" / "libggml-base.so"))
     for name, restype, argtypes in (
         ("ggml_get_name", ctypes.c_char_p, [ctypes.c_void_p]),

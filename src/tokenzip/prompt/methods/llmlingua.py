@@ -22,6 +22,7 @@ import torch
 
 from tokenzip.method import register
 from tokenzip.ops.selection import top_fraction
+from tokenzip.ops.spans import spans_reduce
 from tokenzip.prompt.base import PromptJob, PromptMethod, block_tokens, documents
 from tokenzip.prompt.segment import SEP
 
@@ -66,8 +67,6 @@ class LLMLingua(PromptMethod):
     def _provisional(self, job: PromptJob, seg_spans: np.ndarray, info: torch.Tensor) -> np.ndarray:
         """Pieces of one segment kept at the target rate (fixed pieces always)."""
         pieces = job.pieces
-        from tokenzip.ops.spans import spans_reduce
-
         idx = job.pieces_between(int(seg_spans[:, 0].min()), int(seg_spans[:, 1].max()))
         idx = idx[pieces.category[idx] != SEP]
         spans, piece_spans = torch.from_numpy(seg_spans), job.piece_spans(idx)
