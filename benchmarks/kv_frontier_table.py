@@ -21,7 +21,10 @@ from tokenzip.bench.rows import read_rows
 
 
 def load(run: Path) -> list[dict]:
-    return [row for path in sorted(run.glob("*.jsonl")) for row in read_rows(path)]
+    """A bench run's rows: its ``rows.jsonl`` (other .jsonl files beside it, e.g. timing rows, are not bench rows);
+    without one, every .jsonl file in the folder."""
+    paths = [run / "rows.jsonl"] if (run / "rows.jsonl").exists() else sorted(run.glob("*.jsonl"))
+    return [row for path in paths for row in read_rows(path)]
 
 
 def cells(rows: list[dict], by_task: bool, all_lengths: bool = False) -> dict[tuple, dict]:
