@@ -119,6 +119,9 @@ class DecodeBatch:
         caches, rows left out are dropped. Nothing is copied when the rows are the same."""
         if [id(r) for r in rows] == [id(r) for r in self.rows]:
             return
+        if not rows:
+            self.rows, self.layers = [], []
+            return
         old = {id(r): k for k, r in enumerate(self.rows)}
         layers = []
         for i in range(self.adapter.num_layers):
@@ -129,11 +132,11 @@ class DecodeBatch:
                     raise ValueError("a row joins a decode batch after its prompt was fed (forward_rows)")
                 keys.append(k)
                 values.append(v)
-            width = max(k.shape[-2] for k in keys) if keys else 0
-            window = sliding_window_of(layer_at(rows[0].cache, i)) if rows else None
+            width = max(k.shape[-2] for k in keys)
+            window = sliding_window_of(layer_at(rows[0].cache, i))
             layers.append(_Buffer(left_padded(keys, width), left_padded(values, width), [k.shape[-2] for k in keys],
-                                  window) if rows else None)
-        self.rows, self.layers = list(rows), layers if rows else []
+                                  window))
+        self.rows, self.layers = list(rows), layers
 
     @torch.no_grad()
     def step(self, tokens: Sequence[int]) -> torch.Tensor:

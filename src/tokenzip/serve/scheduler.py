@@ -171,10 +171,10 @@ class Scheduler(ModelThread):
     request's context. ``max_batch`` bounds the rows decoded together (1: one request at a time)."""
 
     def __init__(self, model: Any, start: Callable[[Any], Started], eos: set[int], max_batch: int = 8,
-                 on_step: Callable[[int, int], None] | None = None, on_cancel: Callable[[], None] | None = None
+                 on_step: Callable[[int], None] | None = None, on_cancel: Callable[[], None] | None = None
                  ) -> None:
         self.model, self.start, self.eos, self.max_batch = model, start, eos, max(1, max_batch)
-        self.on_step = on_step  # (rows, new tokens) after every forward, for metrics
+        self.on_step = on_step  # (rows) after every forward, for metrics
         self.on_cancel = on_cancel  # a request dropped because its client went away
         self._waiting: list[tuple[Any, Emit]] = []
         self._running: list[Running] = []
@@ -259,7 +259,7 @@ class Scheduler(ModelThread):
     def _feed(self, group: list[Running]) -> None:
         logits = forward_rows(self.model, [r.started.row for r in group], [r.started.feed for r in group])
         if self.on_step:
-            self.on_step(len(group), sum(len(r.started.feed) for r in group))
+            self.on_step(len(group))
         for r, row_logits in zip(group, logits):
             row = r.started.row
             r.rows = [row] + [row.fork() for _ in r.choices[1:]]
@@ -273,7 +273,7 @@ class Scheduler(ModelThread):
         self._decoder.set_rows([r.rows[i] for r, i in slots])
         logits = self._decoder.step([r.choices[i].tokens[-1] for r, i in slots])
         if self.on_step:
-            self.on_step(len(slots), len(slots))
+            self.on_step(len(slots))
         for r in running:
             r.decode_steps += 1
             r.batch_rows += len(slots)

@@ -109,5 +109,5 @@ class TorchBackend(ModelBackend):
         held = self.engine.hold(compressed)
         return Entry(held, len(ids), held.bytes, pre.bytes, records + model_records, pre.seconds)
 
-    def _on_step(self, rows: int, tokens: int) -> None:
+    def _on_step(self, rows: int) -> None:
         self.metrics.batch_rows.observe(rows)
