@@ -106,7 +106,6 @@ class ChunkedPrefill:
         self.ids: torch.Tensor | None = None  # (B, N) the whole input's token ids (None for embeddings)
         self.total = 0  # tokens of the whole input
         self.feeding = True  # inside the first chunks (run from the pre-hook), not the caller's last one
-        self.done = False  # the last chunk's forward pass is over
         self.start = 0  # tokens before the current chunk
         self.end = 0  # tokens up to the end of the current chunk
         self.carried: dict[int, torch.Tensor] = {}  # per-entry state the method carries from chunk to chunk
@@ -140,7 +139,6 @@ class ChunkedPrefill:
     def finish(self) -> None:
         """After a chunk's forward pass: the next chunk starts where this one ended."""
         self.start = self.end
-        self.done = not self.feeding
 
     @property
     def token_valid(self) -> torch.Tensor | None:

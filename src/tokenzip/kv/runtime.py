@@ -85,7 +85,7 @@ class KVRuntime:
             check_chunk_size(self.chunk_size)
             if method is not None:
                 method.check_chunks(self.chunk_size)
-        self.chunked: ChunkedPrefill | None = None  # the last chunked prefill (in progress while not ``done``)
+        self.chunked: ChunkedPrefill | None = None  # the last chunked prefill
         self.entered: dict[int, Any] = {}  # entries each layer took in during the last prefill, per row
         self.compress_seconds = 0.0  # time the last prefill spent compressing (between chunks, or after it)
         self.attachment: Attachment | None = None  # the model's, while attached

@@ -33,7 +33,7 @@ from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.masks import CacheMasks
 
 __all__ = ["ATTN_NAME", "AttachedMethod", "AttachedRuntime", "Attachment", "CacheMasks", "Handler", "attached",
-           "attachment", "is_routed", "route_attention", "shared_masks"]
+           "attachment", "route_attention"]
 
 ATTN_NAME = "tokenzip_sdpa"
 _RECORD = "_tokenzip_attachment"  # the attribute holding a model's (and its hooked attention modules') record
@@ -159,13 +159,3 @@ def route_attention(model: Any, handlers: dict[Any, Handler], masks: CacheMasks 
     with attached(model) as record, record.routed(handlers, masks) as shared:
         yield shared
 
-
-def shared_masks(model: Any) -> CacheMasks | None:
-    """The validity state the stages attached to ``model`` share, while it is routed (else None)."""
-    record = attachment(model)
-    return record.masks if record else None
-
-
-def is_routed(model: Any) -> bool:
-    """Whether some tokenzip stage is attached to ``model``."""
-    return attachment(model) is not None
