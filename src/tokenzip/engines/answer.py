@@ -73,7 +73,7 @@ def answer(engine: Engine, context: str, questions: str | Sequence[str], method:
         if query_aware:  # the question is compressed with the context; decoding starts from its last token
             ids = engine.tokenize(context, True) + engine.tokenize(question + answer_prefix, False)
             pre = engine.prefill(ids[:-1], methods, chunk_size=chunk_size)
-            comp, got = engine.compress(pre, method), None
+            comp = engine.compress(pre, method)
             got = answer_from(engine, comp, ids[-1:], max_new_tokens)
         else:
             pre, comp = shared, compressed

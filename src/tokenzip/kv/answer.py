@@ -24,7 +24,7 @@ import torch
 
 from tokenzip.errors import TokenzipError
 from tokenzip.kv.attached import check_kv_model, check_not_kv_attached
-from tokenzip.kv.base import KVMethod
+from tokenzip.kv.base import KVMethod, same_method
 from tokenzip.kv.cache import cache_bytes, copy_cache, layer_at, layer_length, restore, snapshot
 from tokenzip.kv.chunked import check_chunk_size, entered_entries
 from tokenzip.kv.runtime import KVRuntime, target_layers
@@ -92,7 +92,7 @@ class Prefill:
         return CompressedCache(self.model, cache, masks, self.n_tokens, method, seconds, counts)
 
     def _compressed_while_prefilling(self, method: KVMethod | None) -> CompressedCache:
-        if not _same_method(method, self.method):
+        if not same_method(method, self.method):
             given = self.method.describe() if self.method else "no method"
             raise TokenzipError(f"this prefill was compressed chunk by chunk by {given}; it cannot give "
                                 f"{method.describe() if method else 'the uncompressed cache'}: prefill again")
@@ -187,14 +187,6 @@ class KVAnswer:
     @property
     def tokens_per_second(self) -> float:
         return self.new_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
-
-
-def _same_method(a: KVMethod | None, b: KVMethod | None) -> bool:
-    """The same method and parameters, whatever the chunk size."""
-    if a is None or b is None:
-        return a is b
-    strip = lambda m: {k: v for k, v in m.params().items() if k != "chunk_size"}  # noqa: E731
-    return type(a) is type(b) and strip(a) == strip(b)
 
 
 def _as_method(method: KVMethod | str | None) -> KVMethod | None:

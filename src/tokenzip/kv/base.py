@@ -294,3 +294,11 @@ def build_base(base: Any, ratio: float, budget: int | None, compress_sliding: bo
         return base
     size: dict[str, Any] = {"budget": budget} if budget is not None else {"ratio": ratio}
     return get_method(str(base), stage="kv", compress_sliding=compress_sliding, **size)
+
+
+def same_method(a: KVMethod | None, b: KVMethod | None) -> bool:
+    """The same method and parameters, whatever the chunk size."""
+    if a is None or b is None:
+        return a is b
+    strip = lambda m: {k: v for k, v in m.params().items() if k != "chunk_size"}  # noqa: E731
+    return type(a) is type(b) and strip(a) == strip(b)

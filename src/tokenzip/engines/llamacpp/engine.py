@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from tokenzip.kv.base import (
     SHARED,
     KVMethod,
     LayerContext,
+    same_method,
     shared_methods,
     shared_refusal,
     target_layers,
@@ -156,9 +158,8 @@ class LlamaCppEngine:
             size = self.n_ctx or min(self.limit, -(-max(cells, 2 * CELL_STEP) // CELL_STEP) * CELL_STEP)
             if self._ctx is not None:
                 self._ctx.close()
-            threads = self.threads or 0
-            self._ctx = self._holding = self._next = None
-            self._ctx = LlamaContext(self.model, size, n_batch=self.n_batch, threads=threads or _default_threads(),
+            self._holding = self._next = None
+            self._ctx = LlamaContext(self.model, size, n_batch=self.n_batch, threads=self.threads or _default_threads(),
                                      flash_attn=self.flash_attn, on_tensor=self.reader)
         return self._ctx
 
@@ -362,11 +363,7 @@ class LlamaCppEngine:
 
     def _chunked_result(self, prefilled: Prefilled, method: KVMethod | None) -> Compressed:
         given = prefilled.method
-        same = (method is None and given is None) or (
-            method is not None and given is not None and type(method) is type(given)
-            and {k: v for k, v in method.params().items() if k != "chunk_size"}
-            == {k: v for k, v in given.params().items() if k != "chunk_size"})
-        if not same:
+        if not same_method(method, given):
             raise TokenzipError(f"this prefill was compressed chunk by chunk by "
                                 f"{given.describe() if given else 'no method'}; it cannot give "
                                 f"{method.describe() if method else 'the uncompressed context'}: prefill again")
@@ -471,6 +468,4 @@ def _as_method(method: KVMethod | str | None) -> KVMethod | None:
 
 
 def _default_threads() -> int:
-    import os
-
     return max(1, min(4, os.cpu_count() or 1))
