@@ -36,7 +36,7 @@ def test_keep_shared_is_the_top_of_the_best_score_over_layers_and_heads_and_keep
 def test_shared_selection_is_one_set_for_every_layer_and_head():
     ctxs = contexts()
     method = tz.get_method("snapkv", ratio=0.5, window_size=4, positions="shared")
-    results = method.compress_model(ctxs)
+    results = method.compress_layers(ctxs)
     expected, _ = keep_shared([method.masked_scores(c) for c in ctxs], method.keep_counts(ctxs[0]))
     for ctx, result in zip(ctxs, results):
         assert result.indices.shape == (1, 2, 10)

@@ -155,10 +155,15 @@ class KVMethod(Method):
         return LayerResult(gather_tokens(ctx.keys, indices), gather_tokens(ctx.values, indices), valid,
                            indices=indices)
 
-    def compress_model(self, contexts: list[LayerContext]) -> list[LayerResult]:
-        """Compress every layer; methods allocating budgets across layers override this."""
+    def compress_layers(self, contexts: list[LayerContext]) -> list[LayerResult]:
+        """What the runtime calls on every layer at once: with ``positions="shared"`` one selection for all
+        (:meth:`compress_shared`), else the method's own :meth:`compress_model`."""
         if self.positions == SHARED:
             return self.compress_shared(contexts)
+        return self.compress_model(contexts)
+
+    def compress_model(self, contexts: list[LayerContext]) -> list[LayerResult]:
+        """Compress every layer; methods allocating budgets across layers override this."""
         return [self.compress_layer(ctx) for ctx in contexts]
 
     def compress_shared(self, contexts: list[LayerContext]) -> list[LayerResult]:

@@ -194,7 +194,7 @@ class ChunkedPrefill:
         if not contexts:
             return
         self.store.prepare(method, contexts, cache)
-        reduced = method.compress_model(contexts) if any(_must_reduce(method, c) for c in contexts) else None
+        reduced = method.compress_layers(contexts) if any(_must_reduce(method, c) for c in contexts) else None
         for k, ctx in enumerate(contexts):
             self.store.write(cache, ctx.layer_idx, self.reduce(ctx, None if reduced is None else reduced[k]))
 

@@ -302,7 +302,7 @@ class KVRuntime:
         if not contexts or method.is_noop(max(c.n_tokens for c in contexts)):
             return
         self.prepare(method, contexts, cache)
-        for ctx, result in zip(contexts, method.compress_model(contexts)):
+        for ctx, result in zip(contexts, method.compress_layers(contexts)):
             self.write(cache, ctx.layer_idx, result)
 
     def prepare(self, method: KVMethod, contexts: list[LayerContext], cache: Any) -> None:

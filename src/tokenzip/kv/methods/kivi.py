@@ -63,7 +63,7 @@ class KIVI(Wrapping, KVMethod):
         """Evict with ``evict``'s own allocation over the layers (KVzip's global top-k), then quantize."""
         if self.evict is None or self.evict.is_noop(max(ctx.n_tokens for ctx in contexts)):
             return [self.compress_layer(ctx) for ctx in contexts]
-        return [self.quantize(kept) for kept in self.evict.compress_model(contexts)]
+        return [self.quantize(kept) for kept in self.evict.compress_layers(contexts)]
 
     def quantize(self, kept: LayerResult) -> LayerResult:
         layer = QuantizedLayer.from_tensors(kept.keys, kept.values, self.bits, self.residual, self.group)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from tokenzip.kv.base import SHARED, KVMethod, LayerContext, LayerResult
+from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
 from tokenzip.kv.context import ReplayContext
 from tokenzip.method import register
 from tokenzip.ops.attention import replay_attention_max
@@ -90,8 +90,6 @@ class KVzip(KVMethod):
         return self.score(ctx) if ctx.chunked else None
 
     def compress_model(self, contexts: list[LayerContext]) -> list[LayerResult]:
-        if self.positions == SHARED:
-            return self.compress_shared(contexts)
         if contexts and contexts[0].chunked:  # a budget per layer: no layer may outgrow budget + chunk
             return [self.compress_layer(ctx) for ctx in contexts]
         scores = [self.masked_scores(ctx) for ctx in contexts]
