@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from tokenzip.bench.scoring import embedding_fidelity, mean_nll, string_match_all, string_match_part, string_score
+from tokenzip.bench.scoring import embedding_fidelity, string_match_all, string_match_part, string_score
+from tokenzip.ops.information import mean_nll
 
 
 def test_string_match_all_counts_each_answer():

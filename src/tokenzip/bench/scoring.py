@@ -35,13 +35,6 @@ def string_score(metric: str, prediction: str, answers: Sequence[str]) -> float:
     return STRING_METRICS[metric](prediction, answers)
 
 
-def mean_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, int]:
-    """Mean negative log-likelihood (nats) of ``targets`` (N,) under ``logits`` (N, V), and N."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    nll = -logp.gather(-1, targets.view(-1, 1)).squeeze(-1)
-    return float(nll.mean()), int(targets.numel())
-
-
 def embedding_fidelity(reference: torch.Tensor, compressed: torch.Tensor, k: int = 10) -> dict[str, float]:
     """How well compressed embeddings ``(N, D)`` preserve uncompressed ones ``(N, D)``.
 

@@ -18,6 +18,7 @@ from tokenzip.kv.cache import restore, snapshot
 from tokenzip.models.attachment import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
 from tokenzip.models.loading import load_model
+from tokenzip.ops.information import mean_nll
 
 FORMAT = "tokenzip-torch/1"
 
@@ -91,9 +92,7 @@ class TorchEngine:
             positions = comp.positions(0, ids.shape[1], ids.device)
             logits = self.model(input_ids=ids, **cache_kwargs(self.model, cache), position_ids=positions,
                                 use_cache=True).logits
-        logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
-        nll = -logp.gather(-1, ids[0, 1:].view(-1, 1)).squeeze(-1)
-        return float(nll.mean()), ids.shape[1] - 1
+        return mean_nll(logits[0, :-1], ids[0, 1:])
 
     def save(self, compressed: Compressed) -> bytes:
         """The cache's layers and masks (``torch.save``; restore only bytes this engine saved)."""

@@ -32,3 +32,10 @@ def mutual_information_gain(query_loss_alone: torch.Tensor, query_loss_given: to
     """LongCodeZip's approximated mutual information (Shi et al., 2025, arXiv 2510.00446): how much each
     chunk lowers the query's perplexity, ``PPL(q) - PPL(q | chunk)``, from mean token losses ``(C,)``."""
     return query_loss_alone.float().exp() - query_loss_given.float().exp()
+
+
+def mean_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, int]:
+    """Mean negative log-likelihood (nats) of ``targets`` (N,) under ``logits`` (N, V), and N."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    nll = -logp.gather(-1, targets.view(-1, 1)).squeeze(-1)
+    return float(nll.mean()), int(targets.numel())

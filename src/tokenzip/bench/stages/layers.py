@@ -21,11 +21,12 @@ import torch
 import tokenzip as tz
 from tokenzip.bench.kinds.base import EMBEDDINGS, NLL, get_kind
 from tokenzip.bench.measure import PeakMemory, synchronize
-from tokenzip.bench.scoring import embedding_fidelity, mean_nll
+from tokenzip.bench.scoring import embedding_fidelity
 from tokenzip.bench.stages import build_method, measurement
 from tokenzip.kv.cache import cache_bytes
 from tokenzip.models.calling import cache_kwargs, call_cache, new_cache, output_cache
 from tokenzip.models.encoders import embed
+from tokenzip.ops.information import mean_nll
 
 
 class ForwardClock:
