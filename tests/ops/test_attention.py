@@ -11,6 +11,7 @@ from tokenzip.ops.attention import (
     noncausal_chunk_attention,
     normalized_attention,
     received_attention,
+    replay_attention_mass,
     replay_attention_max,
     self_replay_attention,
     weighted_pagerank,
@@ -71,6 +72,25 @@ def test_replay_attention_max_matches_loop():
             logits = (keys[0, 0, : 4 + j + 1] @ queries[0, h, j]) * 0.5
             ref[h] = torch.maximum(ref[h], torch.softmax(logits, 0)[:4])
     assert torch.allclose(out[0, 0], ref.max(0).values, atol=1e-6)
+
+
+def test_replay_attention_with_several_kv_heads_matches_a_loop():
+    """Two KV heads of three query heads each, chunks that split the replay unevenly: each query head is scored
+    against its own KV head, its max and mean taken over its group only."""
+    torch.manual_seed(5)
+    stored, replayed, n_context, d = 6, 5, 5, 4
+    keys = torch.randn(1, 2, stored + replayed, d)
+    queries = torch.randn(1, 6, replayed, d)
+    best = replay_attention_max(queries, keys, 0.7, n_context=n_context, chunk=2)
+    mass = replay_attention_mass(queries, keys, 0.7, n_context=n_context, chunk=2)
+    attn = torch.zeros(6, replayed, n_context)
+    for h in range(6):
+        for j in range(replayed):
+            logits = keys[0, h // 3, : stored + j + 1] @ queries[0, h, j] * 0.7
+            attn[h, j] = torch.softmax(logits, 0)[:n_context]
+    grouped = attn.view(2, 3, replayed, n_context)
+    assert torch.allclose(best[0], grouped.amax(dim=(1, 2)), atol=1e-6)
+    assert torch.allclose(mass[0], grouped.mean(dim=(1, 2)), atol=1e-6)
 
 
 def test_normalized_attention_divides_by_visibility():
@@ -151,3 +171,29 @@ def test_weighted_pagerank_ranks_the_token_everyone_attends_to_first():
     attn[..., 2] = 0.7
     s = weighted_pagerank(attn)
     assert int(s.argmax()) == 2 and torch.allclose(s.sum(), torch.tensor(1.0))
+
+
+def test_self_replay_attention_with_padding_and_several_kv_heads_matches_a_loop():
+    """Left padding in one row of a batch: padded keys get nothing, padded re-reading queries add nothing, the
+    mean is over the row's real queries; two KV heads of two query heads each."""
+    torch.manual_seed(6)
+    n, d, pad = 6, 4, 2
+    k = torch.randn(2, 2, n, d)
+    q, shifted = torch.randn(2, 4, n, d), torch.randn(2, 4, n, d)
+    valid = torch.ones(2, n, dtype=torch.bool)
+    valid[1, :pad] = False
+    best, mean = self_replay_attention(q, k, 0.5, shifted, valid, chunk=4)
+    for b in range(2):
+        real = valid[b]
+        attn = torch.zeros(4, n, n)
+        for h in range(4):
+            key = k[b, h // 2]
+            for t in range(n):
+                if not real[t]:
+                    continue
+                original = (shifted[b, h, t] @ key.T * 0.5).masked_fill(~real, float("-inf"))
+                own = (q[b, h, t] @ key[: t + 1].T * 0.5).masked_fill(~real[: t + 1], float("-inf"))
+                attn[h, t] = torch.softmax(torch.cat([original, own]), 0)[:n]
+        grouped = attn.view(2, 2, n, n)
+        assert torch.allclose(best[b], grouped.amax(dim=(1, 2)), atol=1e-6)
+        assert torch.allclose(mean[b], grouped.sum(dim=2).mean(1) / real.sum(), atol=1e-6)

@@ -153,12 +153,13 @@ def replay_attention_max(queries: torch.Tensor, keys: torch.Tensor, scaling: flo
     scored) followed by the ``R`` replay tokens, whose ``queries`` ``(B, H_q, R, D)`` attend causally.
     Returns ``(B, H_kv, n_context)``: max over the replay queries and over each GQA group.
     """
-    b, hq, _, _ = queries.shape
-    hkv = keys.shape[1]
-    best = torch.zeros(b, hq, n_context, device=keys.device)
-    for attn in _replay_attention(queries, keys, scaling, n_context, chunk):
-        best = torch.maximum(best, attn.amax(dim=2))
-    return best.view(b, hkv, hq // hkv, n_context).amax(2)
+    best = None
+    for log_attn in _replay_log_attention(queries, keys, scaling, n_context, chunk):
+        top = log_attn.amax(dim=2)  # over the group's heads and the chunk's queries at once
+        best = top if best is None else torch.maximum(best, top)
+    if best is None:  # no replay query
+        return keys.new_zeros(keys.shape[0], keys.shape[1], n_context, dtype=torch.float32)
+    return best.exp()
 
 
 def replay_attention_mass(queries: torch.Tensor, keys: torch.Tensor, scaling: float, n_context: int,
@@ -166,27 +167,41 @@ def replay_attention_mass(queries: torch.Tensor, keys: torch.Tensor, scaling: fl
     """The mean attention each context entry receives from KVzip's replay queries (same inputs as
     :func:`replay_attention_max`), averaged over each GQA group: ``(B, H_kv, n_context)``. It is the share of the
     reconstruction's attention an entry holds, what ``ratio="auto"`` weighs removal by."""
-    b, hq, r, _ = queries.shape
-    total = torch.zeros(b, hq, n_context, device=keys.device)
-    for attn in _replay_attention(queries, keys, scaling, n_context, chunk):
-        total += attn.sum(dim=2)
-    return group_mean(total / max(r, 1), keys.shape[1])
-
-
-def _replay_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float, n_context: int, chunk: int
-                      ) -> Iterator[torch.Tensor]:
-    """The replay queries' causal attention on the first ``n_context`` keys, ``chunk`` queries at a time:
-    ``(B, H_q, <= chunk, n_context)`` per chunk (keys repeated over each GQA group)."""
     hq, r = queries.shape[1], queries.shape[2]
-    k = keys.float().repeat_interleave(hq // keys.shape[1], dim=1)
-    s = k.shape[2] - r
-    pos_k = torch.arange(k.shape[2], device=keys.device)
+    total = keys.new_zeros(keys.shape[0], keys.shape[1], n_context, dtype=torch.float32)
+    for log_attn in _replay_log_attention(queries, keys, scaling, n_context, chunk):
+        total += log_attn.exp().sum(dim=2)
+    return total / (max(r, 1) * (hq // keys.shape[1]))
+
+
+def _replay_log_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float, n_context: int, chunk: int
+                          ) -> Iterator[torch.Tensor]:
+    """The replay queries' causal log-attention on the first ``n_context`` keys, ``chunk`` queries at a time:
+    ``(B, H_kv, G x <= chunk, n_context)`` per chunk, each GQA group's ``G`` heads stacked along the query axis.
+
+    The probabilities are never materialized over the whole row: each query's log-normalizer (logsumexp over the
+    keys it sees) is subtracted from its logits on the context. A chunk's queries see every stored key and the
+    replay keys up to themselves, so the keys after the chunk are not multiplied at all and only the chunk's own
+    ``chunk x chunk`` block is masked."""
+    hq, r = queries.shape[1], queries.shape[2]
+    hkv = keys.shape[1]
+    s = keys.shape[2] - r
+    k = keys.float()
     for start in range(0, r, chunk):
-        q = queries[:, :, start : start + chunk].float()
-        logits = q @ k.transpose(-1, -2) * scaling
-        pos_q = s + start + torch.arange(q.shape[2], device=keys.device)
-        logits = logits.masked_fill(pos_k[None, :] > pos_q[:, None], float("-inf"))
-        yield torch.softmax(logits, dim=-1)[..., :n_context]
+        stop = min(start + chunk, r)
+        logits = _stacked_queries(queries, start, stop, hkv, scaling) @ k[:, :, : s + stop].transpose(-1, -2)
+        own = torch.arange(stop - start, device=keys.device)
+        future = (own[None, :] > own[:, None]).repeat(hq // hkv, 1)  # (G x C, C): a query's later replay keys
+        logits[..., s + start :].masked_fill_(future, float("-inf"))
+        yield logits[..., :n_context] - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+
+def _stacked_queries(queries: torch.Tensor, start: int, stop: int, n_kv_heads: int, scaling: float) -> torch.Tensor:
+    """Queries ``start:stop`` of ``(B, H_q, Q, D)``, scaled, with each GQA group's heads stacked along the query axis:
+    ``(B, H_kv, G x C, D)``, so one product with the group's keys ``(B, H_kv, N, D)`` scores them all (no copy of
+    the keys per query head)."""
+    b, hq, _, d = queries.shape
+    return (queries[:, :, start:stop].float() * scaling).reshape(b, n_kv_heads, hq // n_kv_heads * (stop - start), d)
 
 
 def self_replay_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float, shifted: torch.Tensor,
@@ -209,27 +224,28 @@ def self_replay_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: fl
     """
     b, hq, q, _ = queries.shape
     hkv, n = keys.shape[1], keys.shape[2]
+    group = hq // hkv
     past = n - q  # entries before the re-read ones
-    k = keys.float().repeat_interleave(hq // hkv, dim=1)
-    ok = torch.ones(b, n, dtype=torch.bool, device=keys.device) if valid is None else valid.bool()
-    read = ok[:, past:]  # (B, Q): the re-reading queries that are real tokens
-    best = torch.zeros(b, hq, n, device=keys.device)
-    total = torch.zeros(b, hq, n, device=keys.device)
+    k = keys.float()
+    read = torch.ones(b, q, dtype=torch.bool, device=keys.device) if valid is None else valid.bool()[:, past:]
+    best = torch.zeros(b, hkv, n, device=keys.device)
+    total = torch.zeros(b, hkv, n, device=keys.device)
     positions = torch.arange(q, device=keys.device)
     for start in range(0, q, chunk):
         stop = min(start + chunk, q)
-        rows = read[:, start:stop]  # (B, C)
-        original = (shifted[:, :, start:stop].float() @ k.transpose(-1, -2) * scaling)
-        original = original.masked_fill(~ok[:, None, None, :], float("-inf"))
-        own = queries[:, :, start:stop].float() @ k[:, :, past : past + stop].transpose(-1, -2) * scaling
-        causal = positions[None, :stop] <= positions[start:stop, None]
-        own = own.masked_fill(~(causal[None, None] & read[:, None, None, :stop]), float("-inf"))
-        norm = torch.logsumexp(torch.cat([original, own], dim=-1), dim=-1, keepdim=True)
-        attn = (original - norm).exp().nan_to_num(0.0) * rows[:, None, :, None]
+        original = _stacked_queries(shifted, start, stop, hkv, scaling) @ k.transpose(-1, -2)  # (B, H_kv, G x C, N)
+        if valid is not None:
+            original.masked_fill_(~valid.bool()[:, None, None, :], float("-inf"))
+        own = _stacked_queries(queries, start, stop, hkv, scaling) @ k[:, :, past : past + stop].transpose(-1, -2)
+        sees = (positions[None, :stop] <= positions[start:stop, None]).repeat(group, 1)[None] & read[:, None, :stop]
+        own.masked_fill_(~sees[:, None], float("-inf"))
+        norm = torch.logaddexp(torch.logsumexp(original, dim=-1, keepdim=True),
+                               torch.logsumexp(own, dim=-1, keepdim=True))
+        padded = ~read[:, start:stop].repeat(1, group)  # (B, G x C): queries that are padding score nothing
+        attn = (original - norm.masked_fill(padded[:, None, :, None], float("inf"))).exp()
         best = torch.maximum(best, attn.amax(dim=2))
         total += attn.sum(dim=2)
-    mean = total / read.sum(-1).clamp_min(1)[:, None, None]
-    return best.view(b, hkv, hq // hkv, n).amax(2), group_mean(mean, hkv)
+    return best, total / (read.sum(-1).clamp_min(1)[:, None, None] * group)
 
 
 def noncausal_chunk_attention(queries: torch.Tensor, keys: torch.Tensor, scaling: float, chunk: int = 256,
