@@ -200,3 +200,19 @@ def test_kvzip_reconstruction_is_shared_across_ratios_and_charged(tiny):
         (ka, va), (kb, vb) = layer_entries(a), layer_entries(b)
         assert torch.equal(ka, kb) and torch.equal(va, vb)
     assert first.achieved_ratio < second.achieved_ratio
+
+
+def test_kvzip_fast_self_replay_is_shared_with_its_auto_ratio(tiny):
+    """The self-replay computes the max and the attention mass together, so ``ratio="auto"`` (which needs the mass)
+    reuses what a fixed ratio computed on the same prefill, and keeps what a fresh prefill keeps."""
+    model, tok = tiny("llama")
+    fixed = tz.get_method("kvzip_fast", ratio=0.5)
+    auto = tz.get_method("kvzip_fast", ratio="auto", tolerance=0.2)
+    shared = tz.kv.prefill(model, tok, TEXT, [fixed, auto])
+    shared.compress(fixed)
+    reused = shared.compress(auto)
+    assert len(shared.memo) == 1
+    fresh = tz.kv.prefill(model, tok, TEXT, [auto]).compress(auto)
+    for a, b in zip(reused.cache.layers, fresh.cache.layers):
+        (ka, va), (kb, vb) = layer_entries(a), layer_entries(b)
+        assert torch.equal(ka, kb) and torch.equal(va, vb)

@@ -63,8 +63,9 @@ class KVzipFast(KVzip, AutoRatioMethod):
         compute = self.self_replay_scores if self.replay == "self" else self.short_replay_scores
         if contexts and contexts[0].chunked:  # the newest chunk re-read: new entries every time, nothing to share
             scores = compute(replay, contexts)
-        else:  # the same prefill compressed again (another ratio): same scores, same price
-            key = (self.name, self.replay, self.stop_early, self.auto, self.prompt,
+        else:  # the same prefill compressed again (another ratio, or auto's tolerance): same scores, same price
+            mass = self.auto or self.replay == "self"  # the self-replay has the mass at no cost: always computed
+            key = (self.name, self.replay, self.stop_early, mass, self.prompt,
                    id(self.tokenizer or replay.tokenizer), tuple(ctx.layer_idx for ctx in contexts))
             scores = replay.memoized(key, lambda: compute(replay, contexts))
         for ctx in contexts:
