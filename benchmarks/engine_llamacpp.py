@@ -5,7 +5,7 @@
     python benchmarks/engine_llamacpp.py memory --model smollm2-135m --context 7680 --budget 2048 --chunk 512 \
         --threads 1 --out benchmarks/engine-llamacpp/memory-smollm2-8k.json
     python benchmarks/engine_llamacpp.py compare benchmarks/engine-llamacpp/quality-torch \
-        benchmarks/engine-llamacpp/quality-llamacpp
+        benchmarks/engine-llamacpp/quality-llamacpp [--tasks niah_multikey] [--samples N]
 
 Quality comes from `tokenzip bench` runs (the same tasks through ``--engine torch``, with and without
 ``positions=shared``, and ``--engine llamacpp``); ``compare`` puts their retention side by side.
@@ -240,7 +240,8 @@ def compare(args: argparse.Namespace) -> str:
     from tokenzip.bench.aggregate import aggregate
     from tokenzip.bench.rows import load_rows
 
-    rows = [r for d in args.dirs for r in load_rows(d)]
+    rows = [r for d in args.dirs for r in load_rows(d)
+            if (not args.tasks or r.get("task") in args.tasks) and (args.samples is None or r["sample"] < args.samples)]
     table = {(e["engine"], e["method"], e["ratio"], e["length"]): e for e in aggregate(rows, by=("length",))}
     lines = ["| context | method | ratio | llama.cpp score / retention (n) | PyTorch shared positions "
              "| PyTorch per head | llama.cpp / PyTorch retention |", "|---|---|---|---|---|---|---|"]
@@ -288,7 +289,9 @@ def main() -> None:
             p.add_argument("--budget", type=int, default=2048)
             p.add_argument("--chunk", type=int, default=512)
     p = sub.add_parser("compare")
-    p.add_argument("dirs", nargs="+")
+    p.add_argument("dirs", nargs="+", help="bench run directories (llama.cpp, PyTorch shared, PyTorch per head)")
+    p.add_argument("--tasks", nargs="*", help="only these tasks' rows (e.g. when a directory holds more tasks)")
+    p.add_argument("--samples", type=int, help="only samples 0 .. N-1 of each task (the same samples everywhere)")
     args = parser.parse_args()
     if args.part == "compare":
         print(compare(args))
