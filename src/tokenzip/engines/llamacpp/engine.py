@@ -41,6 +41,7 @@ from tokenzip.engines.llamacpp.capture import TensorReader
 from tokenzip.engines.llamacpp.layout import Layout
 from tokenzip.engines.llamacpp.lib import LlamaContext, LlamaModel
 from tokenzip.errors import TokenzipError
+from tokenzip.kv.answer import check_context, check_prefill
 from tokenzip.kv.base import (
     ALL_QUERIES,
     SHARED,
@@ -51,7 +52,7 @@ from tokenzip.kv.base import (
     shared_refusal,
     target_layers,
 )
-from tokenzip.kv.chunked import check_chunk_size, chunk_sizes
+from tokenzip.kv.chunked import chunk_sizes
 from tokenzip.kv.context import ReplayContext
 from tokenzip.method import get_method
 from tokenzip.ops.attention import received_attention
@@ -178,18 +179,12 @@ class LlamaCppEngine:
                 chunk_size: int | None = None) -> Prefilled:
         live = [_as_method(m) for m in methods]
         live = [m for m in live if m is not None]
-        if chunk_size is None:
-            chunk_size = next((m.chunk_size for m in live if m.chunk_size), None)
+        chunk_size = check_prefill(live, chunk_size)
         for m in live:
             self.check_method(m, chunk_size)
         ids = self.tokenize(context, True) if isinstance(context, str) else list(context)
-        if not ids or (isinstance(context, str) and not context.strip()):
-            raise TokenzipError("the context is empty: give the text the questions are about")
+        check_context(context, len(ids))
         if chunk_size is not None:
-            check_chunk_size(chunk_size)
-            if len(live) > 1:
-                raise TokenzipError(f"a chunked prefill compresses while it reads the context, with one method; got "
-                                    f"{len(live)} ({', '.join(m.name for m in live)}): prefill once per method")
             return self._chunked(ids, live[0] if live else None, chunk_size)
         replay = max((self._replay_length(m, len(ids)) for m in live), default=0)
         what = f"a context of {len(ids)} tokens" + (" and KVzip's replay" if replay else "")
