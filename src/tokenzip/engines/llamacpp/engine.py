@@ -5,8 +5,8 @@ values of the layers the method compresses (:mod:`~tokenzip.engines.llamacpp.cap
 model: the method scores them with tokenzip's own scorers, exactly as in the PyTorch path (a
 :class:`~tokenzip.kv.base.LayerContext` per layer; KVzip's reconstruction is replayed through llama.cpp itself).
 A llama.cpp cache cell holds one position for every layer, so the kept positions are one set for all layers and
-heads (:func:`tokenzip.ops.topk.keep_shared`, ``positions="shared"`` in the PyTorch path), always with the newest
-position (llama.cpp continues a sequence only from its last position). The others are removed with
+heads (:meth:`tokenzip.kv.base.KVMethod.select_shared`, as ``positions="shared"`` in the PyTorch path), always with
+the newest position (llama.cpp continues a sequence only from its last position). The others are removed with
 ``llama_memory_seq_rm``; the kept ones keep their original positions, and questions continue after the original
 context. Scores from llama.cpp's own tensors rather than a PyTorch re-run of the same weights: a PyTorch prefill would
 cost more than llama.cpp's whole prefill (the speed this engine is for) and score tensors llama.cpp never used.
@@ -56,7 +56,6 @@ from tokenzip.kv.chunked import chunk_sizes
 from tokenzip.kv.context import ReplayContext
 from tokenzip.method import get_method
 from tokenzip.ops.attention import received_attention
-from tokenzip.ops.topk import keep_shared
 
 MAGIC = b"tokenzip-llamacpp/1\n"
 CELL_STEP = 256  # contexts sized on demand grow in steps of this many cells
@@ -247,10 +246,11 @@ class LlamaCppEngine:
             ctx.load(data)
         self._holding = owner
 
-    def _select(self, method: KVMethod, contexts: list[LayerContext]) -> list[int]:
-        """The positions (indices into the contexts' entries) ``method`` keeps, one set for every layer and head."""
-        keep = method.keep_counts(contexts[0])
-        indices, valid = keep_shared([method.masked_scores(ctx) for ctx in contexts], keep)
+    @staticmethod
+    def _select(method: KVMethod, contexts: list[LayerContext], keep: torch.Tensor | None = None) -> list[int]:
+        """The positions (indices into the contexts' entries) ``method`` keeps, one set for every layer and head
+        (:meth:`~tokenzip.kv.base.KVMethod.select_shared`)."""
+        indices, valid = method.select_shared(contexts, keep)
         return indices[0][valid[0]].tolist()
 
     def _layer(self, st: _Captured, i: int, method: KVMethod) -> LayerContext:
