@@ -202,9 +202,14 @@ class LlamaCppEngine:
 
     def _replay_length(self, method: KVMethod, n: int) -> int:
         """Cells KVzip's reconstruction adds after a context of ``n`` tokens (0 for methods without a replay)."""
+        prompt = self._replay_prompt(method)
+        return 0 if prompt is None else n + prompt
+
+    def _replay_prompt(self, method: KVMethod) -> int | None:
+        """Tokens of the prompt KVzip's reconstruction repeats the context after (None: a method without a replay)."""
         if getattr(method, "prompt", None) is None or getattr(method, "replay", "full") != "full":
-            return 0
-        return n + len(self.tokenize(method.prompt, False))
+            return None
+        return len(self.tokenize(method.prompt, False))
 
     # --- compression ------------------------------------------------------------------------------------------
     def compress(self, prefilled: Prefilled, method: KVMethod | str | None) -> Compressed:
@@ -286,7 +291,8 @@ class LlamaCppEngine:
         n = len(ids)
         sizes = chunk_sizes(n, chunk_size)
         final = method.kept(n) if method is not None else n
-        replay = max((self._replay_length(method, s) for s in sizes), default=0) if method is not None else 0
+        prompt = self._replay_prompt(method) if method is not None else None  # each chunk is replayed after it
+        replay = 0 if prompt is None else max(sizes) + prompt
         cells = (min(n, final + max(sizes)) if method is not None else n) + replay
         ctx = self.context(cells, f"a chunked prefill of {n} tokens (budget {final} + chunk {max(sizes)})")
         ctx.clear()
@@ -326,7 +332,7 @@ class LlamaCppEngine:
                     layer_idx=i, num_layers=self.layout.num_layers, keys=k, values=v, queries=got["queries"].get(i),
                     token_valid=None, scaling=self.layout.scaling, is_sliding=self.layout.is_sliding(i),
                     adapter=self.layout, received=received, seen=torch.tensor([offset]), carried=carry))
-            saved = ctx.save() if self._replay_length(method, size) else b""
+            saved = ctx.save() if prompt is not None else b""
             state = _Captured(chunk, saved, {}, {}, {}, window, memo)
             replay = ReplayContext(input_ids=torch.tensor([chunk]), seen=offset, bos_token_id=self.model.bos,
                                    tokenizer=self.tokenizer, memo={},
@@ -334,7 +340,7 @@ class LlamaCppEngine:
             method.prepare(replay, contexts)
             keep = method.keep_counts(contexts[0])
             if int(keep[0]) < len(positions):
-                kept = self._select(method, contexts)
+                kept = self._select(method, contexts, keep)
             else:
                 kept = list(range(len(positions)))
             index = torch.tensor(kept)
