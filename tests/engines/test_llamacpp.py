@@ -208,3 +208,13 @@ def test_a_method_llama_cpp_cannot_run_is_refused_before_any_work(name, params):
 def test_a_method_that_cannot_chunk_is_refused_with_a_chunk_size(smollm2_engine):
     with pytest.raises(TokenzipError, match="cannot compress while prefilling in chunks"):
         smollm2_engine.prefill(DOC, [tz.get_method("compactor", ratio=0.5)], chunk_size=128)
+
+
+def test_the_prefill_refuses_what_tz_kv_prefill_refuses(smollm2_engine):
+    with pytest.raises(TokenzipError, match="give it once"):  # the method's own chunk size and another one
+        smollm2_engine.prefill(DOC, [tz.get_method("snapkv", budget=64, chunk_size=128)], chunk_size=256)
+    with pytest.raises(TokenzipError, match="with one method"):
+        smollm2_engine.prefill(DOC, ["snapkv", "knorm"], chunk_size=128)
+    for empty in ("  \n", []):
+        with pytest.raises(TokenzipError, match="the context is empty"):
+            smollm2_engine.prefill(empty, ["snapkv"])

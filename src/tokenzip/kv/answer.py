@@ -222,10 +222,27 @@ def check_max_new_tokens(max_new_tokens: Any) -> None:
                             f"{max_new_tokens!r}")
 
 
-def check_context(context: Any) -> None:
-    """A context to answer from: text that is not empty (or token ids)."""
-    if isinstance(context, str) and not context.strip():
+def check_context(context: Any, n_tokens: int | None = None) -> None:
+    """A context to answer from: text that is not empty (or token ids), of at least one token once tokenized
+    (``n_tokens``, when known)."""
+    if (isinstance(context, str) and not context.strip()) or n_tokens == 0:
         raise TokenzipError("the context is empty: give the text the questions are about")
+
+
+def check_prefill(methods: Sequence[KVMethod], chunk_size: int | None = None) -> int | None:
+    """What every engine's prefill refuses before any work; returns its chunk size (``chunk_size`` or the methods'
+    own, :func:`one_chunk_size`). A chunked prefill takes a whole number of tokens per chunk, one method at most,
+    and a method that can compress between chunks."""
+    chunk_size = one_chunk_size(chunk_size, methods)
+    if chunk_size is None:
+        return None
+    check_chunk_size(chunk_size)
+    if len(methods) > 1:
+        raise TokenzipError(f"a chunked prefill compresses while it reads the context, with one method; got "
+                            f"{len(methods)} ({', '.join(m.name for m in methods)}): prefill once per method")
+    if methods:
+        methods[0].check_chunks(chunk_size)
+    return chunk_size
 
 
 @torch.no_grad()
@@ -241,20 +258,12 @@ def prefill(model: Any, tok: Any, context: str | torch.Tensor, methods: Sequence
     check_not_kv_attached(model, "tz.kv.prefill")
     methods = [_as_method(m) for m in methods]
     live = [m for m in methods if m is not None]
-    chunk_size = one_chunk_size(chunk_size, live)
-    if chunk_size is not None:
-        check_chunk_size(chunk_size)
-        if len(live) > 1:
-            raise TokenzipError(f"a chunked prefill compresses while it reads the context, with one method; got "
-                                f"{len(live)} ({', '.join(m.name for m in live)}): prefill once per method")
-        if live:
-            live[0].check_chunks(chunk_size)
+    chunk_size = check_prefill(live, chunk_size)
     window = max([window] + [m.query_window() for m in methods if m is not None])
     received = received or any(m is not None and m.wants_received() for m in methods)
     device = next(model.parameters()).device
     ids = _encode(tok, context, True, device)
-    if ids.shape[1] == 0 or (isinstance(context, str) and not context.strip()):
-        raise TokenzipError("the context is empty: give the text the questions are about")
+    check_context(context, ids.shape[1])
     method = live[0] if chunk_size is not None and live else None
     if chunk_size is not None:
         runtime = KVRuntime(model, method, chunk_size=chunk_size, tokenizer=tok)
@@ -290,8 +299,7 @@ def plain_chunked_prefill(model: Any, tok: Any, context: str | torch.Tensor, chu
     check_chunk_size(chunk_size)
     check_context(context)
     ids = _encode(tok, context, True, next(model.parameters()).device)
-    if ids.shape[1] == 0:
-        raise TokenzipError("the context is empty: give the text the questions are about")
+    check_context(context, ids.shape[1])
     limit = DecoderAdapter(model).max_positions
     if limit and ids.shape[1] > limit:
         raise TokenzipError(f"the context has {ids.shape[1]} tokens but {type(model).__name__} allows {limit} "

@@ -166,14 +166,21 @@ class KVMethod(Method):
         """Compress every layer; methods allocating budgets across layers override this."""
         return [self.compress_layer(ctx) for ctx in contexts]
 
-    def compress_shared(self, contexts: list[LayerContext]) -> list[LayerResult]:
-        """``positions="shared"``: the same kept positions in every layer and head (see the class docstring)."""
+    def select_shared(self, contexts: list[LayerContext], keep: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``positions="shared"``: the positions kept in every layer and head, ``indices`` and ``valid`` ``(B, K)``
+        (:func:`tokenzip.ops.topk.keep_shared`); ``keep``: the entries kept per row, when already counted
+        (:meth:`keep_counts` of the first layer)."""
         if len({ctx.n_tokens for ctx in contexts}) > 1:
             raise TokenzipError(f"{self.name}: positions='shared' needs layers that hold the same entries; these hold "
                                 f"{sorted({ctx.n_tokens for ctx in contexts})} (sliding-window layers hold fewer: "
                                 "leave compress_sliding off)")
-        keep = self.keep_counts(contexts[0])
-        indices, valid = keep_shared([self.masked_scores(ctx) for ctx in contexts], keep)
+        keep = self.keep_counts(contexts[0]) if keep is None else keep
+        return keep_shared([self.masked_scores(ctx) for ctx in contexts], keep)
+
+    def compress_shared(self, contexts: list[LayerContext]) -> list[LayerResult]:
+        """``positions="shared"``: the same kept positions in every layer and head (see the class docstring)."""
+        indices, valid = self.select_shared(contexts)
         results = []
         for ctx in contexts:
             heads = ctx.keys.shape[1]

@@ -8,7 +8,9 @@ Log-probabilities travel with the text: a piece carries those of the tokens that
 
 from __future__ import annotations
 
+import bisect
 import functools
+import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ from typing import Any
 import torch
 
 from tokenzip.ops.sampling import SamplingParams, next_token, token_logprobs
+
+WINDOW = 16  # tokens a Detokenizer decodes again before the newest ones (between WINDOW and 2 * WINDOW)
 
 
 @dataclass
@@ -71,6 +75,17 @@ class Detokenizer:
     ``markers`` are stop strings that mark a new turn of the chat template: text cut there also loses the
     whitespace before it (so a chat answer does not end in the blank line that precedes the next turn).
     Trailing whitespace is therefore held back until non-space text follows or the sequence ends.
+
+    The text is what one ``tok.decode`` of every id so far gives, but each token decodes only a window of the newest
+    ids (``WINDOW`` to ``2 * WINDOW`` of them), so a long answer costs linear time, not quadratic: the window begins
+    with the ids between the last two anchors (their decode: ``_context``; the text up to the last anchor is kept in
+    ``_parts``), and what its decode gives after that context is the text after the last anchor. Anchors are set only
+    where the text and the context end in a whole character and the context holds some text, so a character's bytes
+    split across tokens, a decoder that strips the leading space, or skipped special tokens decode in the window as in
+    the whole. When the window's decode does not begin with its context (a later token changed text before it, as a
+    byte-fallback decoder does to a run of bytes that ends invalid), everything is decoded again and the window starts
+    anew. Stop strings are searched only where the text changed since the last search (and a stop's length before it);
+    where tokens start, by bisection.
     """
 
     def __init__(self, tok: Any, stops: list[str], markers: tuple[str, ...] = ()) -> None:
@@ -78,40 +93,124 @@ class Detokenizer:
         self.hold = max((len(s) for s in self.stops), default=1) - 1
         self.ids: list[int] = []
         self.starts: list[int] = []  # where each token's text starts
-        self.text = ""
         self.sent = 0
         self.stopped = False
         self.trim = False
+        self._parts: list[str] = []  # the text up to the last anchor, in pieces (joined when asked for)
+        self._head = 0  # their length
+        self._tail = ""  # the text after them
+        self._length: int | None = None  # the text cut here (at a stop, by flush); None: all of it
+        self._start = self._anchor = 0  # the window decodes ids[_start:]; ids[_start:_anchor] decode to _context
+        self._context = ""
+        self._sorted = True  # starts never went back (tokens_within bisects them)
+
+    @property
+    def text(self) -> str:
+        """The text so far (cut at a stop)."""
+        whole = self._whole()
+        return whole if self._length is None else whole[: self._length]
 
     def push(self, token: int) -> str:
         """Add a token; return the new text that is safe to send."""
-        self.starts.append(len(self.text))
+        start = self._head + len(self._tail) if self._length is None else self._length
+        self._sorted = self._sorted and (not self.starts or start >= self.starts[-1])
+        self.starts.append(start)
         self.ids.append(token)
-        text = self.tok.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete character: wait for the next token
+        window = self._decode(self._start)
+        if window.startswith(self._context):
+            tail = window[len(self._context):]
+            if tail.endswith("\ufffd"):  # an incomplete character: wait for the next token
+                return ""
+            same = self._head + len(os.path.commonprefix([self._tail, tail]))
+        else:  # text before the window changed: decode it all, and anchor the window anew
+            tail = self._decode(0)
+            if tail.endswith("\ufffd"):
+                return ""
+            same = len(os.path.commonprefix([self._whole(), tail]))
+            self._parts, self._head, self._start, self._anchor, self._context = [], 0, 0, 0, ""
+        self._tail = tail
+        cut = self._first_stop(0 if self.stopped else same)
+        if cut is not None:
+            self._length, self.stopped, self.trim = cut[0], True, cut[1] in self.markers
             return ""
-        cuts = [(i, s) for s in self.stops if (i := text.find(s, max(0, self.sent - len(s)))) >= 0]
-        if cuts:
-            cut, stop = min(cuts)
-            self.text, self.stopped, self.trim = text[:cut], True, stop in self.markers
-            return ""
-        self.text = text
-        safe = min(len(text) - self.hold, len(text.rstrip()))
-        if safe <= self.sent:
-            return ""
-        piece, self.sent = text[self.sent:safe], safe
+        self._length = None
+        length = self._head + len(tail)
+        safe = min(length - self.hold, length - self._trailing_space())
+        piece = ""
+        if safe > self.sent:
+            piece, self.sent = self._since(self.sent)[: safe - self.sent], safe
+        self._move_anchor()
         return piece
 
     def flush(self) -> str:
         """The rest of the text (the sequence ended)."""
+        text = self.text
         if self.trim:
-            self.text = self.text[: max(self.sent, len(self.text.rstrip()))]
-        piece, self.sent = self.text[self.sent:], len(self.text)
+            text = text[: max(self.sent, len(text.rstrip()))]
+            self._length = len(text)
+        piece, self.sent = text[self.sent:], len(text)
         return piece
 
     def tokens_within(self, end: int) -> int:
         """How many tokens start before text position ``end``."""
+        if self._sorted:
+            return bisect.bisect_left(self.starts, end)
         return sum(1 for s in self.starts if s < end)
+
+    # --- the text, in pieces ----------------------------------------------------------------------------------
+    def _decode(self, start: int) -> str:
+        return self.tok.decode(self.ids[start:], skip_special_tokens=True)
+
+    def _whole(self) -> str:
+        """The text of every id so far, uncut (its pieces joined into one, once)."""
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return (self._parts[0] if self._parts else "") + self._tail
+
+    def _since(self, start: int) -> str:
+        """The text from position ``start`` on (joining only the pieces it needs)."""
+        if start >= self._head:
+            return self._tail[start - self._head:]
+        pieces, at = [self._tail], self._head
+        for part in reversed(self._parts):
+            at -= len(part)
+            pieces.append(part[max(0, start - at):])
+            if at <= start:
+                break
+        return "".join(reversed(pieces))
+
+    def _first_stop(self, same: int) -> tuple[int, str] | None:
+        """The first stop string in the text, and where it starts: searched from a stop's length before what was
+        sent, and not where the text is the ``same`` as at the last search (which found none there)."""
+        length, cuts = self._head + len(self._tail), []
+        for s in self.stops:
+            start = max(0, self.sent - len(s), same - len(s) + 1 if s else 0)
+            if start <= length and (i := self._since(start).find(s)) >= 0:
+                cuts.append((start + i, s))
+        return min(cuts) if cuts else None
+
+    def _trailing_space(self) -> int:
+        n = 0
+        for part in [self._tail, *reversed(self._parts)]:
+            kept = part.rstrip()
+            n += len(part) - len(kept)
+            if kept:
+                break
+        return n
+
+    def _move_anchor(self) -> None:
+        """Once ``WINDOW`` tokens followed the anchor, move the window on: it starts at the anchor and the anchor
+        moves to the newest token, where the text (and the window's context) end in a whole character."""
+        if len(self.ids) - self._anchor < WINDOW:
+            return
+        context = self._decode(self._anchor)
+        if not context or context.endswith("\ufffd"):
+            return
+        if self._tail:
+            self._parts.append(self._tail)
+            self._head += len(self._tail)
+        self._tail = ""
+        self._start, self._anchor, self._context = self._anchor, len(self.ids), context
 
 
 @dataclass

@@ -111,7 +111,7 @@ def check_servable(spec: specs.PipelineSpec, param: str = "compression") -> None
 class Runner(ModelThread):
     """The llama.cpp thread, with the scheduler's interface (``submit``, ``call``, ``shutdown``) and events: one
     request at a time, each choice started from the request's context and sampled token by token (a token taken, a
-    request ended by :class:`~tokenzip.serve.scheduler.ModelThread`'s code, as in the scheduler)."""
+    request ended or cancelled by :class:`~tokenzip.serve.scheduler.ModelThread`'s code, as in the scheduler)."""
 
     def __init__(self, begin: Callable[[Any], tuple[Started, Compressed | None]], engine: Any, eos: set[int],
                  on_cancel: Callable[[], None] | None = None) -> None:
@@ -135,9 +135,7 @@ class Runner(ModelThread):
 
     def _run(self, job: Any, emit: Emit) -> None:
         if job.cancel.is_set():  # the client went away while it waited
-            emit(("done", {"cancelled": True}))
-            if self.on_cancel:
-                self.on_cancel()
+            self.drop_waiting(emit)
             return
         started, compressed = self.begin(job)
         r = Running(job, emit, started, job.make_choices())
@@ -151,11 +149,8 @@ class Runner(ModelThread):
                 if c.finish is not None:
                     break
                 if job.cancel.is_set():  # the client went away: this choice and those not run yet end here
-                    for other in r.choices:
-                        other.finish = other.finish or "cancelled"
-                    if self.on_cancel:
-                        self.on_cancel()
-                    break
+                    self.cancel_running(r)
+                    return
                 r.decode_steps += 1
                 r.batch_rows += 1
                 logits = self.engine.step(c.tokens[-1])

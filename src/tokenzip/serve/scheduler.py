@@ -91,11 +91,13 @@ class Running:
 class ModelThread:
     """One thread owns the model; other threads hand it requests (``submit``) and other work (``call``) through one
     queue of ``(verb, item, extra)`` messages that its ``_loop`` reads (the scheduler; llama.cpp's runner). A token is
-    taken (:meth:`take_token`) and a request ended (:meth:`end`) by the same code in both, so both report alike."""
+    taken (:meth:`take_token`), a request ended (:meth:`end`) and one whose client went away dropped
+    (:meth:`drop_waiting`, :meth:`cancel_running`) by the same code in both, so both report alike."""
 
     _inbox: queue.Queue
     _running: list[Running]
     eos: set[int]
+    on_cancel: Callable[[], None] | None  # a request dropped because its client went away (for metrics)
 
     def _start_thread(self, name: str) -> None:
         self._inbox = queue.Queue()
@@ -155,6 +157,21 @@ class ModelThread:
             "cancelled": any(c.finish == "cancelled" for c in r.choices),
         }))
 
+    def drop_waiting(self, emit: Emit) -> None:
+        """A request whose client went away while it waited: its ``done`` event says it was cancelled."""
+        emit(("done", {"cancelled": True}))
+        if self.on_cancel:
+            self.on_cancel()
+
+    def cancel_running(self, r: Running) -> None:
+        """A running request whose client went away: every choice not finished yet ends as ``cancelled``, and the
+        request ends (:meth:`end`)."""
+        for c in r.choices:
+            c.finish = c.finish or "cancelled"
+        self.end(r)
+        if self.on_cancel:
+            self.on_cancel()
+
     @staticmethod
     def _run_call(item: tuple, future: Future) -> None:
         """Run a ``call`` message's function and hand its result or exception to the caller's future."""
@@ -175,7 +192,7 @@ class Scheduler(ModelThread):
                  ) -> None:
         self.model, self.start, self.eos, self.max_batch = model, start, eos, max(1, max_batch)
         self.on_step = on_step  # (rows) after every forward, for metrics
-        self.on_cancel = on_cancel  # a request dropped because its client went away
+        self.on_cancel = on_cancel
         self._waiting: list[tuple[Any, Emit]] = []
         self._running: list[Running] = []
         self._decoder = DecodeBatch(model)  # the decoding rows, stacked between steps
@@ -230,15 +247,9 @@ class Scheduler(ModelThread):
         dropped = [w for w in self._waiting if w[0].cancel.is_set()]
         self._waiting = [w for w in self._waiting if not w[0].cancel.is_set()]
         for _, emit in dropped:
-            emit(("done", {"cancelled": True}))
-        running = [r for r in self._running if r.job.cancel.is_set()]
-        for r in running:
-            for c in r.choices:
-                c.finish = c.finish or "cancelled"
-            self.end(r)
-        for _ in range(len(dropped) + len(running)):
-            if self.on_cancel:
-                self.on_cancel()
+            self.drop_waiting(emit)
+        for r in [r for r in self._running if r.job.cancel.is_set()]:
+            self.cancel_running(r)
 
     def _start_waiting(self) -> None:
         used = sum(r.width for r in self._running)

@@ -5,8 +5,8 @@ values of the layers the method compresses (:mod:`~tokenzip.engines.llamacpp.cap
 model: the method scores them with tokenzip's own scorers, exactly as in the PyTorch path (a
 :class:`~tokenzip.kv.base.LayerContext` per layer; KVzip's reconstruction is replayed through llama.cpp itself).
 A llama.cpp cache cell holds one position for every layer, so the kept positions are one set for all layers and
-heads (:func:`tokenzip.ops.topk.keep_shared`, ``positions="shared"`` in the PyTorch path), always with the newest
-position (llama.cpp continues a sequence only from its last position). The others are removed with
+heads (:meth:`tokenzip.kv.base.KVMethod.select_shared`, as ``positions="shared"`` in the PyTorch path), always with
+the newest position (llama.cpp continues a sequence only from its last position). The others are removed with
 ``llama_memory_seq_rm``; the kept ones keep their original positions, and questions continue after the original
 context. Scores from llama.cpp's own tensors rather than a PyTorch re-run of the same weights: a PyTorch prefill would
 cost more than llama.cpp's whole prefill (the speed this engine is for) and score tensors llama.cpp never used.
@@ -41,6 +41,7 @@ from tokenzip.engines.llamacpp.capture import TensorReader
 from tokenzip.engines.llamacpp.layout import Layout
 from tokenzip.engines.llamacpp.lib import LlamaContext, LlamaModel
 from tokenzip.errors import TokenzipError
+from tokenzip.kv.answer import check_context, check_prefill
 from tokenzip.kv.base import (
     ALL_QUERIES,
     SHARED,
@@ -51,11 +52,10 @@ from tokenzip.kv.base import (
     shared_refusal,
     target_layers,
 )
-from tokenzip.kv.chunked import check_chunk_size, chunk_sizes
+from tokenzip.kv.chunked import chunk_sizes
 from tokenzip.kv.context import ReplayContext
 from tokenzip.method import get_method
 from tokenzip.ops.attention import received_attention
-from tokenzip.ops.topk import keep_shared
 
 MAGIC = b"tokenzip-llamacpp/1\n"
 CELL_STEP = 256  # contexts sized on demand grow in steps of this many cells
@@ -178,18 +178,12 @@ class LlamaCppEngine:
                 chunk_size: int | None = None) -> Prefilled:
         live = [_as_method(m) for m in methods]
         live = [m for m in live if m is not None]
-        if chunk_size is None:
-            chunk_size = next((m.chunk_size for m in live if m.chunk_size), None)
+        chunk_size = check_prefill(live, chunk_size)
         for m in live:
             self.check_method(m, chunk_size)
         ids = self.tokenize(context, True) if isinstance(context, str) else list(context)
-        if not ids or (isinstance(context, str) and not context.strip()):
-            raise TokenzipError("the context is empty: give the text the questions are about")
+        check_context(context, len(ids))
         if chunk_size is not None:
-            check_chunk_size(chunk_size)
-            if len(live) > 1:
-                raise TokenzipError(f"a chunked prefill compresses while it reads the context, with one method; got "
-                                    f"{len(live)} ({', '.join(m.name for m in live)}): prefill once per method")
             return self._chunked(ids, live[0] if live else None, chunk_size)
         replay = max((self._replay_length(m, len(ids)) for m in live), default=0)
         what = f"a context of {len(ids)} tokens" + (" and KVzip's replay" if replay else "")
@@ -208,9 +202,14 @@ class LlamaCppEngine:
 
     def _replay_length(self, method: KVMethod, n: int) -> int:
         """Cells KVzip's reconstruction adds after a context of ``n`` tokens (0 for methods without a replay)."""
+        prompt = self._replay_prompt(method)
+        return 0 if prompt is None else n + prompt
+
+    def _replay_prompt(self, method: KVMethod) -> int | None:
+        """Tokens of the prompt KVzip's reconstruction repeats the context after (None: a method without a replay)."""
         if getattr(method, "prompt", None) is None or getattr(method, "replay", "full") != "full":
-            return 0
-        return n + len(self.tokenize(method.prompt, False))
+            return None
+        return len(self.tokenize(method.prompt, False))
 
     # --- compression ------------------------------------------------------------------------------------------
     def compress(self, prefilled: Prefilled, method: KVMethod | str | None) -> Compressed:
@@ -252,10 +251,11 @@ class LlamaCppEngine:
             ctx.load(data)
         self._holding = owner
 
-    def _select(self, method: KVMethod, contexts: list[LayerContext]) -> list[int]:
-        """The positions (indices into the contexts' entries) ``method`` keeps, one set for every layer and head."""
-        keep = method.keep_counts(contexts[0])
-        indices, valid = keep_shared([method.masked_scores(ctx) for ctx in contexts], keep)
+    @staticmethod
+    def _select(method: KVMethod, contexts: list[LayerContext], keep: torch.Tensor | None = None) -> list[int]:
+        """The positions (indices into the contexts' entries) ``method`` keeps, one set for every layer and head
+        (:meth:`~tokenzip.kv.base.KVMethod.select_shared`)."""
+        indices, valid = method.select_shared(contexts, keep)
         return indices[0][valid[0]].tolist()
 
     def _layer(self, st: _Captured, i: int, method: KVMethod) -> LayerContext:
@@ -291,7 +291,8 @@ class LlamaCppEngine:
         n = len(ids)
         sizes = chunk_sizes(n, chunk_size)
         final = method.kept(n) if method is not None else n
-        replay = max((self._replay_length(method, s) for s in sizes), default=0) if method is not None else 0
+        prompt = self._replay_prompt(method) if method is not None else None  # each chunk is replayed after it
+        replay = 0 if prompt is None else max(sizes) + prompt
         cells = (min(n, final + max(sizes)) if method is not None else n) + replay
         ctx = self.context(cells, f"a chunked prefill of {n} tokens (budget {final} + chunk {max(sizes)})")
         ctx.clear()
@@ -331,7 +332,7 @@ class LlamaCppEngine:
                     layer_idx=i, num_layers=self.layout.num_layers, keys=k, values=v, queries=got["queries"].get(i),
                     token_valid=None, scaling=self.layout.scaling, is_sliding=self.layout.is_sliding(i),
                     adapter=self.layout, received=received, seen=torch.tensor([offset]), carried=carry))
-            saved = ctx.save() if self._replay_length(method, size) else b""
+            saved = ctx.save() if prompt is not None else b""
             state = _Captured(chunk, saved, {}, {}, {}, window, memo)
             replay = ReplayContext(input_ids=torch.tensor([chunk]), seen=offset, bos_token_id=self.model.bos,
                                    tokenizer=self.tokenizer, memo={},
@@ -339,7 +340,7 @@ class LlamaCppEngine:
             method.prepare(replay, contexts)
             keep = method.keep_counts(contexts[0])
             if int(keep[0]) < len(positions):
-                kept = self._select(method, contexts)
+                kept = self._select(method, contexts, keep)
             else:
                 kept = list(range(len(positions)))
             index = torch.tensor(kept)
