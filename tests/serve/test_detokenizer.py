@@ -20,7 +20,7 @@ from tokenzip.serve.split import TURN_MARKERS
 pytestmark = pytest.mark.slow  # the real models' tokenizers
 
 LINES = [f"{i}. Zürich café — 東京の{i * 7919 % 10007}番 🙂 naïve résumé, {i * 31} ÷ π ≈ {i / 3.14159:.3f}\n"
-         for i in range(64)]
+         for i in range(20)]  # about 700 tokens: 20 to 40 decode windows; the old decoder is quadratic
 ANSWER = "".join(LINES)
 
 
@@ -129,10 +129,10 @@ def runs(tok: Any) -> list[int]:
 def test_streaming_gives_what_one_decode_of_every_id_gives(name: str, case: str) -> None:
     tok = tokenizer(name)
     ids = {"split characters": split_characters, "runs": runs}.get(case, answer_ids)(tok)
-    assert len(ids) > 2000
+    assert len(ids) > 500
     stops: list[str] = []
     if case != "plain":  # a long stop, held back all along; one that spans tokens, near the end
-        stops = ["X" * 12, f"{60 * 7919 % 10007}番 🙂 na"]
+        stops = ["X" * 12, f"{17 * 7919 % 10007}番 🙂 na"]
     new = stream(Detokenizer(tok, stops, TURN_MARKERS if case != "plain" else ()), ids)
     old = stream(OneShot(tok, stops, TURN_MARKERS if case != "plain" else ()), ids)
     assert new == old
