@@ -17,6 +17,7 @@ from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import restore, snapshot
 from tokenzip.models.attachment import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
+from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.loading import load_model
 from tokenzip.ops.information import mean_nll
 
@@ -75,7 +76,7 @@ class TorchEngine:
         ids = self.tokenize(prompt, False) if isinstance(prompt, str) else list(prompt)
         if not ids:
             raise TokenzipError("the question is empty")
-        limit = getattr(self.model.config, "max_position_embeddings", None)
+        limit = DecoderAdapter(self.model).max_positions
         if limit and compressed.n_tokens + len(ids) + max_new_tokens > limit:
             raise TokenzipError(f"context + question + {max_new_tokens} new tokens exceed the model's {limit} "
                                 "positions")
