@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.models.attachment import Attachment, attached, method_label
+from tokenzip.models.attachment import AttachedRuntime, Attachment, claimed, method_label
 from tokenzip.models.calling import call_cache
 from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.decoders import DecoderAdapter
@@ -83,19 +83,15 @@ def hooked_decoder(stack: LayerStack, runtime: StackRuntime) -> Iterator[None]:
     the model shares (its :class:`~tokenzip.models.attachment.Attachment`'s ``masks``), so a KV method attached too
     compresses those layers from the entries they really hold, in either order of attachment.
     """
-    with attached(stack.model) as record:
-        if record.layers is not None:
-            raise TokenzipError(
-                f"this decoder already has an in-model (layers) method attached, {method_label(record.layers)}: use "
-                "one layers method per model (a layers method and a kv method compose: tz.compress(model, "
-                "layers_method, kv_method) or tz.pipeline)"
-            )
-        record.layers = runtime
-        try:
-            with DecoderHooks(stack, runtime, record).attached():
-                yield
-        finally:
-            record.layers = None
+    with claimed(stack.model, "layers", runtime, _one_layers_method) as record, \
+            DecoderHooks(stack, runtime, record).attached():
+        yield
+
+
+def _one_layers_method(held: AttachedRuntime) -> str:
+    return (f"this decoder already has an in-model (layers) method attached, {method_label(held)}: use one layers "
+            "method per model (a layers method and a kv method compose: tz.compress(model, layers_method, kv_method) "
+            "or tz.pipeline)")
 
 
 class DecoderHooks(StackHooks):
