@@ -37,7 +37,7 @@ from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
 from tokenzip.models.masks import CacheMasks
-from tokenzip.models.stack import LayerStack, StackHooks, StackRuntime, TokenSlots, statistics
+from tokenzip.models.stack import LayerStack, StackHooks, StackRuntime, TokenSlots
 from tokenzip.ops.attention import cls_attention
 
 
@@ -203,11 +203,8 @@ class DecoderHooks(StackHooks):
             mask = masks.mask_for(i, query, key)  # the model's one mask per layer type no longer fits it
         else:
             mask = runtime.mask(mask, query.dtype, sliding)
-        if fwd.chunk is None:
-            self.capture(i, query, key, mask, kwargs)
-        elif wants := runtime.wants(i):  # a chunk's tokens are the newest keys; the kept past is not theirs
-            stats = statistics(wants, query, key, kwargs.get("scaling") or query.shape[-1] ** -0.5, mask)
-            runtime.capture(i, {name: _newest(name, value, query.shape[2]) for name, value in stats.items()})
+        # a chunk's tokens are the newest keys; the kept past is not theirs
+        self.capture(i, query, key, mask, kwargs, newest=None if fwd.chunk is None else query.shape[2])
         return mask
 
 
@@ -221,11 +218,6 @@ def _check_chunked(runtime: StackRuntime, hidden: torch.Tensor, fwd: _Forward, l
     if hidden.shape[0] != 1 or padded:
         raise TokenzipError(f"{name} inside a chunked prefill takes one unpadded row (got {hidden.shape[0]} rows"
                             f"{', padded' if padded else ''}); prefill each row on its own, or give no chunk_size")
-
-
-def _newest(name: str, value: torch.Tensor, q: int) -> torch.Tensor:
-    """A statistic over a chunk's keys (the kept entries of earlier chunks, then the chunk's ``q``): the chunk's."""
-    return value[..., -q:, :] if name == "keys" else value[..., -q:]
 
 
 def _right_fit(x: torch.Tensor | None, n: int, fill: torch.Tensor) -> torch.Tensor:
