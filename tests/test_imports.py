@@ -255,7 +255,7 @@ KEPT_LIGHT = {
     "tokenzip.serve.app": {"torch", "transformers"},
     "tokenzip.layers.runtime": {"transformers"}, "tokenzip.models.encoders": {"transformers"},
     "tokenzip.models.vision": {"transformers"}, "tokenzip.bench.runner": {"transformers"},
-    "tokenzip.bench.worker": {"transformers"},
+    "tokenzip.bench.worker": {"transformers"}, "tokenzip.engines": {"torch", "transformers"},
 }
 
 

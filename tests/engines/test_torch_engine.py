@@ -76,3 +76,10 @@ def test_hold_makes_a_kv_compressed_cache_the_engines_own(engine):
                                                                   compressed.bytes, compressed.label)
     assert held.kept < held.n_tokens
     assert answer_from(engine, held, QUESTIONS[0], 6).text == answer_from(engine, compressed, QUESTIONS[0], 6).text
+
+
+def test_generation_past_the_models_positions_is_refused(engine):
+    """The limit is the decoder adapter's (``max_positions``, read from the text config), checked before any token."""
+    dense = engine.compress(engine.prefill(TEXT), None)
+    with pytest.raises(TokenzipError, match="exceed the model's 4096 positions"):
+        answer_from(engine, dense, QUESTIONS[0], 4096)

@@ -12,6 +12,7 @@ from tokenzip.bench.report import summary_table, write_report
 from tokenzip.bench.rows import load_rows
 from tokenzip.bench.stages import with_chunk_size
 from tokenzip.bench.tasks import list_tasks
+from tokenzip.engines import ENGINES
 from tokenzip.errors import TokenzipError
 from tokenzip.table import format_table
 from tokenzip.textio import STDOUT, out_dir
@@ -85,7 +86,7 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--no-shared-prefill", action="store_true",
                         help="kv: prefill once per method instead of once per sample (same results, per-method "
                              "prefill times)")
-    parser.add_argument("--engine", default="torch", choices=("torch", "llamacpp"),
+    parser.add_argument("--engine", default="torch", choices=ENGINES,
                         help="kv: the runtime (torch: transformers; llamacpp: the model's GGUF in llama.cpp, one set "
                              "of kept positions for all layers; rows are labelled llamacpp:METHOD)")
     parser.add_argument("--n-ctx", type=int, metavar="CELLS",

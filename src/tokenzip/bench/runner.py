@@ -31,6 +31,7 @@ from tokenzip.bench.tasks.base import Sample, build_sample
 from tokenzip.bench.tasks.jsonl import read_tasks_file
 from tokenzip.bench.tasks.registry import get_task
 from tokenzip.bench.worker import Job, row_key
+from tokenzip.engines import check_engine
 from tokenzip.errors import TokenzipError
 from tokenzip.method import check_ratio
 from tokenzip.models.loading import check_model_name
@@ -115,8 +116,6 @@ class BenchConfig:
             check_model_name(self.model)
         if self.stage not in STAGES:
             raise TokenzipError(f"unknown stage {self.stage!r}; the bench runs: {', '.join(STAGES)}")
-        from tokenzip.engines import check_engine  # lazy: keeps bench.runner's own imports free of transformers
-
         check_engine(self.engine)
         if self.engine != "torch" and self.stage != "kv":
             raise TokenzipError(f"--engine {self.engine} runs the kv stage; the {self.stage} stage runs in torch")

@@ -21,6 +21,7 @@ from tokenzip.bench.prompting import Prompt, format_sample
 from tokenzip.bench.stages import adapter
 from tokenzip.bench.tasks.base import Sample, build_sample
 from tokenzip.bench.tasks.registry import get_task
+from tokenzip.engines import load_engine
 from tokenzip.models.encoders import encoder_stack
 from tokenzip.prompt.scorer import CausalScorer
 
@@ -38,7 +39,6 @@ class Worker:
     """Loads the model once (and warms it up), then runs jobs."""
 
     def __init__(self, config: Any, loaded: tuple[Any, Any] | None = None) -> None:
-        from tokenzip.engines import load_engine  # lazy: keeps bench.worker's own imports free of transformers
         from tokenzip.engines.torch import TorchEngine  # lazy: keeps bench.worker's own imports free of transformers
 
         self.config = config

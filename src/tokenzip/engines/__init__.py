@@ -9,12 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from tokenzip.engines.base import Compressed, Engine, Prefilled
-from tokenzip.engines.llamacpp.engine import LlamaCppEngine
-from tokenzip.engines.llamacpp.gguf import gguf_path
-from tokenzip.engines.torch import TorchEngine
 from tokenzip.errors import unknown_name
 
-ENGINES = ("torch", "llamacpp")
+ENGINES = ("torch", "llamacpp")  # the engines' names, for every option that picks one (CLI, bench, server)
 
 __all__ = ["ENGINES", "Compressed", "Engine", "Prefilled", "check_engine", "load_engine"]
 
@@ -23,11 +20,14 @@ def load_engine(name: str, model: str = "gemma-3-270m", **options: Any) -> Engin
     """The engine ``name`` on ``model`` (a short name, HF id or path for ``torch``; a short name with a packaged GGUF
     or a ``.gguf`` path for ``llamacpp``). ``options`` go to the engine (``n_ctx=``, ``threads=`` for llama.cpp;
     ``dtype=``, ``device=`` for torch)."""
-    if name == "torch":
+    if check_engine(name) == "torch":
+        from tokenzip.engines.torch import TorchEngine  # lazy: tokenzip.engines' names load no torch
+
         return TorchEngine.load(model, **options)
-    if name == "llamacpp":
-        return LlamaCppEngine(gguf_path(model), **options)
-    raise unknown_name("engine", name, ENGINES)
+    from tokenzip.engines.llamacpp.engine import LlamaCppEngine  # lazy: tokenzip.engines' names load no torch
+    from tokenzip.engines.llamacpp.gguf import gguf_path  # lazy: tokenzip.engines' names load no torch
+
+    return LlamaCppEngine(gguf_path(model), **options)
 
 
 def check_engine(name: str) -> str:
@@ -35,4 +35,3 @@ def check_engine(name: str) -> str:
     if name not in ENGINES:
         raise unknown_name("engine", name, ENGINES)
     return name
-

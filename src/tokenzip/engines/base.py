@@ -20,7 +20,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from tokenzip.kv.base import KVMethod
+# kv methods (tokenzip.kv.base.KVMethod) typed by their base class, so that tokenzip.engines (ENGINES, read by the
+# command line and the server) loads no torch
+from tokenzip.method import Method
 
 
 @dataclass
@@ -35,7 +37,7 @@ class Prefilled:
     seconds: float
     bytes: int
     state: Any = field(repr=False)
-    method: KVMethod | None = None
+    method: Method | None = None
     chunk_size: int | None = None
     compress_seconds: float = 0.0
     peak_entries: int = 0  # the most cache entries (positions) held at once while prefilling
@@ -53,7 +55,7 @@ class Compressed:
     bytes: int
     compress_seconds: float
     state: Any = field(repr=False)
-    method: KVMethod | None = None
+    method: Method | None = None
 
     @property
     def achieved_ratio(self) -> float:
@@ -78,17 +80,17 @@ class Engine(Protocol):
     def detokenize(self, ids: Sequence[int]) -> str:
         ...
 
-    def check_method(self, method: KVMethod | None, chunk_size: int | None = None) -> None:
+    def check_method(self, method: Method | None, chunk_size: int | None = None) -> None:
         """Raise :class:`~tokenzip.errors.TokenzipError` if this engine cannot run ``method`` (with ``chunk_size``),
         naming the methods it can; before any work."""
         ...
 
-    def prefill(self, context: str, methods: Sequence[KVMethod] = (), chunk_size: int | None = None) -> Prefilled:
+    def prefill(self, context: str, methods: Sequence[Method] = (), chunk_size: int | None = None) -> Prefilled:
         """Read ``context`` keeping what ``methods`` need to compress it; with ``chunk_size`` (or the one method's),
         read it in chunks, compressed by that method between them."""
         ...
 
-    def compress(self, prefilled: Prefilled, method: KVMethod | None) -> Compressed:
+    def compress(self, prefilled: Prefilled, method: Method | None) -> Compressed:
         """``prefilled`` compressed by ``method`` (None: as it is); ``prefilled`` stays reusable."""
         ...
 

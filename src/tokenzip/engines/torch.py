@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import torch
 
 from tokenzip.engines.base import Compressed, Prefilled
 from tokenzip.errors import TokenzipError
-from tokenzip.kv.answer import CompressedCache, answer_tokens, prefill
+from tokenzip.kv.answer import CompressedCache
 from tokenzip.kv.base import KVMethod
 from tokenzip.kv.cache import restore, snapshot
+from tokenzip.kv.questions import ModelRunner
 from tokenzip.models.attachment import CacheMasks
 from tokenzip.models.calling import cache_kwargs, new_cache
 from tokenzip.models.loading import load_model
@@ -23,46 +23,26 @@ from tokenzip.ops.information import mean_nll
 FORMAT = "tokenzip-torch/1"
 
 
-class TorchEngine:
-    """A Hugging Face causal LM and its tokenizer, answering from caches compressed by :mod:`tokenzip.kv`."""
+class TorchEngine(ModelRunner):
+    """A Hugging Face causal LM and its tokenizer, answering from caches compressed by :mod:`tokenzip.kv`: the steps of
+    :class:`~tokenzip.kv.questions.ModelRunner`, their records wrapped in the engine protocol's."""
 
     name = "torch"
-
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
 
     @classmethod
     def load(cls, model: str = "gemma-3-270m", dtype: str = "float32", device: str | None = None) -> TorchEngine:
         """The engine on ``model`` (``tz.load_model``'s names, HF ids and paths)."""
         return cls(*load_model(model, dtype=dtype, device=device))
 
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
-
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=special).input_ids)
-
-    def detokenize(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
-
-    def check_method(self, method: KVMethod | None, chunk_size: int | None = None) -> None:
-        if method is not None and not isinstance(method, KVMethod):
-            raise TokenzipError(f"expected a kv method (tz.get_method(name, stage='kv')), got {method!r}")
-        if method is not None and chunk_size is not None:
-            method.check_chunks(chunk_size)
-
     def prefill(self, context: str | Sequence[int], methods: Sequence[KVMethod] = (),
                 chunk_size: int | None = None) -> Prefilled:
-        text = context if isinstance(context, str) else torch.tensor([list(context)], device=self.device)
-        pre = prefill(self.model, self.tokenizer, text, methods, chunk_size=chunk_size)
+        pre = super().prefill(context, methods, chunk_size)
         return Prefilled(self.name, pre.n_tokens, pre.seconds, pre.bytes, pre, method=pre.method,
                          chunk_size=pre.chunk_size, compress_seconds=pre.compress_seconds,
                          peak_entries=pre.n_tokens if pre.chunk_size is None else 0)
 
     def compress(self, prefilled: Prefilled, method: KVMethod | None) -> Compressed:
-        return self.hold(prefilled.state.compress(method))
+        return self.hold(super().compress(prefilled.state, method))
 
     def hold(self, comp: CompressedCache) -> Compressed:
         """A compressed cache made by :mod:`tokenzip.kv` (or a pipeline's kv stage) as this engine's
@@ -72,15 +52,7 @@ class TorchEngine:
                           comp.method)
 
     def generate(self, compressed: Compressed, prompt: str | Sequence[int], max_new_tokens: int) -> Iterator[int]:
-        ids = self.tokenize(prompt, False) if isinstance(prompt, str) else list(prompt)
-        if not ids:
-            raise TokenzipError("the question is empty")
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        if limit and compressed.n_tokens + len(ids) + max_new_tokens > limit:
-            raise TokenzipError(f"context + question + {max_new_tokens} new tokens exceed the model's {limit} "
-                                "positions")
-        yield from answer_tokens(self.model, compressed.state, torch.tensor([ids], device=self.device),
-                                 max_new_tokens)
+        yield from super().generate(compressed.state, prompt, max_new_tokens)
 
     @torch.no_grad()
     def nll(self, compressed: Compressed, text: str) -> tuple[float, int]:

@@ -8,9 +8,10 @@
     tz.kv.plain_chunked_prefill(model, tok, long_context, chunk_size=1024)   # the same chunks, nothing compressed
 """
 
-from tokenzip.kv.answer import CompressedCache, KVAnswer, Prefill, answer, answer_from, plain_chunked_prefill, prefill
+from tokenzip.kv.answer import CompressedCache, KVAnswer, Prefill, answer_from, plain_chunked_prefill, prefill
 from tokenzip.kv.base import KVMethod, LayerContext, LayerResult
 from tokenzip.kv.cache import PackedLayer, QuantizedLayer, cache_bytes
+from tokenzip.kv.questions import answer
 
 __all__ = [
     "CompressedCache", "KVAnswer", "KVMethod", "LayerContext", "LayerResult", "PackedLayer", "Prefill",

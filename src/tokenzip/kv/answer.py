@@ -1,4 +1,5 @@
-"""Query-agnostic cache reuse: prefill a context once, compress it, answer many questions from it.
+"""Query-agnostic cache reuse: prefill a context once, compress it, answer many questions from it
+(:func:`tokenzip.kv.answer`, whose loop is in :mod:`tokenzip.kv.questions`).
 
 This is the protocol kvpress's pipeline uses and users of cached contexts need: the context is
 prefilled and compressed without seeing the question; each question is then fed after it with
@@ -325,14 +326,20 @@ def answer_from(model: Any, tok: Any, compressed: CompressedCache, question: str
         ids = question.to(device).view(1, -1)
     else:
         ids = _encode(tok, question + answer_prefix, False, device)
-    if ids.shape[1] == 0:
-        raise TokenzipError("the question is empty")
-    limit = DecoderAdapter(model).max_positions
-    if limit and compressed.seen + ids.shape[1] + max_new_tokens > limit:
-        raise TokenzipError(f"context + question + {max_new_tokens} new tokens exceed the model's {limit} positions")
+    check_room(model, compressed.seen, ids.shape[1], max_new_tokens)
     start = time.perf_counter()
     out = list(answer_tokens(model, compressed, ids, max_new_tokens))
     return tok.decode(out, skip_special_tokens=True), len(out), time.perf_counter() - start
+
+
+def check_room(model: Any, seen: int, n_question: int, max_new_tokens: int) -> None:
+    """A question of ``n_question`` tokens (at least one) fed after a context of ``seen``, and ``max_new_tokens``
+    after it, within the model's positions (:attr:`DecoderAdapter.max_positions`)."""
+    if n_question == 0:
+        raise TokenzipError("the question is empty")
+    limit = DecoderAdapter(model).max_positions
+    if limit and seen + n_question + max_new_tokens > limit:
+        raise TokenzipError(f"context + question + {max_new_tokens} new tokens exceed the model's {limit} positions")
 
 
 def eos_ids(model: Any) -> set[int]:
@@ -362,41 +369,3 @@ def answer_tokens(model: Any, compressed: CompressedCache, ids: torch.Tensor, ma
                 return
             yield token
             ids = torch.tensor([[token]], device=ids.device)
-
-
-def answer(model: Any, tok: Any, context: str, questions: str | Sequence[str], method: KVMethod | str | None = None,
-           query_aware: bool = False, max_new_tokens: int = 32, answer_prefix: str = "",
-           chunk_size: int | None = None) -> list[KVAnswer]:
-    """Prefill and compress ``context`` once, then answer each question from the same compressed cache.
-
-    With ``query_aware=True`` each question is appended to the context before compression (one
-    prefill per question). ``chunk_size`` (or the method's own) compresses while prefilling, chunk by
-    chunk (see :func:`prefill`). Returns one :class:`KVAnswer` per question, with its measurements.
-    """
-    method = _as_method(method)
-    questions = [questions] if isinstance(questions, str) else list(questions)
-    if not questions:
-        raise TokenzipError("give at least one question")
-    check_context(context)  # also when query-aware, where the question alone would make a prefill
-    check_max_new_tokens(max_new_tokens)
-    results = []
-    methods = [method] if method else []
-    shared = None if query_aware else prefill(model, tok, context, methods, chunk_size=chunk_size)
-    compressed = shared.compress(method) if shared else None
-    device = next(model.parameters()).device
-    for question in questions:
-        if query_aware:  # the question is compressed with the context; decoding starts from its last token
-            parts = [_encode(tok, context, True, device), _encode(tok, question + answer_prefix, False, device)]
-            ids = torch.cat(parts, dim=1)
-            pre = prefill(model, tok, ids[:, :-1], methods, chunk_size=chunk_size)
-            comp, prompt, prefix = pre.compress(method), ids[:, -1:], ""
-        else:
-            pre, comp, prompt, prefix = shared, compressed, question, answer_prefix
-        text, n_new, seconds = answer_from(model, tok, comp, prompt, max_new_tokens, prefix)
-        results.append(KVAnswer(
-            question=question, text=text, tokens_in=pre.n_tokens, achieved_ratio=comp.achieved_ratio,
-            cache_bytes_before=pre.bytes, cache_bytes=comp.bytes, prefill_seconds=pre.seconds,
-            compress_seconds=comp.compress_seconds, decode_seconds=seconds, new_tokens=n_new,
-            method=method.describe() if method else "none", chunk_size=pre.chunk_size,
-        ))
-    return results

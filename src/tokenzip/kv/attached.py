@@ -4,13 +4,12 @@ their ratios), recorded in the model's :class:`~tokenzip.models.attachment.Attac
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 from tokenzip.errors import TokenzipError
 from tokenzip.method import Method
-from tokenzip.models.attachment import Attachment, attached, attachment, method_label
+from tokenzip.models.attachment import AttachedRuntime, attachment, method_label
 from tokenzip.models.families import supported_model_types
 
 ONE_KV_METHOD = (
@@ -21,20 +20,11 @@ ONE_KV_METHOD = (
 )
 
 
-@contextlib.contextmanager
-def kv_attachment(model: Any, method: Method) -> Iterator[Attachment]:
-    """``model``'s attachment for a block that attaches a kv runtime running ``method`` (the caller records it in
-    ``record.kv``; it is removed on exit, also on error); refuse a model that is not a transformers model, or one
-    that already has a kv runtime."""
-    check_kv_model(model)
-    with attached(model) as record:
-        if record.kv is not None:
-            raise TokenzipError(f"{method.label()} cannot be attached: {method_label(record.kv)} is already attached "
-                                f"to this model by an enclosing `with tz.compress(...)` block. {ONE_KV_METHOD}")
-        try:
-            yield record
-        finally:
-            record.kv = None
+def one_kv_method(method: Method) -> Callable[[AttachedRuntime], str]:
+    """The refusal of ``method``'s kv runtime on a model that has one attached already (for
+    :func:`~tokenzip.models.attachment.claimed`)."""
+    return lambda held: (f"{method.label()} cannot be attached: {method_label(held)} is already attached to this "
+                         f"model by an enclosing `with tz.compress(...)` block. {ONE_KV_METHOD}")
 
 
 def check_not_kv_attached(model: Any, what: str) -> None:

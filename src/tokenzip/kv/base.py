@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -84,7 +85,7 @@ class KVMethod(Method):
         prefill chunks."""
         size = chunk_size if chunk_size is not None else self.chunk_size
         if size is not None and not self.supports_chunks():
-            names = [row["name"] for row in methods(stage="kv") if _chunkable(row["name"])]
+            names = kv_methods_where(lambda method: method.supports_chunks())
             raise TokenzipError(f"kv.{self.name} cannot compress while prefilling in chunks (chunk_size={size}); "
                                 f"methods that can: {', '.join(names)}")
 
@@ -280,6 +281,12 @@ def shared_refusal(method: KVMethod) -> str | None:
 
 def shared_methods() -> list[str]:
     """Names of the kv methods that accept ``positions="shared"``."""
+    return kv_methods_where(lambda method: shared_refusal(method) is None)
+
+
+def kv_methods_where(test: Callable[[KVMethod], bool]) -> list[str]:
+    """Names of the registered kv methods whose default instance passes ``test`` (those that cannot be built with
+    their defaults are left out; warnings while building them are not shown)."""
     names = []
     for row in methods(stage="kv"):
         try:
@@ -288,16 +295,9 @@ def shared_methods() -> list[str]:
                 method = get_method(row["name"], stage="kv")
         except TokenzipError:
             continue
-        if shared_refusal(method) is None:
+        if test(method):
             names.append(row["name"])
     return names
-
-
-def _chunkable(name: str) -> bool:
-    try:
-        return get_method(name, stage="kv").supports_chunks()
-    except TokenzipError:
-        return False
 
 
 def build_base(base: Any, ratio: float, budget: int | None, compress_sliding: bool) -> KVMethod:

@@ -9,6 +9,7 @@ from typing import Any
 
 import tokenzip as tz
 from tokenzip import engines
+from tokenzip.engines import ENGINES
 from tokenzip.engines.answer import answer
 from tokenzip.engines.llamacpp.engine import check_method
 from tokenzip.errors import TokenzipError
@@ -58,7 +59,7 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--chunk-size", type=int, metavar="TOKENS",
                         help="compress while prefilling, TOKENS at a time: each compressed layer holds at most its "
                              "budget + one chunk (for long contexts; chunkable methods only)")
-    parser.add_argument("--engine", default="torch", choices=("torch", "llamacpp"),
+    parser.add_argument("--engine", default="torch", choices=ENGINES,
                         help="the runtime: torch (transformers) or llamacpp (the model's GGUF in llama.cpp; one set of "
                              "kept positions for every layer)")
     parser.add_argument("--n-ctx", type=int, metavar="CELLS",

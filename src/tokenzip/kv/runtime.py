@@ -23,13 +23,13 @@ from typing import Any, Protocol
 
 import torch
 
-from tokenzip.kv.attached import kv_attachment
+from tokenzip.kv.attached import check_kv_model, one_kv_method
 from tokenzip.kv.base import KVMethod, target_layers
 from tokenzip.kv.cache import layer_at, layer_entries, layer_length, restore, snapshot, store
 from tokenzip.kv.chunked import ChunkedPrefill, check_chunk_size
 from tokenzip.kv.context import AttentionCallback, DecodeContext, LayerContext, LayerResult, ReplayContext
 from tokenzip.kv.phases import Decode, Phase, Prefill, Replay
-from tokenzip.models.attachment import Attachment, CacheMasks, attached
+from tokenzip.models.attachment import Attachment, CacheMasks, attached, claimed
 from tokenzip.models.calling import cache_kwargs, call_cache, output_cache
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.ops.attention import received_attention
@@ -348,7 +348,7 @@ class KVRuntime:
 def attach_kv(model: Any, method: KVMethod, tokenizer: Any = None) -> Iterator[KVRuntime]:
     """``with tz.compress(model, method)``: compress the cache after prefill, inside the block (one kv method per
     model: a second one, nested, is refused before any forward pass)."""
-    with kv_attachment(model, method) as record:
-        record.kv = runtime = KVRuntime(model, method, tokenizer=tokenizer)
-        with runtime.attached():
-            yield runtime
+    check_kv_model(model)
+    runtime = KVRuntime(model, method, tokenizer=tokenizer)
+    with claimed(model, "kv", runtime, one_kv_method(method)), runtime.attached():
+        yield runtime

@@ -29,11 +29,12 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, sdpa_mask
 
+from tokenzip.errors import TokenzipError
 from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.masks import CacheMasks
 
 __all__ = ["ATTN_NAME", "AttachedMethod", "AttachedRuntime", "Attachment", "CacheMasks", "Handler", "attached",
-           "attachment", "route_attention"]
+           "attachment", "claimed", "route_attention"]
 
 ATTN_NAME = "tokenzip_sdpa"
 _RECORD = "_tokenzip_attachment"  # the attribute holding a model's (and its hooked attention modules') record
@@ -143,6 +144,23 @@ def attached(model: Any) -> Iterator[Attachment]:
         if record.depth == 0:
             model.__dict__.pop(_RECORD, None)
             model.set_attn_implementation(record.original)
+
+
+@contextlib.contextmanager
+def claimed(model: Any, slot: str, runtime: AttachedRuntime,
+            refusal: Callable[[AttachedRuntime], str]) -> Iterator[Attachment]:
+    """``model``'s attachment with ``runtime`` in its ``slot`` (``"kv"`` or ``"layers"``: one runtime of each stage per
+    model) for the block, cleared on exit, also on error; a slot another runtime holds is refused, before anything
+    runs, with the message ``refusal(holder)``."""
+    with attached(model) as record:
+        holder = getattr(record, slot)
+        if holder is not None:
+            raise TokenzipError(refusal(holder))
+        setattr(record, slot, runtime)
+        try:
+            yield record
+        finally:
+            setattr(record, slot, None)
 
 
 @contextlib.contextmanager

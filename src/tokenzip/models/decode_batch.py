@@ -25,7 +25,7 @@ from transformers.cache_utils import CacheLayerMixin
 
 from tokenzip.models.cache_layers import layer_at, layer_entries, sliding_window_of
 from tokenzip.models.decoders import DecoderAdapter
-from tokenzip.models.rows import Row, left_padded, per_head, run_layers
+from tokenzip.models.rows import Row, causal, left_padded, right_aligned, run_layers
 
 _HEADROOM = 64  # columns allocated ahead, so that most steps write in place
 
@@ -91,19 +91,13 @@ class _BufferAttention:
         for r, (row, length) in enumerate(zip(self.batch.rows, layer.lengths)):
             part = row.masks.mask_for(i, query[r : r + 1], key[r : r + 1, :, width - length :]) \
                 if row.masks.managed(i) else None
-            if layer.window is not None and length > layer.window:  # a sliding layer keeps its last `window`
-                recent = torch.zeros(1, 1, 1, length, dtype=torch.bool, device=query.device)
-                recent[..., length - layer.window :] = True
+            recent = causal(1, length, layer.window, query.device)  # a sliding layer keeps its last `window`
+            if recent is not None:
                 part = recent if part is None else part & recent
             parts.append(part)
         if len(parts) == 1 and parts[0] is None:
             return None  # one row, every entry visible
-        heads = max((p.shape[1] for p in parts if p is not None), default=1)
-        heads = query.shape[1] if heads > 1 else 1
-        out = torch.zeros(query.shape[0], heads, 1, width, dtype=torch.bool, device=query.device)
-        for r, (part, length) in enumerate(zip(parts, layer.lengths)):
-            out[r, :, :, width - length :] = True if part is None else per_head(part[0], heads)
-        return out
+        return right_aligned(parts, [1] * len(parts), layer.lengths, query.shape[1], 1, width, query.device)
 
 
 class DecodeBatch:

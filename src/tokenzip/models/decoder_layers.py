@@ -31,13 +31,13 @@ from typing import Any
 import torch
 
 from tokenzip.errors import TokenzipError
-from tokenzip.models.attachment import Attachment, attached, method_label
+from tokenzip.models.attachment import AttachedRuntime, Attachment, claimed, method_label
 from tokenzip.models.calling import call_cache
 from tokenzip.models.chunking import PrefillChunk
 from tokenzip.models.decoders import DecoderAdapter
 from tokenzip.models.families import family_of
 from tokenzip.models.masks import CacheMasks
-from tokenzip.models.stack import LayerStack, StackHooks, StackRuntime, TokenSlots, statistics
+from tokenzip.models.stack import LayerStack, StackHooks, StackRuntime, TokenSlots
 from tokenzip.ops.attention import cls_attention
 
 
@@ -83,19 +83,15 @@ def hooked_decoder(stack: LayerStack, runtime: StackRuntime) -> Iterator[None]:
     the model shares (its :class:`~tokenzip.models.attachment.Attachment`'s ``masks``), so a KV method attached too
     compresses those layers from the entries they really hold, in either order of attachment.
     """
-    with attached(stack.model) as record:
-        if record.layers is not None:
-            raise TokenzipError(
-                f"this decoder already has an in-model (layers) method attached, {method_label(record.layers)}: use "
-                "one layers method per model (a layers method and a kv method compose: tz.compress(model, "
-                "layers_method, kv_method) or tz.pipeline)"
-            )
-        record.layers = runtime
-        try:
-            with DecoderHooks(stack, runtime, record).attached():
-                yield
-        finally:
-            record.layers = None
+    with claimed(stack.model, "layers", runtime, _one_layers_method) as record, \
+            DecoderHooks(stack, runtime, record).attached():
+        yield
+
+
+def _one_layers_method(held: AttachedRuntime) -> str:
+    return (f"this decoder already has an in-model (layers) method attached, {method_label(held)}: use one layers "
+            "method per model (a layers method and a kv method compose: tz.compress(model, layers_method, kv_method) "
+            "or tz.pipeline)")
 
 
 class DecoderHooks(StackHooks):
@@ -207,11 +203,8 @@ class DecoderHooks(StackHooks):
             mask = masks.mask_for(i, query, key)  # the model's one mask per layer type no longer fits it
         else:
             mask = runtime.mask(mask, query.dtype, sliding)
-        if fwd.chunk is None:
-            self.capture(i, query, key, mask, kwargs)
-        elif wants := runtime.wants(i):  # a chunk's tokens are the newest keys; the kept past is not theirs
-            stats = statistics(wants, query, key, kwargs.get("scaling") or query.shape[-1] ** -0.5, mask)
-            runtime.capture(i, {name: _newest(name, value, query.shape[2]) for name, value in stats.items()})
+        # a chunk's tokens are the newest keys; the kept past is not theirs
+        self.capture(i, query, key, mask, kwargs, newest=None if fwd.chunk is None else query.shape[2])
         return mask
 
 
@@ -225,11 +218,6 @@ def _check_chunked(runtime: StackRuntime, hidden: torch.Tensor, fwd: _Forward, l
     if hidden.shape[0] != 1 or padded:
         raise TokenzipError(f"{name} inside a chunked prefill takes one unpadded row (got {hidden.shape[0]} rows"
                             f"{', padded' if padded else ''}); prefill each row on its own, or give no chunk_size")
-
-
-def _newest(name: str, value: torch.Tensor, q: int) -> torch.Tensor:
-    """A statistic over a chunk's keys (the kept entries of earlier chunks, then the chunk's ``q``): the chunk's."""
-    return value[..., -q:, :] if name == "keys" else value[..., -q:]
 
 
 def _right_fit(x: torch.Tensor | None, n: int, fill: torch.Tensor) -> torch.Tensor:

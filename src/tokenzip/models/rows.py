@@ -109,7 +109,7 @@ def left_padded(tensors: list[torch.Tensor], width: int) -> torch.Tensor:
     return out
 
 
-def _causal(n: int, length: int, window: int | None, device: Any) -> torch.Tensor | None:
+def causal(n: int, length: int, window: int | None, device: Any) -> torch.Tensor | None:
     """``(1, 1, n, length)``: ``n`` new tokens after ``length - n`` contiguous stored entries see the stored ones
     and each other causally, within ``window`` positions on a sliding-window layer; None when all are visible."""
     stored = length - n
@@ -133,21 +133,29 @@ class _RowsAttention:
                  kwargs: dict) -> torch.Tensor:
         i = module.layer_idx
         layer = self.layers[i]
-        batch, n_heads, q, width = query.shape[0], query.shape[1], query.shape[2], key.shape[2]
+        n_heads, q, width = query.shape[1], query.shape[2], key.shape[2]
         parts: list[torch.Tensor | None] = []
         for r, (row, n, length) in enumerate(zip(self.rows, self.new_tokens, layer.lengths)):
             if row.masks.managed(i):
                 part = row.masks.mask_for(i, query[r : r + 1, :, q - n :], key[r : r + 1, :, width - length :])
             else:
-                part = _causal(n, length, sliding_window_of(layer.layers[r]), query.device)
+                part = causal(n, length, sliding_window_of(layer.layers[r]), query.device)
             parts.append(part)
-        heads = max((p.shape[1] for p in parts if p is not None), default=1)
-        heads = n_heads if heads > 1 else 1
-        out = torch.zeros(batch, heads, q, width, dtype=torch.bool, device=query.device)
-        for r, (part, n, length) in enumerate(zip(parts, self.new_tokens, layer.lengths)):
-            out[r, :, q - n :, width - length :] = True if part is None else per_head(part[0], heads)
-            out[r, :, : q - n, width - 1] = True  # padding queries see one entry (their output is discarded)
-        return out
+        return right_aligned(parts, self.new_tokens, layer.lengths, n_heads, q, width, query.device)
+
+
+def right_aligned(parts: Sequence[torch.Tensor | None], new_tokens: Sequence[int], lengths: Sequence[int],
+                  n_heads: int, q: int, width: int, device: Any) -> torch.Tensor:
+    """The ``(B, 1 or n_heads, q, width)`` mask of a forward over rows, from each row's own part (``(1, h, n, length)``,
+    None: all visible) over its last ``new_tokens[r]`` queries and its last ``lengths[r]`` keys (rows are left-padded);
+    padding queries see one entry (their output is discarded)."""
+    heads = max((p.shape[1] for p in parts if p is not None), default=1)
+    heads = n_heads if heads > 1 else 1
+    out = torch.zeros(len(parts), heads, q, width, dtype=torch.bool, device=device)
+    for r, (part, n, length) in enumerate(zip(parts, new_tokens, lengths)):
+        out[r, :, q - n :, width - length :] = True if part is None else per_head(part[0], heads)
+        out[r, :, : q - n, width - 1] = True
+    return out
 
 
 def per_head(mask: torch.Tensor, heads: int) -> torch.Tensor:

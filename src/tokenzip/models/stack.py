@@ -100,15 +100,25 @@ class StackHooks:
         self.capture(i, query, key, mask, kwargs)
         return mask
 
-    def capture(self, i: int, query: torch.Tensor, key: torch.Tensor, mask: Any, kwargs: dict) -> dict | None:
-        """The statistics layer ``i``'s method wants from this attention call (None: none), given to the runtime."""
+    def capture(self, i: int, query: torch.Tensor, key: torch.Tensor, mask: Any, kwargs: dict,
+                newest: int | None = None) -> dict | None:
+        """The statistics layer ``i``'s method wants from this attention call (None: none), given to the runtime;
+        ``newest``: those of the last ``newest`` keys only (a prefill chunk's tokens, after the entries kept from
+        earlier chunks, which are not theirs)."""
         wants = self.runtime.wants(i)
         if not wants:
             return None
         scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
         stats = statistics(wants, query, key, scaling, mask)
+        if newest is not None:
+            stats = {name: _newest(name, value, newest) for name, value in stats.items()}
         self.runtime.capture(i, stats)
         return stats
+
+
+def _newest(name: str, value: torch.Tensor, n: int) -> torch.Tensor:
+    """A statistic over keys, restricted to the last ``n`` keys."""
+    return value[..., -n:, :] if name == "keys" else value[..., -n:]
 
 
 def statistics(wants: frozenset[str], query: torch.Tensor, key: torch.Tensor, scaling: float,
