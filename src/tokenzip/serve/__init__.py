@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import tokenzip as tz
+from tokenzip.engines import check_engine
 from tokenzip.errors import TokenzipError, require
 from tokenzip.serve.limits import DEFAULT_MAX_BODY
 
@@ -41,7 +42,6 @@ def build_app(model: str, compression: str | None = None, cache_bytes: int = 2 <
     model's GGUF in llama.cpp (:mod:`tokenzip.serve.llamacpp`; ``n_ctx`` and ``threads`` are llama.cpp's)."""
     for module in ("fastapi", "uvicorn", "prometheus_client", "httpx"):
         require(module, "serve")
-    from tokenzip.engines import check_engine  # lazy: keeps tokenzip.serve's own imports free of torch
     from tokenzip.serve.app import create_app  # lazy: the serve extra (fastapi), checked by require() above
 
     check_engine(engine)

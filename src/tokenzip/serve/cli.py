@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tokenzip import spec
+from tokenzip.engines import ENGINES
 from tokenzip.errors import TokenzipError, require
 from tokenzip.serve import build_app
 from tokenzip.serve.errors import APIError
@@ -43,7 +44,7 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                              "default 4m")
     parser.add_argument("--upstream", help="proxy mode: URL of an OpenAI-compatible server (e.g. http://host:8080/v1)")
     parser.add_argument("--scorer", default="gemma-3-270m", help="proxy mode: local model scoring the prompt stage")
-    parser.add_argument("--engine", default="torch", choices=("torch", "llamacpp"),
+    parser.add_argument("--engine", default="torch", choices=ENGINES,
                         help="the runtime: torch (transformers) or llamacpp (the model's GGUF in llama.cpp: kv methods "
                              "with one set of kept positions for every layer, the compressed context cached as "
                              "llama.cpp's saved state; one request at a time)")
