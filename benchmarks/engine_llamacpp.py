@@ -240,8 +240,13 @@ def compare(args: argparse.Namespace) -> str:
     from tokenzip.bench.aggregate import aggregate
     from tokenzip.bench.rows import load_rows
 
-    rows = [r for d in args.dirs for r in load_rows(d)
-            if (not args.tasks or r.get("task") in args.tasks) and (args.samples is None or r["sample"] < args.samples)]
+    rows, seen = [], set()
+    for row in (r for d in args.dirs for r in load_rows(d)):  # a row in two directories (the baseline) counts once
+        ident = (row.get("engine", "tokenzip"), row["key"])
+        if ident not in seen and (not args.tasks or row.get("task") in args.tasks) and (
+                args.samples is None or row["sample"] < args.samples):
+            seen.add(ident)
+            rows.append(row)
     table = {(e["engine"], e["method"], e["ratio"], e["length"]): e for e in aggregate(rows, by=("length",))}
     lines = ["| context | method | ratio | llama.cpp score / retention (n) | PyTorch shared positions "
              "| PyTorch per head | llama.cpp / PyTorch retention |", "|---|---|---|---|---|---|---|"]
